@@ -1,0 +1,54 @@
+# Two commands on a fresh machine: `make run` and `make test`.
+# Everything else (the venv, embedded PostgreSQL) is set up on first use.
+
+PYTHON ?= python3
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+
+.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune clean
+
+$(STAMP): pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --upgrade pip
+	$(PY) -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+venv: $(STAMP)
+
+run: $(STAMP)
+	$(PY) -m stack run
+
+test: $(STAMP)
+	$(PY) -m pytest
+
+bench: $(STAMP)
+	$(PY) -m bench
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+db-up: $(STAMP)
+	$(PY) -m stack db up
+
+db-down: $(STAMP)
+	$(PY) -m stack db down
+
+migrate: $(STAMP)
+	$(PY) -m stack migrate
+
+keys-init: $(STAMP)
+	$(PY) -m issuer keys init
+
+keys-list: $(STAMP)
+	$(PY) -m issuer keys list
+
+keys-rotate: $(STAMP)
+	$(PY) -m issuer keys rotate $(if $(FORCE),--force,)
+
+keys-prune: $(STAMP)
+	$(PY) -m issuer keys prune
+
+clean:
+	rm -rf $(VENV) .pytest_cache .ruff_cache

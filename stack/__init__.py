@@ -1,0 +1,1 @@
+"""The local stack: embedded PostgreSQL, migrations and the `make run` supervisor."""
