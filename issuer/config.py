@@ -1,0 +1,61 @@
+"""Issuer settings, read once from the environment (and an optional `.env`).
+
+Every setting is documented in the README with its default. Durations are in
+seconds.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+
+
+def _int(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be an integer number of seconds, got {raw!r}") from None
+
+
+@dataclass
+class Config:
+    """What an issuer process needs to know. Tests build one directly."""
+
+    issuer_url: str = "http://127.0.0.1:8001"
+    keys_dir: Path = Path("keys")
+    keys_passphrase: str | None = None
+    database_url: str = "sqlite:///.data/issuer.sqlite3"
+    audience: str | None = None
+    access_token_ttl: int = 900
+    refresh_token_ttl: int = 30 * 24 * 3600
+    jwks_max_age: int = 300
+    # A `next` key must be published this long before it may sign: longer than
+    # any verifier's JWKS cache (Neon's proxy refreshes blocking after 1 h).
+    rotation_min_published: int = 3900
+    # Verifiers allow this much clock skew on exp/nbf (Neon: 30 s).
+    leeway: int = 30
+    secret_key: str | None = None
+    extra: dict[str, object] = field(default_factory=dict)
+
+    @classmethod
+    def from_env(cls) -> Config:
+        env = os.environ
+        return cls(
+            issuer_url=env.get("ISSUER_URL", cls.issuer_url).rstrip("/"),
+            keys_dir=Path(env.get("ISSUER_KEYS_DIR", str(cls.keys_dir))),
+            keys_passphrase=env.get("ISSUER_KEYS_PASSPHRASE") or None,
+            database_url=env.get("ISSUER_DATABASE_URL", cls.database_url),
+            audience=env.get("ISSUER_AUDIENCE") or None,
+            access_token_ttl=_int("ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
+            refresh_token_ttl=_int("ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
+            jwks_max_age=_int("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age),
+            rotation_min_published=_int(
+                "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
+            ),
+            leeway=_int("ISSUER_LEEWAY", cls.leeway),
+            secret_key=env.get("ISSUER_SECRET_KEY") or None,
+        )
