@@ -1,0 +1,49 @@
+"""User accounts: storage, passwords, throttling, login pages and `users` CLI.
+
+What the rest of the issuer uses (the OAuth endpoints in particular):
+
+    current_user() -> User | None     the logged-in user of this request
+    authenticated_at() -> int | None  when they logged in (OIDC auth_time)
+    login_url(next_url) -> str        where to send an anonymous browser
+    logout_user()                     end the issuer session
+    get_user(user_id) -> User | None  by `sub`
+"""
+
+from __future__ import annotations
+
+from flask import Flask, request, url_for
+
+from issuer.accounts import users as _users
+from issuer.accounts.models import User
+from issuer.accounts.redirects import local_part
+from issuer.accounts.sessions import authenticated_at, current_user, logout_user
+from issuer.db import get_engine
+
+__all__ = [
+    "User",
+    "authenticated_at",
+    "current_user",
+    "get_user",
+    "init_app",
+    "login_url",
+    "logout_user",
+]
+
+
+def get_user(user_id: str) -> User | None:
+    """The user whose `sub` is `user_id`, disabled or not (check `.disabled`)."""
+    return _users.get_user(get_engine(), user_id)
+
+
+def login_url(next_url: str) -> str:
+    """The login page, returning to `next_url` (a local path such as
+    `request.full_path`, or an absolute URL on this origin) afterwards."""
+    return url_for("accounts.login", next=local_part(next_url, request.host_url))
+
+
+def init_app(app: Flask) -> None:
+    from issuer.accounts.cli import users_cli
+    from issuer.accounts.views import init_views
+
+    init_views(app)
+    app.cli.add_command(users_cli)

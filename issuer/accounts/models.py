@@ -1,0 +1,88 @@
+"""The accounts tables and the `User` value handed to the rest of the issuer."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Column,
+    DateTime,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Table,
+)
+
+from issuer.db import metadata
+
+# RFC 5321 caps a forward path at 256 octets including the brackets.
+EMAIL_MAX_LENGTH = 254
+
+users = Table(
+    "users",
+    metadata,
+    # A random UUID, never reused: it is the `sub` of every token for this user.
+    Column("id", String(36), primary_key=True),
+    # Normalised (see emails.py) so that one mailbox is one account.
+    Column("email", String(EMAIL_MAX_LENGTH), nullable=False, unique=True),
+    Column("password_hash", String(255), nullable=False),
+    # Custom claims copied into this user's tokens, e.g. {"role": "admin"}.
+    Column("claims", JSON, nullable=False, default=dict),
+    Column("disabled", Boolean, nullable=False, default=False),
+    Column("created_at", DateTime(timezone=True), nullable=False),
+)
+
+login_sessions = Table(
+    "login_sessions",
+    metadata,
+    # SHA-256 of the random token kept in the session cookie: a database
+    # leak does not hand out live sessions.
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # Epoch seconds, compared numerically on every backend.
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Index("login_sessions_user_id", "user_id"),
+)
+
+login_failures = Table(
+    "login_failures",
+    metadata,
+    Column("id", Integer, primary_key=True, autoincrement=True),
+    # "account" (normalised email) or "address" (client IP, IPv6 per /64).
+    Column("scope", String(16), nullable=False),
+    Column("key", String(EMAIL_MAX_LENGTH), nullable=False),
+    Column("at", Float, nullable=False),
+    Index("login_failures_lookup", "scope", "key", "at"),
+    Index("login_failures_at", "at"),
+)
+
+
+@dataclass(frozen=True)
+class User:
+    """An account as the issuer sees it: `id` is the token `sub`."""
+
+    id: str
+    email: str
+    claims: dict[str, Any] = field(default_factory=dict)
+    disabled: bool = False
+    created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+
+    @classmethod
+    def from_row(cls, row: Any) -> User:
+        created_at = row.created_at
+        if created_at.tzinfo is None:  # SQLite keeps no offset; we only write UTC.
+            created_at = created_at.replace(tzinfo=UTC)
+        return cls(
+            id=row.id,
+            email=row.email,
+            claims=dict(row.claims or {}),
+            disabled=bool(row.disabled),
+            created_at=created_at,
+        )

@@ -1,0 +1,91 @@
+"""Login sessions, kept server-side.
+
+The `issuer_session` cookie (Flask's signed session) carries only a random
+token; the database holds its SHA-256 with the user and an expiry. Logging
+out or disabling a user therefore ends the session everywhere, even for a
+copy of the cookie, and every login starts a brand-new token (no session
+fixation).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import time
+
+from flask import current_app, g, session
+from sqlalchemy import delete, insert, select
+
+from issuer.accounts.models import User, login_sessions, users
+from issuer.db import get_engine
+
+_SESSION_KEY = "login"
+
+
+def _digest(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def login_user(user: User) -> None:
+    """Replace whatever session the browser had with a new one for `user`."""
+    now = time.time()
+    lifetime = current_app.permanent_session_lifetime.total_seconds()
+    token = secrets.token_urlsafe(32)
+    with get_engine().begin() as conn:
+        conn.execute(delete(login_sessions).where(login_sessions.c.expires_at <= now))
+        conn.execute(
+            insert(login_sessions).values(
+                id=_digest(token), user_id=user.id, created_at=now, expires_at=now + lifetime
+            )
+        )
+    session.clear()
+    session.permanent = True
+    session[_SESSION_KEY] = token
+    g.pop("_login", None)
+
+
+def logout_user() -> None:
+    """End the current login session (server-side too) and clear the cookie."""
+    token = session.get(_SESSION_KEY)
+    if isinstance(token, str):
+        with get_engine().begin() as conn:
+            conn.execute(delete(login_sessions).where(login_sessions.c.id == _digest(token)))
+    session.clear()
+    g.pop("_login", None)
+
+
+def _current_login() -> tuple[User, float] | None:
+    """(user, login time) for this request, read once and cached on `g`."""
+    if "_login" in g:
+        return g._login
+    found = None
+    token = session.get(_SESSION_KEY)
+    if isinstance(token, str):
+        query = (
+            select(users, login_sessions.c.created_at.label("logged_in_at"))
+            .join(login_sessions, login_sessions.c.user_id == users.c.id)
+            .where(
+                login_sessions.c.id == _digest(token),
+                login_sessions.c.expires_at > time.time(),
+                users.c.disabled.is_(False),
+            )
+        )
+        with get_engine().connect() as conn:
+            row = conn.execute(query).first()
+        if row is not None:
+            found = (User.from_row(row), row.logged_in_at)
+    g._login = found
+    return found
+
+
+def current_user() -> User | None:
+    """The logged-in user, or None (anonymous, expired, logged out, disabled)."""
+    login = _current_login()
+    return login[0] if login else None
+
+
+def authenticated_at() -> int | None:
+    """When the current user entered their password (epoch seconds), for the
+    OpenID Connect `auth_time` claim and `max_age` checks."""
+    login = _current_login()
+    return int(login[1]) if login else None

@@ -1,0 +1,129 @@
+"""Users: creating, finding, authenticating and disabling accounts."""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy.exc import IntegrityError
+
+from issuer.accounts import passwords
+from issuer.accounts.claims import validate_claims
+from issuer.accounts.emails import normalize_email
+from issuer.accounts.models import User, login_sessions, users
+
+
+class AccountError(Exception):
+    """A user-facing refusal (duplicate email, unknown user)."""
+
+
+class DuplicateEmailError(AccountError):
+    pass
+
+
+class UnknownUserError(AccountError):
+    pass
+
+
+def create_user(
+    engine: Engine, email: str, password: str, claims: dict[str, Any] | None = None
+) -> User:
+    """Validate everything first, then write one row: no partial accounts."""
+    user = User(
+        id=str(uuid.uuid4()),
+        email=normalize_email(email),
+        claims=validate_claims(dict(claims or {})),
+        created_at=datetime.now(UTC),
+    )
+    password_hash = passwords.hash_password(password)
+    try:
+        with engine.begin() as conn:
+            conn.execute(
+                insert(users).values(
+                    id=user.id,
+                    email=user.email,
+                    password_hash=password_hash,
+                    claims=user.claims,
+                    disabled=False,
+                    created_at=user.created_at,
+                )
+            )
+    except IntegrityError:
+        raise DuplicateEmailError(f"An account for {user.email} already exists.") from None
+    return user
+
+
+def get_user(engine: Engine, user_id: str) -> User | None:
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.id == user_id)).first()
+    return User.from_row(row) if row else None
+
+
+def find_user(engine: Engine, email: str) -> User | None:
+    """By email as typed; None for unknown or unparseable addresses."""
+    try:
+        email = normalize_email(email)
+    except ValueError:
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.email == email)).first()
+    return User.from_row(row) if row else None
+
+
+def list_users(engine: Engine) -> list[User]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(users).order_by(users.c.created_at, users.c.email))
+        return [User.from_row(row) for row in rows]
+
+
+def set_disabled(engine: Engine, email: str, disabled: bool) -> User:
+    """Disabling also ends the user's login sessions at once."""
+    email = normalize_email(email)
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(users)
+            .where(users.c.email == email)
+            .values(disabled=disabled)
+            .returning(*users.c)
+        ).first()
+        if row is None:
+            raise UnknownUserError(f"No account for {email}.")
+        if disabled:
+            conn.execute(delete(login_sessions).where(login_sessions.c.user_id == row.id))
+    return User.from_row(row)
+
+
+@dataclass(frozen=True)
+class Authentication:
+    """The outcome of a login attempt. `reason` is for the audit log only:
+    the person at the keyboard gets the same answer for every failure."""
+
+    user: User | None
+    reason: str
+
+
+def authenticate(engine: Engine, email: str, password: str) -> Authentication:
+    """Check a password for a normalised `email`, spending one argon2
+    verification on every path, so that unknown users cost the same time."""
+    with engine.connect() as conn:
+        row = conn.execute(select(users).where(users.c.email == email)).first()
+    if row is None:
+        passwords.burn_verification(password)
+        return Authentication(None, "unknown_user")
+    if not passwords.verify_password(row.password_hash, password):
+        return Authentication(None, "bad_password")
+    user = User.from_row(row)
+    if user.disabled:
+        return Authentication(None, "disabled")
+    if passwords.needs_rehash(row.password_hash):
+        new_hash = passwords.hasher.hash(password)
+        with engine.begin() as conn:
+            conn.execute(
+                update(users)
+                .where(users.c.id == user.id, users.c.password_hash == row.password_hash)
+                .values(password_hash=new_hash)
+            )
+    return Authentication(user, "ok")

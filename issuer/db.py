@@ -1,0 +1,104 @@
+"""The issuer's storage: one SQLAlchemy Core engine, one shared `metadata`.
+
+SQLite (a file under `.data/` by default) needs nothing to run; PostgreSQL
+(`ISSUER_DATABASE_URL=postgresql://…`) lets several hosts share state. Every
+module declares its tables on `metadata`; `create_all` makes whatever is
+missing, so a fresh data directory works on first start.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from filelock import FileLock
+from flask import Flask, current_app
+from sqlalchemy import Engine, MetaData, create_engine, event, func, select
+from sqlalchemy.engine import URL, make_url
+from sqlalchemy.pool import StaticPool
+
+metadata = MetaData()
+
+# Milliseconds a SQLite writer waits for another process's write lock
+# (several gunicorn workers share one file) before giving up.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+# Arbitrary constant naming the advisory lock that serialises `create_all`
+# across processes starting at the same time on PostgreSQL.
+_SCHEMA_LOCK_ID = 0x1550E5
+
+
+def normalize_url(url: str | URL) -> URL:
+    """Pin the drivers we ship: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
+    parsed = make_url(url)
+    if parsed.drivername in ("postgresql", "postgres"):
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
+        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    return parsed
+
+
+def engine_for(url: str | URL) -> Engine:
+    """An engine for `url`, with the SQLite settings that make it safe to share."""
+    parsed = normalize_url(url)
+    if parsed.get_backend_name() == "postgresql":
+        return create_engine(parsed, pool_pre_ping=True)
+    path = _sqlite_file(parsed)
+    if path is None:
+        # An in-memory database exists once per connection: keep exactly one.
+        engine = create_engine(
+            parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
+        )
+    else:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        engine = create_engine(parsed)
+    event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def _sqlite_file(url: URL) -> Path | None:
+    if url.database in (None, "", ":memory:") or url.query.get("mode") == "memory":
+        return None
+    return Path(url.database)
+
+
+def _configure_sqlite(dbapi_connection, _record) -> None:
+    """WAL lets readers run beside the writer; foreign keys are off by default."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA journal_mode=WAL")
+        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        cursor.execute("PRAGMA foreign_keys=ON")
+        cursor.execute("PRAGMA synchronous=NORMAL")
+    finally:
+        cursor.close()
+
+
+def create_all(engine: Engine) -> None:
+    """Create missing tables, once even when several workers start together."""
+    if engine.dialect.name == "postgresql":
+        with engine.begin() as conn:
+            conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
+            metadata.create_all(conn)
+        return
+    path = _sqlite_file(engine.url)
+    if path is None:
+        metadata.create_all(engine)
+        return
+    with FileLock(f"{path}.schema.lock", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
+        metadata.create_all(engine)
+
+
+def init_app(app: Flask) -> Engine:
+    """Open the configured database and keep its engine on the app.
+
+    `create_app` calls `create_all` last, once every blueprint has imported
+    the module declaring its tables.
+    """
+    engine = engine_for(app.config["ISSUER"].database_url)
+    app.extensions["db"] = engine
+    return engine
+
+
+def get_engine() -> Engine:
+    """The current app's engine (inside an app or request context)."""
+    return current_app.extensions["db"]
