@@ -1,0 +1,269 @@
+"""The issuer's key ring: the one component that owns the signing keys' lifecycle.
+
+Everything else asks it: `signing_key()` for the key that signs now, `jwks()`
+for the published set. Both are hot paths: each call costs one `stat` of the
+manifest, and the ring is re-read only when another process (the CLI, say)
+replaced the manifest, so every gunicorn worker follows a rotation without a
+restart. Mutations (`init`, `rotate`, `prune`, `revoke`) run under an
+inter-process lock, write atomically, and are audited.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from cryptography.hazmat.primitives.asymmetric import ec
+
+from issuer.audit import audit
+from issuer.keys.errors import (
+    KeyFileError,
+    KeyRingError,
+    ManifestError,
+    PassphraseError,
+    RingBusy,
+    RingExists,
+    RingNotFound,
+    RotationTooEarly,
+    UnknownKey,
+)
+from issuer.keys.jwk import b64url, public_jwk, thumbprint
+from issuer.keys.manifest import KeyRecord, KeyState, Manifest
+from issuer.keys.store import KeyStore, Stamp
+
+__all__ = [
+    "Jwks",
+    "KeyFileError",
+    "KeyRecord",
+    "KeyRing",
+    "KeyRingError",
+    "KeyState",
+    "ManifestError",
+    "PassphraseError",
+    "RingBusy",
+    "RingExists",
+    "RingNotFound",
+    "RotationTooEarly",
+    "SigningKey",
+    "UnknownKey",
+]
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """The active key: its kid and private key, with JWS header segments cached per `typ`."""
+
+    kid: str
+    private_key: ec.EllipticCurvePrivateKey
+    _headers: dict[str, bytes] = field(default_factory=dict, repr=False, compare=False)
+
+    def header_segment(self, typ: str) -> bytes:
+        """The base64url JWS protected header, computed once per key and typ."""
+        segment = self._headers.get(typ)
+        if segment is None:
+            header = {"alg": "ES256", "kid": self.kid, "typ": typ}
+            segment = b64url(json.dumps(header, separators=(",", ":")).encode()).encode("ascii")
+            self._headers[typ] = segment
+        return segment
+
+
+@dataclass(frozen=True)
+class Jwks:
+    """The published key set, serialised once per ring change, with its strong ETag."""
+
+    body: bytes
+    etag: str
+    kids: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class _Snapshot:
+    stamp: Stamp | None
+    manifest: Manifest
+    signing_key: SigningKey
+    jwks: Jwks
+
+
+class KeyRing:
+    """ES256 keys in `directory`. `clock` returns epoch seconds (tests inject their own)."""
+
+    def __init__(
+        self,
+        directory: Path,
+        passphrase: str | None = None,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.store = KeyStore(Path(directory), passphrase)
+        self.clock = clock
+        self._snapshot: _Snapshot | None = None
+        self._failed_stamp: Stamp | None = None
+        self._reload_lock = threading.Lock()
+
+    # Read side.
+
+    def signing_key(self) -> SigningKey:
+        return self._current().signing_key
+
+    def jwks(self) -> Jwks:
+        return self._current().jwks
+
+    def records(self) -> list[KeyRecord]:
+        """Every key in the manifest on disk (not cached), for `keys list`."""
+        return list(Manifest.loads(self.store.read_manifest()).keys)
+
+    def _current(self) -> _Snapshot:
+        stamp = self.store.stamp()
+        snapshot = self._snapshot
+        if snapshot is not None and stamp in (snapshot.stamp, self._failed_stamp):
+            return snapshot
+        with self._reload_lock:
+            snapshot = self._snapshot
+            if snapshot is not None and stamp in (snapshot.stamp, self._failed_stamp):
+                return snapshot
+            try:
+                self._snapshot = self._load(stamp)
+            except KeyRingError as exc:
+                # A broken edit must not stop a running issuer: keep signing with the
+                # last good ring, and say so once per broken manifest.
+                if snapshot is None:
+                    raise
+                self._failed_stamp = stamp
+                log.error(
+                    "key ring reload failed, still using generation %s: %s",
+                    snapshot.manifest.generation,
+                    exc,
+                )
+                return snapshot
+            return self._snapshot
+
+    def _load(self, stamp: Stamp | None) -> _Snapshot:
+        """Read the ring; `stamp` was taken before reading, so a replace in between only
+        causes one more reload on the next call."""
+        manifest = Manifest.loads(self.store.read_manifest())
+        active = manifest.active
+        private_key = self.store.load_private_key(active.kid)
+        self._check_key_matches(active, private_key)
+        self._check_file_present(manifest.next)
+        signing_key = SigningKey(active.kid, private_key)
+        return _Snapshot(stamp, manifest, signing_key, _jwks(manifest))
+
+    def _check_key_matches(self, record: KeyRecord, key: ec.EllipticCurvePrivateKey) -> None:
+        if public_jwk(key.public_key()) != record.jwk:
+            raise KeyFileError(f"the key file of {record.kid} holds a different key")
+
+    def _check_file_present(self, record: KeyRecord) -> None:
+        path = self.store.directory / f"{record.kid}.key"
+        if not path.is_file():
+            raise KeyFileError(f"the private key of {record.kid} is missing ({path})")
+
+    # Mutations: lock, re-read from disk, transition, write key files, manifest, clean up.
+
+    def init(self) -> Manifest:
+        """Create the ring: an active key and a published next key."""
+        with self.store.locked():
+            if self.store.exists():
+                raise RingExists(f"a key ring already exists in {self.store.directory}/")
+            active, following = self._new_key(), self._new_key()
+            manifest = Manifest.initial(
+                public_jwk(active.public_key()), public_jwk(following.public_key()), self._now()
+            )
+            self._commit(manifest, active, following)
+        audit("keys.init", active=manifest.active.kid, next=manifest.next.kid)
+        return manifest
+
+    def rotate(self, *, min_published: int, force: bool = False) -> Manifest:
+        """Promote next to active, retire active, publish a new next.
+
+        Refused (RotationTooEarly) while next has been published for less than
+        `min_published` seconds, unless `force`.
+        """
+        with self.store.locked():
+            before = self._read_for_update()
+            promoted = self.store.load_private_key(before.next.kid)
+            self._check_key_matches(before.next, promoted)
+            fresh = self._new_key()
+            after = before.rotate(
+                public_jwk(fresh.public_key()),
+                self._now(),
+                min_published=min_published,
+                force=force,
+            )
+            self._commit(after, fresh)
+        audit(
+            "keys.rotate",
+            retired=before.active.kid,
+            active=after.active.kid,
+            next=after.next.kid,
+            forced=force,
+            generation=after.generation,
+        )
+        return after
+
+    def prune(self, *, max_token_lifetime: int, leeway: int) -> list[str]:
+        """Drop retired keys whose tokens have all expired, and revoked keys; return their kids."""
+        with self.store.locked():
+            before = self._read_for_update()
+            after, gone = before.prune(
+                self._now(), max_token_lifetime=max_token_lifetime, leeway=leeway
+            )
+            if gone:
+                self._commit(after)
+        if gone:
+            audit("keys.prune", kids=gone, generation=after.generation)
+        return gone
+
+    def revoke(self, kid: str) -> Manifest:
+        """Unpublish `kid` at once. Revoking the active key promotes next without waiting;
+        revoking active or next creates a new next."""
+        with self.store.locked():
+            before = self._read_for_update()
+            was = before.get(kid).state
+            if was is KeyState.ACTIVE:
+                self._check_key_matches(before.next, self.store.load_private_key(before.next.kid))
+            fresh = self._new_key()
+            after = before.revoke(kid, public_jwk(fresh.public_key()), self._now())
+            created = after.next.kid != before.next.kid
+            self._commit(after, *([fresh] if created else []))
+        audit(
+            "keys.revoke",
+            kid=kid,
+            was=str(was),
+            active=after.active.kid,
+            next=after.next.kid,
+            generation=after.generation,
+        )
+        return after
+
+    def _read_for_update(self) -> Manifest:
+        manifest = Manifest.loads(self.store.read_manifest())
+        self._check_file_present(manifest.active)
+        return manifest
+
+    def _commit(self, manifest: Manifest, *new_keys: ec.EllipticCurvePrivateKey) -> None:
+        """Key files first, then the manifest (the commit point), then clean-up."""
+        for key in new_keys:
+            self.store.write_private_key(thumbprint(public_jwk(key.public_key())), key)
+        self.store.write_manifest(manifest.dumps())
+        self.store.remove_unreferenced(manifest.signing_kids())
+        self._snapshot = None
+
+    def _new_key(self) -> ec.EllipticCurvePrivateKey:
+        return ec.generate_private_key(ec.SECP256R1())
+
+    def _now(self) -> int:
+        return int(self.clock())
+
+
+def _jwks(manifest: Manifest) -> Jwks:
+    keys = [{**k.jwk, "kid": k.kid, "alg": "ES256", "use": "sig"} for k in manifest.published()]
+    body = json.dumps({"keys": keys}, separators=(",", ":")).encode("ascii")
+    etag = b64url(hashlib.sha256(body).digest()[:16])
+    return Jwks(body, f'"{etag}"', tuple(k["kid"] for k in keys))
