@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from stack import postgres
+from stack import migrate, postgres
 
 
 def data_dir() -> Path:
@@ -46,6 +46,25 @@ def db_url() -> None:
     if server is None:
         raise click.ClickException("embedded PostgreSQL is not running (make db-up)")
     click.echo(server.url())
+
+
+@cli.command("migrate")
+@click.option(
+    "--database-url",
+    metavar="URL",
+    help="Migrate this Neon database (as its owner) instead of the embedded server: "
+    "installs pg_session_jwt instead of the local auth schema.",
+)
+def migrate_command(database_url: str | None) -> None:
+    """Apply sql/ idempotently (default: the embedded server under DATA_DIR)."""
+    try:
+        if database_url is not None:
+            migrate.apply_neon(database_url)
+            click.echo("migrated")
+        else:
+            click.echo(migrate.apply_local(postgres.start(data_dir())).owner_url)
+    except migrate.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
 
 
 if __name__ == "__main__":

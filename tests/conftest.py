@@ -6,7 +6,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from stack import postgres
+from stack import migrate, postgres
 
 
 @pytest.fixture(scope="session")
@@ -16,3 +16,9 @@ def pg_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[postgres.Ser
     server = postgres.start(data)
     yield server
     postgres.stop(data, mode="immediate")
+
+
+@pytest.fixture(scope="session")
+def neon_db(pg_server: postgres.Server) -> migrate.LocalDatabase:
+    """`neondb` on the session's server: roles, local `auth` schema and todos, migrated once."""
+    return migrate.apply_local(pg_server)

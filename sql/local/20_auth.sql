@@ -1,0 +1,252 @@
+-- Local only, as `neondb_owner` in `neondb`: a stand-in for Neon's pg_session_jwt.
+--
+-- Same API (auth.init, auth.jwt_session_init, auth.session, auth.jwt,
+-- auth.user_id, auth.uid), same trust: identity comes only from a token the
+-- local proxy signed. The proxy validates the user's JWT, then hands the pooled
+-- backend an HS256 "session token" (the user's claims plus that backend's `pid`)
+-- signed with a secret it installed in `auth_private`, which user roles cannot
+-- even see. The token is kept in a user-writable setting, so every read
+-- verifies the HMAC again: writing the setting by hand gains nothing.
+--
+-- HMAC-SHA256 is built from Postgres' own sha256(): HMAC(K, m) =
+-- sha256((K xor opad) || sha256((K xor ipad) || m)); the two padded keys are
+-- computed once at install time, so a verification is two short hashes.
+
+CREATE SCHEMA IF NOT EXISTS auth;
+CREATE SCHEMA IF NOT EXISTS auth_private;
+
+REVOKE ALL ON SCHEMA auth FROM PUBLIC;
+REVOKE ALL ON SCHEMA auth_private FROM PUBLIC;
+GRANT USAGE ON SCHEMA auth TO authenticated, anonymous;
+
+CREATE TABLE IF NOT EXISTS auth_private.session_keys (
+    kid text PRIMARY KEY CHECK (kid <> '' AND length(kid) <= 128),
+    inner_pad bytea NOT NULL CHECK (length(inner_pad) = 64),
+    outer_pad bytea NOT NULL CHECK (length(outer_pad) = 64),
+    installed_at timestamptz NOT NULL DEFAULT now()
+);
+REVOKE ALL ON auth_private.session_keys FROM PUBLIC;
+
+-- Unpadded base64url (RFC 7515) to bytes; the caller has checked the alphabet
+-- and that the length is not 1 modulo 4, so decode() cannot fail.
+CREATE OR REPLACE FUNCTION auth_private.base64url_decode(data text)
+RETURNS bytea
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN pg_catalog.decode(
+    pg_catalog.rpad(
+        pg_catalog.translate(data, '-_', '+/'),
+        (pg_catalog.length(data) + 3) / 4 * 4,
+        '='
+    ),
+    'base64'
+);
+
+-- Store a proxy's HMAC secret as its two padded keys. Owner only.
+CREATE OR REPLACE FUNCTION auth_private.install_session_key(key_id text, secret bytea)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE
+SET search_path = ''
+AS $$
+DECLARE
+    block bytea;
+    inner_pad bytea;
+    outer_pad bytea;
+BEGIN
+    IF key_id IS NULL OR key_id = '' OR length(key_id) > 128 THEN
+        RAISE EXCEPTION 'session key id must be 1 to 128 characters'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    IF secret IS NULL OR length(secret) < 32 THEN
+        RAISE EXCEPTION 'session key must be at least 32 bytes'
+            USING ERRCODE = 'invalid_parameter_value';
+    END IF;
+    -- RFC 2104: a key longer than the 64-byte block is hashed first, then zero-padded.
+    block := CASE WHEN length(secret) > 64 THEN sha256(secret) ELSE secret END;
+    block := block || decode(repeat('00', 64 - length(block)), 'hex');
+    inner_pad := block;
+    outer_pad := block;
+    FOR i IN 0..63 LOOP
+        inner_pad := set_byte(inner_pad, i, get_byte(block, i) # 54);  -- 0x36
+        outer_pad := set_byte(outer_pad, i, get_byte(block, i) # 92);  -- 0x5c
+    END LOOP;
+    INSERT INTO auth_private.session_keys AS k (kid, inner_pad, outer_pad)
+    VALUES (key_id, inner_pad, outer_pad)
+    ON CONFLICT (kid) DO UPDATE
+        SET inner_pad = excluded.inner_pad,
+            outer_pad = excluded.outer_pad,
+            installed_at = now();
+END
+$$;
+
+-- Forget a proxy's secret (clean shutdown): its tokens stop verifying at once.
+CREATE OR REPLACE FUNCTION auth_private.drop_session_key(key_id text)
+RETURNS boolean
+LANGUAGE sql VOLATILE PARALLEL UNSAFE
+BEGIN ATOMIC
+    WITH dropped AS (
+        DELETE FROM auth_private.session_keys WHERE kid = key_id RETURNING 1
+    )
+    SELECT EXISTS (SELECT FROM dropped);
+END;
+
+-- The verified claims of a session token (without `pid`), or an error that says
+-- precisely why the token is refused. Parallel restricted: pg_backend_pid() in
+-- a parallel worker would be the worker's pid.
+CREATE OR REPLACE FUNCTION auth_private.verify_session_token(token text)
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
+SET search_path = ''
+AS $$
+DECLARE
+    parts text[];
+    header_text text;
+    header jsonb;
+    pads record;
+    claims jsonb;
+    now_epoch numeric;
+BEGIN
+    -- header.payload.signature, each unpadded base64url whose length is not
+    -- 1 modulo 4; an HS256 signature is always 43 characters.
+    parts := regexp_match(
+        token,
+        '^((?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?)'
+        '\.((?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?)'
+        '\.([A-Za-z0-9_-]{43})$'
+    );
+    IF parts IS NULL THEN
+        RAISE EXCEPTION 'invalid session token encoding' USING ERRCODE = 'datatype_mismatch';
+    END IF;
+
+    -- The header is read before its signature is checked, so it must be parsed
+    -- without raising: the 'escape' encoding turns any byte sequence into
+    -- ASCII text (identical for the ASCII JSON the proxy writes).
+    header_text := encode(auth_private.base64url_decode(parts[1]), 'escape');
+    IF NOT pg_input_is_valid(header_text, 'jsonb') THEN
+        RAISE EXCEPTION 'invalid session token encoding' USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    header := header_text::jsonb;
+    IF jsonb_typeof(header) IS DISTINCT FROM 'object' OR header->>'alg' IS DISTINCT FROM 'HS256' THEN
+        RAISE EXCEPTION 'session token must be an HS256 JWS' USING ERRCODE = 'datatype_mismatch';
+    END IF;
+
+    SELECT k.inner_pad, k.outer_pad INTO pads
+    FROM auth_private.session_keys AS k
+    WHERE k.kid = header->>'kid';
+    IF NOT FOUND THEN
+        RAISE EXCEPTION 'session token signed by an unknown session key'
+            USING ERRCODE = 'check_violation';
+    END IF;
+
+    -- Compare digests of the two MACs, not the MACs: the comparison's timing
+    -- then reveals nothing an attacker can steer byte by byte.
+    IF sha256(sha256(pads.outer_pad || sha256(pads.inner_pad || convert_to(parts[1] || '.' || parts[2], 'UTF8'))))
+        <> sha256(auth_private.base64url_decode(parts[3])) THEN
+        RAISE EXCEPTION 'invalid session token signature' USING ERRCODE = 'check_violation';
+    END IF;
+
+    -- Signed by the proxy from here on: the payload is its JSON.
+    claims := convert_from(auth_private.base64url_decode(parts[2]), 'UTF8')::jsonb;
+
+    IF NOT claims ? 'pid' THEN
+        RAISE EXCEPTION 'session token has no pid claim' USING ERRCODE = 'datatype_mismatch';
+    END IF;
+    IF claims->'pid' <> to_jsonb(pg_backend_pid()) THEN
+        RAISE EXCEPTION 'session token belongs to another backend' USING ERRCODE = 'check_violation';
+    END IF;
+
+    now_epoch := extract(epoch FROM now());
+    IF claims ? 'exp' THEN
+        IF jsonb_typeof(claims->'exp') <> 'number' THEN
+            RAISE EXCEPTION '''exp'' must be a number of seconds since the unix epoch'
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+        IF (claims->>'exp')::numeric + 30 < now_epoch THEN
+            RAISE EXCEPTION 'session token expired' USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
+    IF claims ? 'nbf' THEN
+        IF jsonb_typeof(claims->'nbf') <> 'number' THEN
+            RAISE EXCEPTION '''nbf'' must be a number of seconds since the unix epoch'
+                USING ERRCODE = 'datatype_mismatch';
+        END IF;
+        IF (claims->>'nbf')::numeric - 30 > now_epoch THEN
+            RAISE EXCEPTION 'session token not yet valid' USING ERRCODE = 'check_violation';
+        END IF;
+    END IF;
+    IF claims ? 'sub' AND jsonb_typeof(claims->'sub') <> 'string' THEN
+        RAISE EXCEPTION 'invalid subject claim in the session token'
+            USING ERRCODE = 'datatype_mismatch';
+    END IF;
+
+    RETURN claims - 'pid';
+END
+$$;
+
+-- pg_session_jwt checks its key here; ours checks that a proxy installed one.
+CREATE OR REPLACE FUNCTION auth.init()
+RETURNS void
+LANGUAGE plpgsql STABLE PARALLEL SAFE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    IF NOT EXISTS (SELECT FROM auth_private.session_keys) THEN
+        RAISE EXCEPTION 'no session key installed (is the local proxy running?)'
+            USING ERRCODE = 'object_not_in_prerequisite_state';
+    END IF;
+END
+$$;
+
+-- Verify a session token and keep it for this session (until DISCARD ALL).
+CREATE OR REPLACE FUNCTION auth.jwt_session_init(jwt text)
+RETURNS void
+LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
+SET search_path = ''
+AS $$
+BEGIN
+    IF jwt IS NULL THEN
+        RAISE EXCEPTION 'session token must not be null' USING ERRCODE = 'null_value_not_allowed';
+    END IF;
+    PERFORM auth_private.verify_session_token(jwt);
+    PERFORM set_config('auth.session_token', jwt, false);
+END
+$$;
+
+-- The session's verified claims, or JSON null when no session was initialised.
+CREATE OR REPLACE FUNCTION auth.session()
+RETURNS jsonb
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = ''
+AS $$
+DECLARE
+    token text := current_setting('auth.session_token', true);
+BEGIN
+    IF token IS NULL OR token = '' THEN
+        RETURN 'null'::jsonb;
+    END IF;
+    RETURN auth_private.verify_session_token(token);
+END
+$$;
+
+-- Thin SQL wrappers with bodies bound at creation time (no search_path
+-- lookups at run time) that the planner can inline into a policy's InitPlan.
+CREATE OR REPLACE FUNCTION auth.jwt()
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURN auth.session();
+
+CREATE OR REPLACE FUNCTION auth.user_id()
+RETURNS text
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURN auth.session() ->> 'sub';
+
+CREATE OR REPLACE FUNCTION auth.uid()
+RETURNS uuid
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURN (
+    SELECT CASE WHEN pg_catalog.pg_input_is_valid(sub, 'uuid') THEN sub::uuid END
+    FROM (SELECT auth.session() ->> 'sub') AS session (sub)
+);
+
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth FROM PUBLIC;
+REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth_private FROM PUBLIC;
+GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA auth TO authenticated, anonymous;

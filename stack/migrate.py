@@ -1,0 +1,117 @@
+"""Apply `sql/` to the embedded server or to a Neon database, idempotently.
+
+`sql/local/` runs only on the embedded server: the roles Neon would create and
+the `auth` compat schema standing in for pg_session_jwt. `sql/neon/` runs only
+on Neon (it installs the real extension). `sql/schema/` runs on both, as the
+database owner, so the app sees the same tables, grants and policies
+everywhere. Every file is written to be re-run: a second migration changes
+nothing and fails nothing. Each file runs in one transaction, under an advisory
+lock, so a failure leaves no half-applied file and two migrations never race.
+"""
+
+from __future__ import annotations
+
+import urllib.parse
+from dataclasses import dataclass
+from pathlib import Path
+
+import psycopg
+from psycopg import sql
+
+from stack import postgres
+
+SQL_DIR = Path(__file__).resolve().parent.parent / "sql"
+DATABASE = "neondb"
+OWNER = "neondb_owner"
+CONNECT_TIMEOUT_S = 10
+# Serialises concurrent migrations of one database (any constant both sides agree on).
+LOCK_ID = 0x4E454F4E
+
+
+class MigrationError(Exception):
+    """The target cannot be migrated: bad URL, unreachable server, SQL refused."""
+
+
+@dataclass(frozen=True)
+class LocalDatabase:
+    """`neondb` on an embedded server, with the URLs each role connects with."""
+
+    server: postgres.Server
+    name: str = DATABASE
+
+    @property
+    def superuser_url(self) -> str:
+        return self.server.url(postgres.SUPERUSER, self.name)
+
+    @property
+    def owner_url(self) -> str:
+        """The `DATABASE_URL` of the local stack: migrations and admin tasks."""
+        return self.server.url(OWNER, self.name)
+
+    def role_url(self, role: str) -> str:
+        """A direct libpq URL for `role` (`authenticated`, `anonymous`) on `neondb`."""
+        return self.server.url(role, self.name)
+
+
+def apply_local(server: postgres.Server) -> LocalDatabase:
+    """Create roles, `neondb`, the local `auth` schema and the app schema."""
+    db = LocalDatabase(server)
+    _run_files(server.url(), "local/10_roles.sql")
+    _create_database(server.url(), db.name, OWNER)
+    _run_files(db.owner_url, "local/20_auth.sql", *_schema_files())
+    return db
+
+
+def apply_neon(database_url: str) -> None:
+    """Migrate a Neon database as its owner: pg_session_jwt, then the app schema."""
+    _check_url(database_url)
+    _run_files(database_url, "neon/10_pg_session_jwt.sql", *_schema_files())
+
+
+def _schema_files() -> list[str]:
+    return sorted(str(p.relative_to(SQL_DIR)) for p in (SQL_DIR / "schema").glob("*.sql"))
+
+
+def _check_url(url: str) -> None:
+    scheme = urllib.parse.urlsplit(url).scheme
+    if scheme not in ("postgres", "postgresql"):
+        raise MigrationError("the database URL must start with postgresql:// or postgres://")
+
+
+def _connect(url: str) -> psycopg.Connection:
+    try:
+        return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
+    except psycopg.Error as exc:
+        raise MigrationError(f"cannot connect to the database: {_first_line(exc)}") from None
+
+
+def _run_files(url: str, *names: str) -> None:
+    with _connect(url) as conn:
+        for name in names:
+            text = (SQL_DIR / name).read_text()
+            try:
+                with conn.transaction():
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
+                    conn.execute(text.encode())
+            except psycopg.Error as exc:
+                raise MigrationError(f"sql/{name}: {_first_line(exc)}") from None
+
+
+def _create_database(superuser_url: str, name: str, owner: str) -> None:
+    """CREATE DATABASE cannot run in a transaction or a DO block, hence Python."""
+    with _connect(superuser_url) as conn:
+        exists = conn.execute("SELECT FROM pg_database WHERE datname = %s", [name]).fetchone()
+        if exists:
+            return
+        try:
+            conn.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(owner)
+                )
+            )
+        except psycopg.errors.DuplicateDatabase:
+            pass  # a concurrent migration created it first
+
+
+def _first_line(exc: BaseException) -> str:
+    return (str(exc).strip().splitlines() or [type(exc).__name__])[0]
