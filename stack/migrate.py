@@ -100,17 +100,17 @@ def _run_files(url: str, *names: str) -> None:
 def _create_database(superuser_url: str, name: str, owner: str) -> None:
     """CREATE DATABASE cannot run in a transaction or a DO block, hence Python."""
     with _connect(superuser_url) as conn:
-        exists = conn.execute("SELECT FROM pg_database WHERE datname = %s", [name]).fetchone()
-        if exists:
+        if conn.execute("SELECT FROM pg_database WHERE datname = %s", [name]).fetchone():
             return
+        create = sql.SQL("CREATE DATABASE {} OWNER {}").format(
+            sql.Identifier(name), sql.Identifier(owner)
+        )
         try:
-            conn.execute(
-                sql.SQL("CREATE DATABASE {} OWNER {}").format(
-                    sql.Identifier(name), sql.Identifier(owner)
-                )
-            )
+            conn.execute(create)
         except psycopg.errors.DuplicateDatabase:
-            pass  # a concurrent migration created it first
+            return  # a concurrent migration created it first
+        except psycopg.Error as exc:
+            raise MigrationError(f"cannot create database {name}: {_first_line(exc)}") from None
 
 
 def _first_line(exc: BaseException) -> str:
