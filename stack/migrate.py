@@ -11,7 +11,6 @@ lock, so a failure leaves no half-applied file and two migrations never race.
 
 from __future__ import annotations
 
-import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -73,8 +72,7 @@ def _schema_files() -> list[str]:
 
 
 def _check_url(url: str) -> None:
-    scheme = urllib.parse.urlsplit(url).scheme
-    if scheme not in ("postgres", "postgresql"):
+    if not url.startswith(("postgresql://", "postgres://")):
         raise MigrationError("the database URL must start with postgresql:// or postgres://")
 
 
@@ -82,7 +80,9 @@ def _connect(url: str) -> psycopg.Connection:
     try:
         return psycopg.connect(url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_S)
     except psycopg.Error as exc:
-        raise MigrationError(f"cannot connect to the database: {_first_line(exc)}") from None
+        # libpq quotes an unparsable URL verbatim: never echo a password.
+        reason = _first_line(exc).replace(url, "<database url>")
+        raise MigrationError(f"cannot connect to the database: {reason}") from None
 
 
 def _run_files(url: str, *names: str) -> None:
