@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune clean
+.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune keys-revoke clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -49,6 +49,10 @@ keys-rotate: $(STAMP)
 
 keys-prune: $(STAMP)
 	$(PY) -m issuer keys prune
+
+keys-revoke: $(STAMP)
+	@test -n "$(KID)" || { echo "usage: make keys-revoke KID=<kid> [YES=1]" >&2; exit 2; }
+	$(PY) -m issuer keys revoke '$(KID)' $(if $(YES),--yes,)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from issuer import jwks, keys_cli
 from issuer.config import Config
+from issuer.keyring import KeyRing
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -12,4 +14,8 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env()
     app = Flask(__name__)
     app.config["ISSUER"] = config
+    app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)
+    app.register_blueprint(jwks.bp)
+    app.cli.add_command(keys_cli.keys)
+    app.cli.add_command(keys_cli.token)
     return app

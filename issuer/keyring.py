@@ -44,6 +44,7 @@ __all__ = [
     "KeyRing",
     "KeyRingError",
     "KeyState",
+    "Manifest",
     "ManifestError",
     "PassphraseError",
     "RingBusy",
@@ -115,9 +116,9 @@ class KeyRing:
     def jwks(self) -> Jwks:
         return self._current().jwks
 
-    def records(self) -> list[KeyRecord]:
-        """Every key in the manifest on disk (not cached), for `keys list`."""
-        return list(Manifest.loads(self.store.read_manifest()).keys)
+    def manifest(self) -> Manifest:
+        """The ring as it is on disk now (not the cached snapshot), for `keys list`."""
+        return Manifest.loads(self.store.read_manifest())
 
     def _current(self) -> _Snapshot:
         stamp = self.store.stamp()
@@ -179,8 +180,9 @@ class KeyRing:
         audit("keys.init", active=manifest.active.kid, next=manifest.next.kid)
         return manifest
 
-    def rotate(self, *, min_published: int, force: bool = False) -> Manifest:
-        """Promote next to active, retire active, publish a new next.
+    def rotate(self, *, min_published: int, force: bool = False) -> tuple[KeyRecord, Manifest]:
+        """Promote next to active, retire active, publish a new next; return the retired
+        key and the new ring.
 
         Refused (RotationTooEarly) while next has been published for less than
         `min_published` seconds, unless `force`.
@@ -205,7 +207,7 @@ class KeyRing:
             forced=force,
             generation=after.generation,
         )
-        return after
+        return after.get(before.active.kid), after
 
     def prune(self, *, max_token_lifetime: int, leeway: int) -> list[str]:
         """Drop retired keys whose tokens have all expired, and revoked keys; return their kids."""

@@ -1,0 +1,278 @@
+"""`python -m issuer keys …` and `python -m issuer token mint`: operating the key ring.
+
+The commands run in the issuer's app context and use its KeyRing
+(`app.extensions["keyring"]`), so they see exactly the keys the server signs
+with. Errors are one line on stderr and a non-zero exit, never a traceback.
+"""
+
+from __future__ import annotations
+
+import base64
+import functools
+import json
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import ParamSpec, TypeVar
+
+import click
+from flask import current_app
+from flask.cli import AppGroup
+
+from issuer.audit import audit, log_to_stderr
+from issuer.config import Config
+from issuer.keyring import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
+from issuer.tokens import mint_access_token
+
+# Neon's proxy refreshes its JWKS cache blocking after one hour: a next key must
+# be published longer than that before it may sign.
+NEON_JWKS_CACHE_MAX_AGE = 3600
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
+    """Turn key-ring and value errors into a one-line `Error: …` and exit status 1."""
+
+    @functools.wraps(command)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return command(*args, **kwargs)
+        except (KeyRingError, ValueError) as exc:
+            raise click.ClickException(str(exc)) from None
+
+    return wrapper
+
+
+def _ring() -> KeyRing:
+    return current_app.extensions["keyring"]
+
+
+def _config() -> Config:
+    return current_app.config["ISSUER"]
+
+
+def _when(epoch: int | None) -> str:
+    if epoch is None:
+        return "-"
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def check_rotation_policy(config: Config) -> None:
+    """A next key must outlive every JWKS cache before it signs; refuse a config that
+    would let it sign earlier."""
+    longest_cache = max(config.jwks_max_age, NEON_JWKS_CACHE_MAX_AGE)
+    if config.rotation_min_published <= longest_cache:
+        raise ValueError(
+            f"ISSUER_ROTATION_MIN_PUBLISHED ({config.rotation_min_published} s) must exceed "
+            f"the longest JWKS cache lifetime ({longest_cache} s: ISSUER_JWKS_MAX_AGE and "
+            f"Neon's {NEON_JWKS_CACHE_MAX_AGE} s blocking refresh)"
+        )
+
+
+@click.group("keys", cls=AppGroup)
+def keys() -> None:
+    """Manage the ES256 signing keys in ISSUER_KEYS_DIR."""
+    log_to_stderr()
+
+
+@keys.command("init")
+@_operator_errors
+def init_command() -> None:
+    """Create the ring: an active key and a published next key."""
+    manifest = _ring().init()
+    click.echo(f"active {manifest.active.kid}")
+    click.echo(f"next   {manifest.next.kid}")
+
+
+@keys.command("list")
+@click.option("--json", "as_json", is_flag=True, help="Machine-readable output.")
+@_operator_errors
+def list_command(as_json: bool) -> None:
+    """Show every key, its state and times, and when the next rotation or prune is safe."""
+    ring, config = _ring(), _config()
+    rows = []
+    for record in ring.manifest().keys:
+        row = record.to_json()
+        del row["jwk"]
+        row["rotation_safe_at"] = (
+            record.rotation_safe_at(config.rotation_min_published)
+            if record.state is KeyState.NEXT
+            else None
+        )
+        row["prunable_at"] = record.prunable_at(config.access_token_ttl, config.leeway)
+        if record.state is KeyState.REVOKED:
+            row["prunable_at"] = record.revoked_at
+        rows.append(row)
+    if as_json:
+        click.echo(json.dumps({"now": int(ring.clock()), "keys": rows}, indent=2))
+        return
+    header = ("KID", "STATE", "CREATED", "ACTIVATED", "RETIRED", "REVOKED", "NOTE")
+    lines = [header]
+    for row in rows:
+        note = ""
+        if row["rotation_safe_at"] is not None:
+            note = f"rotation safe from {_when(row['rotation_safe_at'])}"
+        elif row["prunable_at"] is not None:
+            note = f"prunable from {_when(row['prunable_at'])}"
+        lines.append(
+            (
+                row["kid"],
+                row["state"],
+                _when(row["created_at"]),
+                _when(row["activated_at"]),
+                _when(row["retired_at"]),
+                _when(row["revoked_at"]),
+                note,
+            )
+        )
+    widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
+    for line in lines:
+        click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+
+
+@keys.command("rotate")
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Rotate even if the next key was published too recently: verifiers with an "
+    "older cached JWKS reject its tokens until they refetch.",
+)
+@_operator_errors
+def rotate_command(force: bool) -> None:
+    """Retire the active key, activate the next one, publish a new next key."""
+    config = _config()
+    check_rotation_policy(config)
+    retired, manifest = _ring().rotate(min_published=config.rotation_min_published, force=force)
+    click.echo(
+        f"retired {retired.kid} (prunable from "
+        f"{_when(retired.prunable_at(config.access_token_ttl, config.leeway))})"
+    )
+    click.echo(f"active  {manifest.active.kid}")
+    click.echo(
+        f"next    {manifest.next.kid} (rotation safe from "
+        f"{_when(manifest.next.rotation_safe_at(config.rotation_min_published))})"
+    )
+
+
+@keys.command("prune")
+@_operator_errors
+def prune_command() -> None:
+    """Delete retired keys whose tokens have all expired (and revoked keys)."""
+    config = _config()
+    gone = _ring().prune(max_token_lifetime=config.access_token_ttl, leeway=config.leeway)
+    for kid in gone:
+        click.echo(f"pruned {kid}")
+    if not gone:
+        click.echo("nothing to prune")
+
+
+def _revoke_consequences(record: KeyRecord, manifest: Manifest, now: int) -> str:
+    if record.state is KeyState.ACTIVE:
+        following = manifest.next
+        return (
+            f"{record.kid} is the ACTIVE key. Revoking it:\n"
+            f"  - removes it from the JWKS now: every token it signed (all current sessions)\n"
+            f"    is rejected once verifiers refetch the JWKS;\n"
+            f"  - makes next key {following.kid} active at once (published "
+            f"{now - following.published_at} s ago;\n"
+            f"    verifiers whose cached JWKS predates that reject its tokens until they refetch);\n"
+            f"  - creates a new next key, so the next rotation waits the full publication delay."
+        )
+    if record.state is KeyState.NEXT:
+        return (
+            f"{record.kid} is the NEXT key. Revoking it removes it from the JWKS now and creates\n"
+            f"a new next key, so the next rotation waits the full publication delay."
+        )
+    return (
+        f"{record.kid} is a {record.state} key. Revoking it removes it from the JWKS now:\n"
+        f"tokens it signed are rejected once verifiers refetch the JWKS."
+    )
+
+
+@keys.command("revoke")
+@click.argument("kid")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@_operator_errors
+def revoke_command(kid: str, yes: bool) -> None:
+    """Emergency: unpublish key KID at once (for a leaked private key)."""
+    ring = _ring()
+    manifest = ring.manifest()
+    record = manifest.get(kid)
+    if record.state is KeyState.REVOKED:
+        raise click.ClickException(f"key {kid} is already revoked")
+    click.echo(_revoke_consequences(record, manifest, int(ring.clock())), err=True)
+    if not yes:
+        click.confirm("Revoke it?", abort=True, err=True)
+    manifest = ring.revoke(kid)
+    click.echo(f"revoked {kid}")
+    click.echo(f"active  {manifest.active.kid}")
+    click.echo(f"next    {manifest.next.kid}")
+
+
+@click.group("token", cls=AppGroup)
+def token() -> None:
+    """Mint tokens for debugging (for example RLS policies)."""
+    log_to_stderr()
+
+
+def _parse_claim(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    claims: dict[str, object] = {}
+    for item in values:
+        name, sep, raw = item.partition("=")
+        if not sep or not name:
+            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx, param)
+        try:
+            claims[name] = json.loads(raw)
+        except ValueError:
+            claims[name] = raw
+    return claims
+
+
+@token.command("mint")
+@click.option("--sub", "subject", required=True, help="The token's subject (user id).")
+@click.option(
+    "--ttl",
+    type=click.IntRange(min=1),
+    help="Lifetime in seconds (default and maximum: ISSUER_ACCESS_TOKEN_TTL).",
+)
+@click.option("--aud", "audience", help="Audience (default: ISSUER_AUDIENCE; omitted if unset).")
+@click.option("--scope", help="Space-separated scopes.")
+@click.option(
+    "--claim",
+    "claims",
+    multiple=True,
+    callback=_parse_claim,
+    metavar="NAME=VALUE",
+    help="Custom claim; VALUE is JSON if it parses (true, 42, [..]), else a string. Repeatable.",
+)
+@_operator_errors
+def mint_command(
+    subject: str, ttl: int | None, audience: str | None, scope: str | None, claims: dict
+) -> None:
+    """Print a signed access token for SUBJECT on stdout."""
+    config = _config()
+    if ttl is not None and ttl > config.access_token_ttl:
+        # `keys prune` relies on no token outliving ISSUER_ACCESS_TOKEN_TTL.
+        raise click.BadParameter(
+            f"at most ISSUER_ACCESS_TOKEN_TTL ({config.access_token_ttl} s)", param_hint="--ttl"
+        )
+    ring = _ring()
+    jwt = mint_access_token(
+        ring,
+        issuer=config.issuer_url,
+        subject=subject,
+        audience=audience if audience is not None else config.audience,
+        ttl=ttl or config.access_token_ttl,
+        scope=scope,
+        extra_claims=claims,
+    )
+    payload = json.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
+    audit(
+        "token.mint",
+        sub=subject,
+        jti=payload["jti"],
+        kid=ring.signing_key().kid,
+        exp=payload["exp"],
+    )
+    click.echo(jwt)
