@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import jwks, keys_cli
+from issuer import accounts, db, jwks, keys_cli
 from issuer.config import Config
 from issuer.keyring import KeyRing
 
@@ -14,8 +14,12 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env()
     app = Flask(__name__)
     app.config["ISSUER"] = config
+    db.init_app(app)
+    accounts.init_app(app)
     app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)
     app.register_blueprint(jwks.bp)
     app.cli.add_command(keys_cli.keys)
     app.cli.add_command(keys_cli.token)
+    # Last: every blueprint above has imported the modules declaring its tables.
+    db.create_all(app.extensions["db"])
     return app

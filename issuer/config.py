@@ -21,6 +21,17 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer number of seconds, got {raw!r}") from None
 
 
+def _bool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name, "").strip().lower()
+    if raw == "":
+        return default
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ValueError(f"{name} must be true or false, got {raw!r}")
+
+
 @dataclass
 class Config:
     """What an issuer process needs to know. Tests build one directly."""
@@ -39,6 +50,14 @@ class Config:
     # Verifiers allow this much clock skew on exp/nbf (Neon: 30 s).
     leeway: int = 30
     secret_key: str | None = None
+    # Generated secrets (the session key when ISSUER_SECRET_KEY is unset).
+    data_dir: Path = Path(".data")
+    signup_enabled: bool = True
+    session_lifetime: int = 8 * 3600
+    # Failed logins allowed per window, per account and per client address.
+    login_max_failures: int = 5
+    login_max_failures_per_address: int = 20
+    login_failure_window: int = 15 * 60
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -58,4 +77,12 @@ class Config:
             ),
             leeway=_int("ISSUER_LEEWAY", cls.leeway),
             secret_key=env.get("ISSUER_SECRET_KEY") or None,
+            data_dir=Path(env.get("ISSUER_DATA_DIR", str(cls.data_dir))),
+            signup_enabled=_bool("ISSUER_SIGNUP", cls.signup_enabled),
+            session_lifetime=_int("ISSUER_SESSION_LIFETIME", cls.session_lifetime),
+            login_max_failures=_int("ISSUER_LOGIN_MAX_FAILURES", cls.login_max_failures),
+            login_max_failures_per_address=_int(
+                "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
+            ),
+            login_failure_window=_int("ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window),
         )

@@ -11,6 +11,8 @@ What the rest of the issuer uses (the OAuth endpoints in particular):
 
 from __future__ import annotations
 
+from datetime import timedelta
+
 from flask import Flask, request, url_for
 
 from issuer.accounts import users as _users
@@ -42,8 +44,21 @@ def login_url(next_url: str) -> str:
 
 
 def init_app(app: Flask) -> None:
+    """Session cookie, secret key, CSRF, pages and the `users` CLI group."""
+    from issuer.accounts import secret_key
     from issuer.accounts.cli import users_cli
     from issuer.accounts.views import init_views
 
+    config = app.config["ISSUER"]
+    app.config.update(
+        SECRET_KEY=config.secret_key or secret_key.load_or_create(config.data_dir),
+        # The todo app runs on the same host: a distinct name keeps the two
+        # sessions apart (cookies do not separate ports).
+        SESSION_COOKIE_NAME="issuer_session",
+        SESSION_COOKIE_HTTPONLY=True,
+        SESSION_COOKIE_SAMESITE="Lax",
+        SESSION_COOKIE_SECURE=config.issuer_url.startswith("https://"),
+        PERMANENT_SESSION_LIFETIME=timedelta(seconds=config.session_lifetime),
+    )
     init_views(app)
     app.cli.add_command(users_cli)

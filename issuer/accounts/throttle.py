@@ -55,16 +55,13 @@ class Throttle:
         self.policy = policy or ThrottlePolicy()
         self.clock = clock
 
-    def retry_after(self, account: str, address: str) -> int | None:
+    def retry_after(self, address: str, account: str | None = None) -> int | None:
         """Seconds until a new attempt is allowed, or None when allowed now."""
         now = self.clock()
-        waits = [
-            self._wait(scope, key, limit, now)
-            for scope, key, limit in (
-                (ACCOUNT, account, self.policy.per_account),
-                (ADDRESS, address, self.policy.per_address),
-            )
-        ]
+        checks = [(ADDRESS, address, self.policy.per_address)]
+        if account is not None:
+            checks.append((ACCOUNT, account, self.policy.per_account))
+        waits = [self._wait(scope, key, limit, now) for scope, key, limit in checks]
         longest = max((w for w in waits if w is not None), default=None)
         return None if longest is None else max(1, math.ceil(longest))
 
@@ -86,16 +83,13 @@ class Throttle:
             at = conn.execute(query).scalar()
         return None if at is None else at + self.policy.window - now
 
-    def record_failure(self, account: str, address: str) -> None:
+    def record_failure(self, address: str, account: str | None = None) -> None:
         now = self.clock()
+        rows = [{"scope": ADDRESS, "key": address, "at": now}]
+        if account is not None:
+            rows.append({"scope": ACCOUNT, "key": account, "at": now})
         with self.engine.begin() as conn:
-            conn.execute(
-                insert(login_failures),
-                [
-                    {"scope": ACCOUNT, "key": account, "at": now},
-                    {"scope": ADDRESS, "key": address, "at": now},
-                ],
-            )
+            conn.execute(insert(login_failures), rows)
             # Forget what no window can see any more, so the table stays small.
             conn.execute(
                 delete(login_failures).where(login_failures.c.at <= now - self.policy.window)

@@ -103,6 +103,8 @@ class Authentication:
 
     user: User | None
     reason: str
+    # The account tried, when it exists, for the audit log.
+    user_id: str | None = None
 
 
 def authenticate(engine: Engine, email: str, password: str) -> Authentication:
@@ -114,10 +116,10 @@ def authenticate(engine: Engine, email: str, password: str) -> Authentication:
         passwords.burn_verification(password)
         return Authentication(None, "unknown_user")
     if not passwords.verify_password(row.password_hash, password):
-        return Authentication(None, "bad_password")
+        return Authentication(None, "bad_password", row.id)
     user = User.from_row(row)
     if user.disabled:
-        return Authentication(None, "disabled")
+        return Authentication(None, "disabled", row.id)
     if passwords.needs_rehash(row.password_hash):
         new_hash = passwords.hasher.hash(password)
         with engine.begin() as conn:
@@ -126,4 +128,4 @@ def authenticate(engine: Engine, email: str, password: str) -> Authentication:
                 .where(users.c.id == user.id, users.c.password_hash == row.password_hash)
                 .values(password_hash=new_hash)
             )
-    return Authentication(user, "ok")
+    return Authentication(user, "ok", user.id)

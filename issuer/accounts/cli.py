@@ -1,0 +1,120 @@
+"""`python -m issuer users …`: manage accounts from the command line."""
+
+from __future__ import annotations
+
+import json
+
+import click
+from flask.cli import AppGroup
+
+from issuer.accounts import users
+from issuer.accounts.claims import InvalidClaimError, parse_claim, validate_claims
+from issuer.accounts.emails import InvalidEmailError, normalize_email
+from issuer.accounts.passwords import PasswordPolicyError, check_policy
+from issuer.audit import audit, log_to_stderr
+from issuer.db import get_engine
+
+users_cli = AppGroup("users", help="Create, list, disable and enable user accounts.")
+
+
+def _email(raw: str) -> str:
+    try:
+        return normalize_email(raw)
+    except InvalidEmailError as exc:
+        raise click.BadParameter(str(exc), param_hint="EMAIL") from None
+
+
+def _claims(assignments: tuple[str, ...]) -> dict[str, object]:
+    claims: dict[str, object] = {}
+    try:
+        for assignment in assignments:
+            name, value = parse_claim(assignment)
+            if name in claims:
+                raise InvalidClaimError(f"Claim {name!r} is given twice.")
+            claims[name] = value
+        return validate_claims(claims)
+    except InvalidClaimError as exc:
+        raise click.BadParameter(str(exc), param_hint="--claim") from None
+
+
+def _read_password(from_stdin: bool) -> str:
+    if from_stdin:
+        # The whole of stdin minus the final line break, as `docker login` does.
+        password = click.get_text_stream("stdin").read().removesuffix("\n").removesuffix("\r")
+    else:
+        password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
+    try:
+        check_policy(password)
+    except PasswordPolicyError as exc:
+        raise click.ClickException(str(exc)) from None
+    return password
+
+
+@users_cli.command("add")
+@click.argument("email")
+@click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option(
+    "--claim",
+    "claim_assignments",
+    multiple=True,
+    metavar="NAME=VALUE",
+    help="A custom token claim; VALUE is JSON if it parses, else a string. Repeatable.",
+)
+def add_user(email: str, password_stdin: bool, claim_assignments: tuple[str, ...]) -> None:
+    """Create an account for EMAIL."""
+    log_to_stderr()
+    normalized = _email(email)
+    claims = _claims(claim_assignments)
+    password = _read_password(password_stdin)
+    try:
+        user = users.create_user(get_engine(), normalized, password, claims)
+    except users.DuplicateEmailError as exc:
+        raise click.ClickException(str(exc)) from None
+    audit("user.created", user_id=user.id, via="cli")
+    click.echo(f"Created {user.email} (sub {user.id})")
+
+
+@users_cli.command("list")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def list_users(as_json: bool) -> None:
+    """List accounts (never their password hashes)."""
+    for user in users.list_users(get_engine()):
+        if as_json:
+            record = {
+                "id": user.id,
+                "email": user.email,
+                "claims": user.claims,
+                "disabled": user.disabled,
+                "created_at": user.created_at.isoformat(),
+            }
+            click.echo(json.dumps(record, separators=(",", ":")))
+            continue
+        status = "disabled" if user.disabled else "active"
+        created = user.created_at.strftime("%Y-%m-%d %H:%M")
+        claims = json.dumps(user.claims, separators=(",", ":")) if user.claims else ""
+        click.echo(f"{user.id}  {user.email}  {status}  {created}  {claims}".rstrip())
+
+
+def _set_disabled(email: str, disabled: bool) -> None:
+    log_to_stderr()
+    try:
+        user = users.set_disabled(get_engine(), _email(email), disabled)
+    except users.UnknownUserError as exc:
+        raise click.ClickException(str(exc)) from None
+    audit("user.disabled" if disabled else "user.enabled", user_id=user.id, via="cli")
+    click.echo(f"{'Disabled' if disabled else 'Enabled'} {user.email}")
+
+
+@users_cli.command("disable")
+@click.argument("email")
+def disable_user(email: str) -> None:
+    """Refuse logins for EMAIL and end its sessions (tokens already issued
+    stay valid until they expire)."""
+    _set_disabled(email, True)
+
+
+@users_cli.command("enable")
+@click.argument("email")
+def enable_user(email: str) -> None:
+    """Allow EMAIL to log in again."""
+    _set_disabled(email, False)

@@ -1,0 +1,200 @@
+"""Login, sign-up, log-out and account pages (server-rendered, no JavaScript)."""
+
+from __future__ import annotations
+
+from flask import (
+    Blueprint,
+    Flask,
+    Response,
+    current_app,
+    make_response,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
+from flask_wtf.csrf import CSRFError, CSRFProtect
+from sqlalchemy import text
+from sqlalchemy.exc import SQLAlchemyError
+
+from issuer.accounts import users
+from issuer.accounts.emails import normalize_email
+from issuer.accounts.forms import LoginForm, LogoutForm, SignupForm
+from issuer.accounts.passwords import PasswordPolicyError
+from issuer.accounts.redirects import safe_next
+from issuer.accounts.sessions import current_user, login_user, logout_user
+from issuer.accounts.throttle import Throttle, ThrottlePolicy, address_key
+from issuer.audit import audit
+from issuer.db import get_engine
+
+bp = Blueprint("accounts", __name__)
+csrf = CSRFProtect()
+
+# Said for every failed login, whatever the cause, so that the page does not
+# tell an attacker which email addresses have accounts.
+LOGIN_FAILED = "Incorrect email or password."
+
+
+def init_views(app: Flask) -> None:
+    config = app.config["ISSUER"]
+    # CSRF is enforced per blueprint (ours, and the consent form's), not
+    # app-wide: /token and /revoke are called by OAuth clients, not browsers.
+    app.config.setdefault("WTF_CSRF_CHECK_DEFAULT", False)
+    csrf.init_app(app)
+    app.extensions["throttle"] = Throttle(
+        app.extensions["db"],
+        ThrottlePolicy(
+            per_account=config.login_max_failures,
+            per_address=config.login_max_failures_per_address,
+            window=config.login_failure_window,
+        ),
+    )
+    app.register_blueprint(bp)
+    app.register_error_handler(CSRFError, _csrf_failed)
+    app.context_processor(lambda: {"current_user": current_user})
+
+
+@bp.before_request
+def _protect() -> None:
+    csrf.protect()
+
+
+@bp.after_request
+def _page_headers(response: Response) -> Response:
+    # Pages with forms and personal data: never cached, never framed
+    # (clickjacking a login or log-out button).
+    response.headers["Cache-Control"] = "no-store"
+    response.headers["X-Frame-Options"] = "DENY"
+    response.headers["Content-Security-Policy"] = (
+        "default-src 'none'; style-src 'self'; img-src 'self'; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+    response.headers["Referrer-Policy"] = "same-origin"
+    return response
+
+
+def _csrf_failed(error: CSRFError) -> tuple[str, int]:
+    return render_template(
+        "error.html",
+        title="This form has expired",
+        message=(
+            "The form was too old or did not come from this site, so nothing was done. "
+            "Go back, reload the page and try again."
+        ),
+    ), 400
+
+
+def _throttle() -> Throttle:
+    return current_app.extensions["throttle"]
+
+
+def _next_url() -> str:
+    return safe_next(request.args.get("next"), url_for("accounts.account"))
+
+
+def _too_many_attempts(retry_after: int) -> Response:
+    minutes = max(1, -(-retry_after // 60))
+    response = make_response(
+        render_template("accounts/throttled.html", minutes=minutes, retry_after=retry_after), 429
+    )
+    response.headers["Retry-After"] = str(retry_after)
+    return response
+
+
+@bp.route("/login", methods=["GET", "POST"])
+def login() -> Response | tuple[str, int] | str:
+    form = LoginForm()
+    next_url = _next_url()
+    page = {"form": form, "next_url": next_url, "signup_enabled": _signup_enabled()}
+    if request.method == "GET":
+        return render_template("accounts/login.html", **page)
+    if not form.validate():
+        return render_template("accounts/login.html", **page), 400
+    email = normalize_email(form.email.data)
+    address = address_key(request.remote_addr)
+    wait = _throttle().retry_after(address, account=email)
+    if wait is not None:
+        audit("login.throttled", address=address, retry_after=wait)
+        return _too_many_attempts(wait)
+    result = users.authenticate(get_engine(), email, form.password.data)
+    if result.user is None:
+        _throttle().record_failure(address, account=email)
+        audit("login.failed", reason=result.reason, user_id=result.user_id, address=address)
+        return render_template("accounts/login.html", error=LOGIN_FAILED, **page), 401
+    _throttle().forget_account(email)
+    login_user(result.user)
+    audit("login", user_id=result.user.id, address=address)
+    return redirect(next_url, code=303)
+
+
+def _signup_enabled() -> bool:
+    return current_app.config["ISSUER"].signup_enabled
+
+
+@bp.route("/signup", methods=["GET", "POST"])
+def signup() -> Response | tuple[str, int] | str:
+    if not _signup_enabled():
+        return render_template(
+            "error.html",
+            title="Sign-up is closed",
+            message="New accounts are created by the administrator of this site.",
+        ), 403
+    form = SignupForm()
+    next_url = _next_url()
+    page = {"form": form, "next_url": next_url}
+    if request.method == "GET":
+        return render_template("accounts/signup.html", **page)
+    if not form.validate():
+        return render_template("accounts/signup.html", **page), 400
+    address = address_key(request.remote_addr)
+    wait = _throttle().retry_after(address)
+    if wait is not None:
+        audit("signup.throttled", address=address, retry_after=wait)
+        return _too_many_attempts(wait)
+    try:
+        user = users.create_user(get_engine(), form.email.data, form.password.data)
+    except PasswordPolicyError as exc:
+        form.password.errors = [str(exc)]
+        return render_template("accounts/signup.html", **page), 400
+    except users.DuplicateEmailError:
+        # Probing for accounts through sign-up spends the address's budget.
+        _throttle().record_failure(address)
+        audit("signup.duplicate", address=address)
+        form.email.errors = ["An account with this email address already exists. Log in instead?"]
+        return render_template("accounts/signup.html", **page), 409
+    login_user(user)
+    audit("signup", user_id=user.id, address=address)
+    return redirect(next_url, code=303)
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout() -> Response | str:
+    form = LogoutForm()
+    if request.method == "GET":
+        next_url = safe_next(request.args.get("next"), "") or None
+        return render_template("accounts/logout.html", form=form, next_url=next_url)
+    user = current_user()
+    logout_user()
+    if user is not None:
+        audit("logout", user_id=user.id)
+    return redirect(safe_next(request.args.get("next"), url_for("accounts.login")), code=303)
+
+
+@bp.get("/account")
+def account() -> Response | str:
+    user = current_user()
+    if user is None:
+        return redirect(url_for("accounts.login", next=request.path))
+    return render_template("accounts/account.html", user=user, form=LogoutForm())
+
+
+@bp.get("/healthz")
+def healthz() -> tuple[str, int, dict[str, str]]:
+    """Liveness plus a database round trip: a worker that cannot reach its
+    database cannot log anyone in."""
+    try:
+        with get_engine().connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return "database unavailable\n", 503, {"Content-Type": "text/plain"}
+    return "ok\n", 200, {"Content-Type": "text/plain"}
