@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, jwks, keys_cli
+from issuer import accounts, db, jwks, keys_cli, oauth
 from issuer.config import Config
 from issuer.keyring import KeyRing
 
@@ -20,6 +20,7 @@ def create_app(config: Config | None = None) -> Flask:
     app.register_blueprint(jwks.bp)
     app.cli.add_command(keys_cli.keys)
     app.cli.add_command(keys_cli.token)
+    oauth.init_app(app)
     # Last: every blueprint above has imported the modules declaring its tables.
     db.create_all(app.extensions["db"])
     return app

@@ -1,0 +1,28 @@
+"""OAuth 2 / OpenID Connect: clients, codes, refresh tokens, and the endpoints.
+
+`init_app` wires authlib's AuthorizationServer and a ResourceProtector to the
+app (as `app.extensions["oauth"]` and `["oauth_resource"]`), registers the
+blueprint and the `clients` CLI group.
+"""
+
+from __future__ import annotations
+
+from flask import Flask
+
+from issuer.oauth.clients_cli import clients_cli
+from issuer.oauth.discovery import metadata_body
+from issuer.oauth.server import AuthorizationServer, access_token_audience
+from issuer.oauth.userinfo import resource_protector
+from issuer.oauth.views import bp
+
+
+def init_app(app: Flask) -> None:
+    config = app.config["ISSUER"]
+    server = AuthorizationServer(app)
+    app.extensions["oauth"] = server
+    app.extensions["oauth_resource"] = resource_protector(
+        config, access_token_audience(config), server.published_keys
+    )
+    app.extensions["oauth_discovery"] = metadata_body(config)
+    app.register_blueprint(bp)
+    app.cli.add_command(clients_cli)

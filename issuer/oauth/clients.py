@@ -1,0 +1,248 @@
+"""OAuth clients: registration rules, storage, and authlib's ClientMixin.
+
+Confidential clients get a high-entropy random secret, shown once and stored
+as its SHA-256 digest. A password KDF would protect nothing here (the secret
+is 256 random bits, not a guessable password) and would cost /token its
+performance budget.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import ipaddress
+import json
+import re
+import secrets
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
+from sqlalchemy import Boolean, Column, Engine, Integer, String, Table, Text, insert, select
+
+from issuer.db import metadata
+
+#: The scopes this issuer knows; clients are registered with a subset.
+SUPPORTED_SCOPES = ("openid", "profile", "email")
+#: Grant types a client may be registered for.
+SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+
+CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
+LOOPBACK_HOSTS = frozenset({"localhost"})
+
+clients_table = Table(
+    "oauth_clients",
+    metadata,
+    Column("client_id", String(64), primary_key=True),
+    Column("name", String(200), nullable=False),
+    # Hex SHA-256 of the secret; NULL for public clients.
+    Column("secret_digest", String(64)),
+    Column("redirect_uris", Text, nullable=False),
+    Column("post_logout_redirect_uris", Text, nullable=False),
+    Column("grant_types", Text, nullable=False),
+    Column("scope", Text, nullable=False),
+    Column("first_party", Boolean, nullable=False),
+    Column("created_at", Integer, nullable=False),
+)
+
+
+class ClientError(ValueError):
+    """A client registration that this issuer refuses, with the reason."""
+
+
+def secret_digest(secret: str) -> str:
+    return hashlib.sha256(secret.encode()).hexdigest()
+
+
+@dataclass(frozen=True)
+class Client(ClientMixin):
+    """A registered client, as authlib's grants and endpoints see it."""
+
+    client_id: str
+    name: str
+    secret_digest: str | None
+    redirect_uris: tuple[str, ...]
+    post_logout_redirect_uris: tuple[str, ...]
+    grant_types: tuple[str, ...]
+    scope: str
+    first_party: bool
+    created_at: int
+
+    @property
+    def is_public(self) -> bool:
+        return self.secret_digest is None
+
+    @property
+    def client_metadata(self) -> dict[str, object]:
+        """The registration metadata authlib's RP-initiated logout reads."""
+        return {"post_logout_redirect_uris": list(self.post_logout_redirect_uris)}
+
+    def get_client_id(self) -> str:
+        return self.client_id
+
+    def get_default_redirect_uri(self) -> None:
+        """No default: every authorization request must name its redirect URI."""
+        return None
+
+    def get_allowed_scope(self, scope: str | None) -> str:
+        if not scope:
+            return ""
+        allowed = set(scope_to_list(self.scope))
+        return list_to_scope([s for s in scope_to_list(scope) if s in allowed])
+
+    def check_redirect_uri(self, redirect_uri: str) -> bool:
+        return redirect_uri in self.redirect_uris
+
+    def check_client_secret(self, client_secret: str) -> bool:
+        if self.secret_digest is None:
+            return False
+        return hmac.compare_digest(secret_digest(client_secret), self.secret_digest)
+
+    def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
+        if self.is_public:
+            return method == "none"
+        return method in ("client_secret_basic", "client_secret_post")
+
+    def check_response_type(self, response_type: str) -> bool:
+        return response_type == "code" and "authorization_code" in self.grant_types
+
+    def check_grant_type(self, grant_type: str) -> bool:
+        return grant_type in self.grant_types
+
+
+def validate_redirect_uri(uri: str) -> str:
+    """Absolute, no fragment, and plain http only for loopback hosts."""
+    try:
+        parts = urlsplit(uri)
+        host = parts.hostname
+    except ValueError:
+        raise ClientError(f"redirect URI {uri!r} is not a valid URL") from None
+    if parts.scheme not in ("https", "http") or not host:
+        raise ClientError(f"redirect URI {uri!r} must be an absolute http(s) URL")
+    if parts.fragment or uri.endswith("#"):
+        raise ClientError(f"redirect URI {uri!r} must not contain a fragment")
+    if any(c.isspace() or ord(c) > 0x7E for c in uri):
+        raise ClientError(f"redirect URI {uri!r} contains characters that must be encoded")
+    if parts.scheme == "http" and not _is_loopback(host):
+        raise ClientError(f"redirect URI {uri!r} must use https (http only for loopback hosts)")
+    return uri
+
+
+def _is_loopback(host: str) -> bool:
+    if host in LOOPBACK_HOSTS:
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class Registration:
+    """What `clients add` asks for; validated by `register`."""
+
+    name: str
+    redirect_uris: tuple[str, ...] = ()
+    post_logout_redirect_uris: tuple[str, ...] = ()
+    public: bool = False
+    grant_types: tuple[str, ...] = ("authorization_code", "refresh_token")
+    scope: str = "openid profile email"
+    first_party: bool = False
+    client_id: str | None = None
+
+
+def register(engine: Engine, reg: Registration) -> tuple[Client, str | None]:
+    """Store a new client; return it with its secret (None for public clients).
+
+    The secret exists only in this return value: only its digest is stored.
+    """
+    client_id = reg.client_id or secrets.token_urlsafe(16)
+    _validate(reg, client_id)
+    secret = None if reg.public else secrets.token_urlsafe(32)
+    client = Client(
+        client_id=client_id,
+        name=reg.name.strip(),
+        secret_digest=None if secret is None else secret_digest(secret),
+        redirect_uris=tuple(dict.fromkeys(reg.redirect_uris)),
+        post_logout_redirect_uris=tuple(dict.fromkeys(reg.post_logout_redirect_uris)),
+        grant_types=tuple(dict.fromkeys(reg.grant_types)),
+        scope=list_to_scope(list(dict.fromkeys(scope_to_list(reg.scope)))),
+        first_party=reg.first_party,
+        created_at=int(time.time()),
+    )
+    with engine.begin() as conn:
+        if conn.execute(select(clients_table.c.client_id).filter_by(client_id=client_id)).first():
+            raise ClientError(f"client id {client_id!r} is already registered")
+        conn.execute(insert(clients_table).values(**_row(client)))
+    return client, secret
+
+
+def _validate(reg: Registration, client_id: str) -> None:
+    if not reg.name.strip() or len(reg.name) > 200:
+        raise ClientError("name must be 1 to 200 characters")
+    if not CLIENT_ID_PATTERN.match(client_id):
+        raise ClientError("client id must be 3 to 64 characters of A-Z a-z 0-9 . _ -")
+    unknown = set(reg.grant_types) - set(SUPPORTED_GRANT_TYPES)
+    if unknown or not reg.grant_types:
+        raise ClientError(
+            f"grant types must be among {', '.join(SUPPORTED_GRANT_TYPES)}"
+            + (f"; unknown: {', '.join(sorted(unknown))}" if unknown else "")
+        )
+    unknown = set(scope_to_list(reg.scope) or ()) - set(SUPPORTED_SCOPES)
+    if unknown:
+        raise ClientError(
+            f"unknown scope(s) {', '.join(sorted(unknown))}; known: {' '.join(SUPPORTED_SCOPES)}"
+        )
+    if "authorization_code" in reg.grant_types and not reg.redirect_uris:
+        raise ClientError("an authorization_code client needs at least one --redirect-uri")
+    if "refresh_token" in reg.grant_types and "authorization_code" not in reg.grant_types:
+        raise ClientError("refresh_token is only issued together with authorization_code")
+    if reg.public and "client_credentials" in reg.grant_types:
+        raise ClientError("client_credentials needs a confidential client (it has no user)")
+    for uri in (*reg.redirect_uris, *reg.post_logout_redirect_uris):
+        validate_redirect_uri(uri)
+
+
+def _row(client: Client) -> dict[str, object]:
+    return {
+        "client_id": client.client_id,
+        "name": client.name,
+        "secret_digest": client.secret_digest,
+        "redirect_uris": json.dumps(client.redirect_uris),
+        "post_logout_redirect_uris": json.dumps(client.post_logout_redirect_uris),
+        "grant_types": json.dumps(client.grant_types),
+        "scope": client.scope,
+        "first_party": client.first_party,
+        "created_at": client.created_at,
+    }
+
+
+def _client(row: object) -> Client:
+    m = row._mapping  # type: ignore[attr-defined]
+    return Client(
+        client_id=m["client_id"],
+        name=m["name"],
+        secret_digest=m["secret_digest"],
+        redirect_uris=tuple(json.loads(m["redirect_uris"])),
+        post_logout_redirect_uris=tuple(json.loads(m["post_logout_redirect_uris"])),
+        grant_types=tuple(json.loads(m["grant_types"])),
+        scope=m["scope"],
+        first_party=bool(m["first_party"]),
+        created_at=m["created_at"],
+    )
+
+
+def load(engine: Engine, client_id: str) -> Client | None:
+    if not CLIENT_ID_PATTERN.match(client_id):
+        return None
+    with engine.connect() as conn:
+        row = conn.execute(select(clients_table).filter_by(client_id=client_id)).first()
+    return None if row is None else _client(row)
+
+
+def all_clients(engine: Engine) -> Iterable[Client]:
+    with engine.connect() as conn:
+        rows = conn.execute(select(clients_table).order_by(clients_table.c.created_at)).all()
+    return [_client(r) for r in rows]

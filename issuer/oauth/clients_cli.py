@@ -1,0 +1,98 @@
+"""`python -m issuer clients add|list`: register the applications allowed to ask for tokens."""
+
+from __future__ import annotations
+
+import click
+from flask.cli import with_appcontext
+
+from issuer.audit import audit, log_to_stderr
+from issuer.db import get_engine
+from issuer.oauth import clients
+from issuer.oauth.clients import ClientError, Registration
+
+clients_cli = click.Group("clients", help="Register and list OAuth clients.")
+
+
+@clients_cli.command("add")
+@click.option("--name", required=True, help="Shown to users on the consent page.")
+@click.option(
+    "--redirect-uri",
+    "redirect_uris",
+    multiple=True,
+    help="Where codes may be sent (exact match; repeatable).",
+)
+@click.option(
+    "--post-logout-redirect-uri",
+    "post_logout_redirect_uris",
+    multiple=True,
+    help="Where /logout may send the browser back (exact match; repeatable).",
+)
+@click.option(
+    "--public/--confidential",
+    default=False,
+    help="Public clients (browser or native apps) get no secret and rely on PKCE.",
+)
+@click.option(
+    "--grant-type",
+    "grant_types",
+    multiple=True,
+    type=click.Choice(clients.SUPPORTED_GRANT_TYPES),
+    help="Repeatable. Default: authorization_code and refresh_token.",
+)
+@click.option("--first-party", is_flag=True, help="Skip the consent page for this client.")
+@click.option(
+    "--scope",
+    default=" ".join(clients.SUPPORTED_SCOPES),
+    show_default=True,
+    help="Space-separated scopes the client may receive.",
+)
+@click.option("--client-id", default=None, help="Choose the id (default: random).")
+@with_appcontext
+def add(
+    name: str,
+    redirect_uris: tuple[str, ...],
+    post_logout_redirect_uris: tuple[str, ...],
+    public: bool,
+    grant_types: tuple[str, ...],
+    first_party: bool,
+    scope: str,
+    client_id: str | None,
+) -> None:
+    """Register a client. A confidential client's secret is printed once, here."""
+    log_to_stderr()
+    registration = Registration(
+        name=name,
+        redirect_uris=redirect_uris,
+        post_logout_redirect_uris=post_logout_redirect_uris,
+        public=public,
+        grant_types=grant_types or Registration.grant_types,
+        scope=scope,
+        first_party=first_party,
+        client_id=client_id,
+    )
+    try:
+        client, secret = clients.register(get_engine(), registration)
+    except ClientError as error:
+        raise click.UsageError(str(error)) from None
+    audit(
+        "clients.add",
+        client_id=client.client_id,
+        public=client.is_public,
+        grant_types=list(client.grant_types),
+        first_party=client.first_party,
+    )
+    click.echo(f"client_id: {client.client_id}")
+    if secret is not None:
+        click.echo(f"client_secret: {secret}")
+        click.echo("Store the secret now: only its digest is kept, it cannot be shown again.")
+
+
+@clients_cli.command("list")
+@with_appcontext
+def list_clients() -> None:
+    """One line per client: id, type, grant types, first-party, name."""
+    for client in clients.all_clients(get_engine()):
+        kind = "public" if client.is_public else "confidential"
+        party = "first-party" if client.first_party else "third-party"
+        grants = ",".join(client.grant_types)
+        click.echo(f"{client.client_id}\t{kind}\t{grants}\t{party}\t{client.name}")

@@ -1,0 +1,58 @@
+"""Checks every OAuth request passes before authlib sees it.
+
+authlib echoes some parameters inside `error_description`, which must be
+restricted ASCII (RFC 6749 4.1.2.1) or authlib raises ValueError (a 500).
+RFC 6749 also forbids repeating any parameter. These checks turn such input,
+oversized bodies and wrong content types into plain `invalid_request` errors.
+"""
+
+from __future__ import annotations
+
+import re
+
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from flask import Request
+from werkzeug.datastructures import MultiDict
+
+#: Largest form body or query string we parse. Real requests are < 1 KiB.
+MAX_PARAMS_BYTES = 8192
+#: Characters allowed in parameter names and values that may be echoed in errors.
+_SAFE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+#: Opaque values the client picks (VSCHAR, RFC 6749 appendix A): never echoed in errors.
+_OPAQUE = frozenset({"state", "nonce"})
+_VSCHAR = re.compile(r"[\x20-\x7e]*")
+FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
+
+
+def check_params(params: MultiDict) -> None:
+    """Each parameter once, printable ASCII, and error-safe unless opaque."""
+    for name in params:
+        if not _SAFE.fullmatch(name):
+            raise InvalidRequestError("Parameter names must be printable ASCII.")
+        values = params.getlist(name)
+        if len(values) > 1:
+            raise InvalidRequestError(f"Parameter '{name}' is repeated.")
+        pattern = _VSCHAR if name in _OPAQUE else _SAFE
+        if not pattern.fullmatch(values[0]):
+            raise InvalidRequestError(f"Parameter '{name}' contains characters it may not.")
+
+
+def check_form_post(request: Request) -> None:
+    """What /token and /revoke accept: a small urlencoded POST body, no query."""
+    if request.method != "POST":
+        raise InvalidRequestError("This endpoint accepts POST only.", status_code=405)
+    if request.content_length is not None and request.content_length > MAX_PARAMS_BYTES:
+        raise InvalidRequestError("The request body is too large.", status_code=413)
+    if request.mimetype != FORM_CONTENT_TYPE:
+        raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
+    if request.query_string:
+        raise InvalidRequestError("Parameters belong in the request body, not the URL.")
+    # Also bounds chunked bodies, which carry no Content-Length.
+    request.max_content_length = MAX_PARAMS_BYTES
+    check_params(request.form)
+
+
+def check_query(request: Request) -> None:
+    if len(request.query_string) > MAX_PARAMS_BYTES:
+        raise InvalidRequestError("The request is too large.", status_code=414)
+    check_params(request.args)

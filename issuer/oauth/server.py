@@ -1,0 +1,130 @@
+"""The authlib AuthorizationServer: grants, endpoints and the token generator.
+
+Access tokens are ES256 JWTs from the key ring (what Neon verifies); refresh
+tokens are opaque random strings whose digests live in the database.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+
+from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
+from authlib.oauth2.rfc6749 import authenticate_client
+from authlib.oauth2.rfc6750 import BearerTokenGenerator
+from flask import Flask, current_app
+
+from issuer.audit import audit
+from issuer.config import Config
+from issuer.db import get_engine
+from issuer.oauth import clients, refresh_tokens
+from issuer.oauth.endpoints import EndSessionEndpoint, PublishedKeys, RevocationEndpoint
+from issuer.oauth.grants import (
+    AuthorizationCodeGrant,
+    ClientCredentialsGrant,
+    OpenIDCode,
+    RefreshTokenGrant,
+    S256CodeChallenge,
+)
+from issuer.oauth.refresh_tokens import RefreshToken
+from issuer.tokens import mint_access_token
+
+
+def access_token_audience(config: Config) -> str:
+    """`aud` of access tokens: the configured audience (what Neon is told to
+    expect), else the issuer itself, so that every token names its audience."""
+    return config.audience or config.issuer_url
+
+
+class AccessTokenMinter:
+    """authlib's access-token generator hook: an RFC 9068 JWT per token."""
+
+    def __init__(self, config: Config) -> None:
+        self.issuer = config.issuer_url
+        self.audience = access_token_audience(config)
+        self.ttl = config.access_token_ttl
+
+    def __call__(self, client, grant_type: str, user, scope: str) -> str:
+        # client_credentials has no user: the service account is the client.
+        subject = client.get_client_id() if user is None else user.id
+        return mint_access_token(
+            current_app.extensions["keyring"],
+            issuer=self.issuer,
+            subject=subject,
+            audience=self.audience,
+            ttl=self.ttl,
+            scope=scope,
+            client_id=client.get_client_id(),
+            extra_claims={} if user is None else user.claims,
+        )
+
+
+def token_id(access_token: str) -> str:
+    """The `jti` that `mint_access_token` chose, read back for the audit log."""
+    payload = access_token.split(".")[1]
+    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+
+
+def _new_refresh_token(**_context: object) -> str:
+    return refresh_tokens.new_token()
+
+
+def _basic_auth_or_none(query_client, request):
+    """authlib's client_secret_basic, treating undecodable credentials as
+    absent (they would otherwise surface as a UnicodeDecodeError)."""
+    try:
+        return authenticate_client.authenticate_client_secret_basic(query_client, request)
+    except UnicodeDecodeError:
+        return None
+
+
+class AuthorizationServer(_AuthorizationServer):
+    def __init__(self, app: Flask) -> None:
+        super().__init__()
+        self.config: Config = app.config["ISSUER"]
+        self.published_keys = PublishedKeys()
+        self.init_app(app, query_client=self._load_client, save_token=self._save_token)
+        self.scopes_supported = list(clients.SUPPORTED_SCOPES)
+        self.register_client_auth_method("client_secret_basic", _basic_auth_or_none)
+        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), OpenIDCode()])
+        self.register_grant(RefreshTokenGrant)
+        self.register_grant(ClientCredentialsGrant)
+        self.register_endpoint(RevocationEndpoint)
+        self.register_endpoint(EndSessionEndpoint)
+
+    def create_bearer_token_generator(self, app_config) -> BearerTokenGenerator:
+        config: Config = app_config["ISSUER"]
+        return BearerTokenGenerator(
+            AccessTokenMinter(config), _new_refresh_token, config.access_token_ttl
+        )
+
+    @staticmethod
+    def _load_client(client_id: str) -> clients.Client | None:
+        return clients.load(get_engine(), client_id)
+
+    def _save_token(self, token: dict, request) -> None:
+        """Store the refresh token (if any) in its family, and audit the issuance."""
+        client_id = request.client.get_client_id()
+        user = request.user
+        if "refresh_token" in token:
+            parent = request.refresh_token or request.authorization_code
+            refresh_tokens.save(
+                get_engine(),
+                token["refresh_token"],
+                RefreshToken(
+                    family_id=parent.family_id,
+                    client_id=client_id,
+                    user_id=user.id,
+                    scope=token.get("scope", ""),
+                    auth_time=parent.auth_time,
+                ),
+                self.config.refresh_token_ttl,
+            )
+        audit(
+            "oauth.token_issued",
+            client_id=client_id,
+            sub=client_id if user is None else user.id,
+            grant=request.payload.grant_type,
+            jti=token_id(token["access_token"]),
+            scope=token.get("scope", ""),
+        )

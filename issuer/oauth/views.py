@@ -1,0 +1,166 @@
+"""The OAuth 2 / OpenID Connect HTTP endpoints, as one blueprint.
+
+Each view checks its input (`params`), then hands the request to authlib's
+AuthorizationServer; only the browser-facing decisions (log in first? ask for
+consent? show or redirect an error?) are made here.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlencode
+
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import InvalidRequestError
+from authlib.oidc.core.errors import ConsentRequiredError
+from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from flask_wtf import FlaskForm
+from werkzeug.exceptions import RequestEntityTooLarge
+from wtforms import SubmitField
+
+from issuer import accounts
+from issuer.oauth import params
+from issuer.oauth.server import AuthorizationServer
+from issuer.oauth.userinfo import user_info
+
+bp = Blueprint("oauth", __name__)
+
+#: Seconds a verifier may cache the discovery document.
+DISCOVERY_MAX_AGE = 3600
+
+
+class ConsentForm(FlaskForm):
+    allow = SubmitField("Allow")
+    deny = SubmitField("Deny")
+
+
+class LogoutConfirmForm(FlaskForm):
+    confirm = SubmitField("Log out")
+
+
+@bp.after_request
+def _page_headers(response: Response) -> Response:
+    """Consent and logout pages must never be framed (clickjacking) or cached."""
+    if response.mimetype == "text/html":
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["X-Frame-Options"] = "DENY"
+        response.headers["Content-Security-Policy"] = (
+            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
+        )
+    return response
+
+
+def _server() -> AuthorizationServer:
+    return current_app.extensions["oauth"]
+
+
+@bp.errorhandler(OAuth2Error)
+def _oauth_error(error: OAuth2Error) -> Response:
+    """Errors authlib raises outside its own try blocks (e.g. insecure transport)."""
+    return _server().handle_error_response(None, error)
+
+
+@bp.errorhandler(RequestEntityTooLarge)
+def _too_large(_error: RequestEntityTooLarge) -> Response:
+    return _oauth_error(InvalidRequestError("The request body is too large.", status_code=413))
+
+
+def _error_page(error: OAuth2Error) -> tuple[str, int]:
+    """An error we must not redirect (unknown client, unregistered redirect URI)."""
+    page = render_template(
+        "oauth/error.html", error=error.error, description=error.get_error_description()
+    )
+    return page, error.status_code or 400
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize() -> Response | tuple[str, int] | str:
+    server = _server()
+    try:
+        params.check_query(request)
+    except OAuth2Error as error:
+        return _error_page(error)
+    user = accounts.current_user()
+    try:
+        grant = server.get_consent_grant(end_user=user)
+    except OAuth2Error as error:
+        if error.redirect_uri:
+            return server.handle_error_response(None, error)
+        return _error_page(error)
+    if user is None or grant.prompt == "login":
+        return redirect(accounts.login_url(_authorize_url_without_login_prompt()))
+    client = grant.client
+    if client.first_party and grant.prompt != "consent":
+        return server.create_authorization_response(grant_user=user, grant=grant)
+    if "none" in request.args.get("prompt", "").split():
+        error = ConsentRequiredError(
+            redirect_uri=grant.redirect_uri, state=request.args.get("state")
+        )
+        return server.handle_error_response(None, error)
+    form = ConsentForm()
+    if request.method == "POST":
+        if not form.validate_on_submit():
+            return _error_page(InvalidRequestError("The consent form expired; please retry."))
+        return server.create_authorization_response(
+            grant_user=user if form.allow.data else None, grant=grant
+        )
+    scopes = (grant.request.scope or "").split()
+    return render_template("oauth/consent.html", client=client, scopes=scopes, user=user, form=form)
+
+
+def _authorize_url_without_login_prompt() -> str:
+    """Where login sends the browser back: this request, minus `prompt=login`
+    (which the login itself has now satisfied)."""
+    args = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
+    prompts = [p for p in request.args.get("prompt", "").split() if p != "login"]
+    if prompts:
+        args.append(("prompt", " ".join(prompts)))
+    return f"{request.path}?{urlencode(args)}"
+
+
+@bp.route("/token", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+def token() -> Response:
+    params.check_form_post(request)
+    return _server().create_token_response()
+
+
+@bp.route("/revoke", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
+def revoke() -> Response:
+    params.check_form_post(request)
+    return _server().create_endpoint_response("revocation")
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo() -> Response:
+    with current_app.extensions["oauth_resource"].acquire("openid") as token:
+        response = jsonify(user_info(token))
+    response.headers["Cache-Control"] = "no-store"
+    return response
+
+
+@bp.route("/end-session", methods=["GET", "POST"])
+def logout() -> Response | tuple[str, int] | str:
+    server = _server()
+    try:
+        params.check_query(request)
+        params.check_params(request.form)
+        end_session = server.validate_endpoint_request("end_session")
+    except OAuth2Error as error:
+        return _error_page(error)
+    if end_session.needs_confirmation:
+        # Without a valid id_token_hint anyone could log the user out with a
+        # link: ask them, with a CSRF-protected form.
+        form = LogoutConfirmForm()
+        if request.method == "GET":
+            return render_template("oauth/logout_confirm.html", form=form)
+        if not form.validate_on_submit():
+            return _error_page(InvalidRequestError("The logout form expired; please retry."))
+    response = server.create_endpoint_response("end_session", end_session)
+    return response or render_template("oauth/logged_out.html")
+
+
+@bp.route("/.well-known/openid-configuration")
+def openid_configuration() -> Response:
+    response = Response(current_app.extensions["oauth_discovery"], mimetype="application/json")
+    response.headers["Cache-Control"] = f"public, max-age={DISCOVERY_MAX_AGE}"
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response
