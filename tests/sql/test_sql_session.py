@@ -1,0 +1,278 @@
+"""The local `auth` schema: session hand-off, claims, and every way to forge one."""
+
+from __future__ import annotations
+
+import base64
+import dataclasses
+import json
+import secrets
+import time
+import uuid
+from collections.abc import Callable
+
+import psycopg
+import pytest
+
+Login = Callable[..., psycopg.Connection]
+
+
+def user_id(conn: psycopg.Connection) -> str | None:
+    return conn.execute("SELECT auth.user_id()").fetchone()[0]
+
+
+def refused(conn: psycopg.Connection, token: str) -> psycopg.Error:
+    with pytest.raises(psycopg.Error) as caught:
+        conn.execute("SELECT auth.jwt_session_init(%s)", [token])
+    return caught.value
+
+
+def test_no_session_means_json_null_and_no_identity(connect) -> None:
+    conn = connect("authenticated")
+    row = conn.execute(
+        "SELECT auth.session() = 'null'::jsonb, auth.jwt() = 'null'::jsonb,"
+        " auth.user_id(), auth.uid()"
+    ).fetchone()
+    assert row == (True, True, None, None)
+
+
+def test_claims_round_trip_without_the_internal_pid(connect, session_key, alice) -> None:
+    conn = connect("authenticated")
+    claims = {
+        "sub": alice,
+        "iss": "http://127.0.0.1:8001",
+        "aud": ["todos"],
+        "exp": int(time.time()) + 60,
+        "name": 'Zoë "quoted" \\ back',
+        "nested": {"roles": ["a", "b"], "n": 1.5},
+    }
+    token = session_key.sign(claims | {"pid": conn.info.backend_pid})
+    conn.execute("SELECT auth.jwt_session_init(%s)", [token])
+    session, jwt = conn.execute("SELECT auth.session(), auth.jwt()").fetchone()
+    assert session == claims
+    assert jwt == claims
+    assert user_id(conn) == alice
+
+
+def test_uid_is_the_subject_as_uuid_or_null(login) -> None:
+    subject = uuid.uuid4()
+    assert login(str(subject)).execute("SELECT auth.uid()").fetchone()[0] == subject
+    assert login("not-a-uuid").execute("SELECT auth.uid()").fetchone()[0] is None
+
+
+def test_non_string_subject_is_refused(connect, session_key) -> None:
+    conn = connect("authenticated")
+    error = refused(conn, session_key.sign({"sub": 42, "pid": conn.info.backend_pid}))
+    assert (error.sqlstate, error.diag.message_primary) == (
+        "42804",
+        "invalid subject claim in the session token",
+    )
+
+
+def test_init_checks_that_a_session_key_is_installed(connect, session_key) -> None:
+    connect("authenticated").execute("SELECT auth.init()")
+
+
+def test_leeway_accepts_30_seconds_either_side(connect, session_key, alice) -> None:
+    conn = connect("authenticated")
+    now = int(time.time())
+    token = session_key.token_for(conn, sub=alice, exp=now - 20, nbf=now + 20)
+    conn.execute("SELECT auth.jwt_session_init(%s)", [token])
+    assert user_id(conn) == alice
+
+
+def tamper_payload(token: str, **changes: object) -> str:
+    header, payload, signature = token.split(".")
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    forged = base64.urlsafe_b64encode(json.dumps(claims | changes).encode()).rstrip(b"=")
+    return f"{header}.{forged.decode()}.{signature}"
+
+
+FORGERIES: dict[str, tuple[Callable, str, str]] = {
+    # name: (make(conn, key) -> token, sqlstate, message)
+    "signed with another secret": (
+        lambda c, k: dataclasses.replace(k, secret=secrets.token_bytes(32)).token_for(c, sub="x"),
+        "23514",
+        "invalid session token signature",
+    ),
+    "unknown key id": (
+        lambda c, k: dataclasses.replace(k, kid="no-such-key").token_for(c, sub="x"),
+        "23514",
+        "session token signed by an unknown session key",
+    ),
+    "tampered payload": (
+        lambda c, k: tamper_payload(k.token_for(c, sub="x"), sub="victim"),
+        "23514",
+        "invalid session token signature",
+    ),
+    "truncated signature": (
+        lambda c, k: k.token_for(c, sub="x")[:-1],
+        "42804",
+        "invalid session token encoding",
+    ),
+    "another backend's pid": (
+        lambda c, k: k.sign({"sub": "x", "pid": c.info.backend_pid + 1}),
+        "23514",
+        "session token belongs to another backend",
+    ),
+    "no pid": (
+        lambda c, k: k.sign({"sub": "x"}),
+        "42804",
+        "session token has no pid claim",
+    ),
+    "expired beyond the leeway": (
+        lambda c, k: k.token_for(c, sub="x", exp=int(time.time()) - 31),
+        "23514",
+        "session token expired",
+    ),
+    "not yet valid beyond the leeway": (
+        lambda c, k: k.token_for(c, sub="x", nbf=int(time.time()) + 31),
+        "23514",
+        "session token not yet valid",
+    ),
+    "exp is not a number": (
+        lambda c, k: k.token_for(c, sub="x", exp="never"),
+        "42804",
+        "'exp' must be a number of seconds since the unix epoch",
+    ),
+    "alg none": (
+        lambda c, k: k.sign({"sub": "x", "pid": c.info.backend_pid}, {"alg": "none", "kid": k.kid}),
+        "42804",
+        "session token must be an HS256 JWS",
+    ),
+    "header is not JSON": (
+        lambda c, k: "bm90IGpzb24." + k.token_for(c, sub="x").split(".", 1)[1],
+        "42804",
+        "invalid session token encoding",
+    ),
+    "header is not UTF-8": (
+        lambda c, k: "__79." + k.token_for(c, sub="x").split(".", 1)[1],
+        "42804",
+        "invalid session token encoding",
+    ),
+    "garbage": (lambda c, k: "not a token", "42804", "invalid session token encoding"),
+    "empty": (lambda c, k: "", "42804", "invalid session token encoding"),
+    "bad length": (lambda c, k: "a.b." + "A" * 43, "42804", "invalid session token encoding"),
+}
+
+
+@pytest.mark.parametrize("case", FORGERIES, ids=list(FORGERIES))
+def test_forged_tokens_are_refused_precisely(connect, session_key, case) -> None:
+    make, sqlstate, message = FORGERIES[case]
+    conn = connect("authenticated")
+    error = refused(conn, make(conn, session_key))
+    assert (error.sqlstate, error.diag.message_primary) == (sqlstate, message)
+    assert user_id(conn) is None
+
+
+def test_null_token_is_refused(connect) -> None:
+    error = refused(connect("authenticated"), None)
+    assert error.sqlstate == "22004"
+
+
+def test_a_refused_token_keeps_the_previous_session(login, session_key, alice) -> None:
+    conn = login(alice)
+    refused(conn, session_key.sign({"sub": "mallory", "pid": conn.info.backend_pid + 1}))
+    assert user_id(conn) == alice
+
+
+def test_a_token_replayed_on_another_backend_is_refused(login, connect, alice) -> None:
+    victim = login(alice)
+    token = victim.execute("SELECT current_setting('auth.session_token')").fetchone()[0]
+    thief = connect("authenticated")
+    error = refused(thief, token)
+    assert error.diag.message_primary == "session token belongs to another backend"
+    thief.execute("SELECT set_config('auth.session_token', %s, false)", [token])
+    with pytest.raises(psycopg.Error, match="belongs to another backend"):
+        user_id(thief)
+
+
+@pytest.mark.parametrize(
+    "setting", ["auth.session_token", "pg_session_jwt.jwt", "request.jwt.claims"]
+)
+def test_setting_a_guc_by_hand_cannot_change_the_identity(
+    login, session_key, alice, setting
+) -> None:
+    conn = login(alice)
+    unsigned = session_key.sign({"sub": "victim", "pid": conn.info.backend_pid}).rsplit(".", 1)[0]
+    for value in (
+        unsigned + "." + "A" * 43,
+        json.dumps({"sub": "victim"}),
+        f"{unsigned}.",
+    ):
+        conn.execute("SELECT set_config(%s, %s, false)", [setting, value])
+        if setting == "auth.session_token":
+            with pytest.raises(psycopg.Error) as caught:
+                user_id(conn)
+            assert caught.value.sqlstate in ("23514", "42804")
+        else:
+            assert user_id(conn) == alice
+
+
+def test_a_dropped_key_ends_its_sessions(connect, fresh_key, alice) -> None:
+    conn = connect("authenticated")
+    conn.execute("SELECT auth.jwt_session_init(%s)", [fresh_key.token_for(conn, sub=alice)])
+    assert user_id(conn) == alice
+    dropped = connect("neondb_owner").execute(
+        "SELECT auth_private.drop_session_key(%s::text)", [fresh_key.kid]
+    )
+    assert dropped.fetchone()[0] is True
+    with pytest.raises(psycopg.Error, match="unknown session key"):
+        user_id(conn)
+
+
+def test_reinstalling_a_key_id_replaces_its_secret(connect, fresh_key, alice) -> None:
+    conn = connect("authenticated")
+    old_token = fresh_key.token_for(conn, sub=alice)
+    connect("neondb_owner").execute(
+        "SELECT auth_private.install_session_key(%s::text, %s::bytea)",
+        [fresh_key.kid, secrets.token_bytes(48)],
+    )
+    assert refused(conn, old_token).diag.message_primary == "invalid session token signature"
+
+
+@pytest.mark.parametrize("secret_size", [32, 64, 65, 100])
+def test_hmac_matches_python_for_every_key_size(connect, fresh_key, alice, secret_size) -> None:
+    key = dataclasses.replace(fresh_key, secret=secrets.token_bytes(secret_size))
+    connect("neondb_owner").execute(
+        "SELECT auth_private.install_session_key(%s::text, %s::bytea)", [key.kid, key.secret]
+    )
+    conn = connect("authenticated")
+    conn.execute("SELECT auth.jwt_session_init(%s)", [key.token_for(conn, sub=alice)])
+    assert user_id(conn) == alice
+
+
+@pytest.mark.parametrize(
+    ("kid", "secret", "message"),
+    [
+        ("", b"k" * 32, "session key id must be 1 to 128 characters"),
+        ("short", b"k" * 31, "session key must be at least 32 bytes"),
+        ("null", None, "session key must be at least 32 bytes"),
+    ],
+)
+def test_weak_session_keys_are_refused(connect, kid, secret, message) -> None:
+    with pytest.raises(psycopg.Error) as caught:
+        connect("neondb_owner").execute(
+            "SELECT auth_private.install_session_key(%s::text, %s::bytea)", [kid, secret]
+        )
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == ("22023", message)
+
+
+def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
+    """PARALLEL SAFE would let a worker run them, and a worker has another pid."""
+    rows = connect("postgres").execute(
+        """
+        SELECT p.proname, p.provolatile, p.proparallel, p.prosecdef, p.proconfig
+        FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+        WHERE n.nspname = 'auth'
+        """
+    )
+    marks = {row[0]: row[1:] for row in rows}
+    pinned = ['search_path=""']
+    assert marks == {
+        "init": ("s", "s", True, pinned),
+        "jwt_session_init": ("v", "u", True, pinned),
+        "session": ("s", "r", True, pinned),
+        "jwt": ("s", "r", False, None),
+        "user_id": ("s", "r", False, None),
+        "uid": ("s", "r", False, None),
+    }
