@@ -1,0 +1,70 @@
+"""A local stand-in for Neon's proxy: SQL over HTTP, authorized by the caller's JWT.
+
+`create_app(config, session_key)` builds the Flask application; `python -m proxy`
+serves it with gunicorn. The host in a client's `Neon-Connection-String` is not
+used for routing: every request goes to the one configured Postgres
+(`PROXY_DATABASE_HOST`/`PROXY_DATABASE_PORT`, default the embedded server).
+"""
+
+from __future__ import annotations
+
+import atexit
+import json
+import logging
+
+from flask import Flask, Response
+from werkzeug.exceptions import HTTPException
+
+from proxy.config import ProxyConfig
+from proxy.errors import ProxyError
+from proxy.services import Services
+from proxy.session import SessionKey
+
+log = logging.getLogger(__name__)
+
+
+def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None = None) -> Flask:
+    """The proxy application.
+
+    Without `session_key`, a new one is generated and installed now and dropped at
+    interpreter exit; a gunicorn master passes the key it installed for all workers.
+    """
+    config = config or ProxyConfig.from_env()
+    if session_key is None:
+        session_key = SessionKey.generate()
+        session_key.install(config.admin_url)
+        atexit.register(session_key.drop, config.admin_url)
+
+    app = Flask(__name__)
+    app.extensions["proxy"] = Services.build(config, session_key)
+
+    from proxy import sql
+
+    app.register_blueprint(sql.bp)
+    app.register_error_handler(ProxyError, _proxy_error)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _internal_error)
+    app.after_request(_cors)
+    return app
+
+
+def _json_error(error: ProxyError) -> Response:
+    return Response(json.dumps(error.body()), status=error.status, mimetype="application/json")
+
+
+def _proxy_error(error: ProxyError) -> Response:
+    return _json_error(error)
+
+
+def _http_error(error: HTTPException) -> Response:
+    return _json_error(ProxyError(error.description or error.name, status=error.code or 400))
+
+
+def _internal_error(error: Exception) -> Response:
+    log.exception("internal error while serving /sql", exc_info=error)
+    return _json_error(ProxyError("internal error", status=500))
+
+
+def _cors(response: Response) -> Response:
+    response.headers["Access-Control-Allow-Origin"] = "*"
+    return response

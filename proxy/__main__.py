@@ -1,0 +1,52 @@
+"""`python -m proxy`: serve the local Neon proxy with gunicorn."""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import click
+from dotenv import load_dotenv
+
+from proxy.config import ProxyConfig
+from proxy.server import ProxyServer, gunicorn_options
+
+
+@click.command()
+@click.option(
+    "--host",
+    default=lambda: os.environ.get("PROXY_HOST", "127.0.0.1"),
+    show_default="127.0.0.1 (PROXY_HOST)",
+)
+@click.option(
+    "--port",
+    type=int,
+    default=lambda: int(os.environ.get("PROXY_PORT", 4444)),
+    show_default="4444 (PROXY_PORT)",
+)
+@click.option(
+    "--workers",
+    type=int,
+    default=lambda: int(os.environ.get("PROXY_WORKERS", 2)),
+    show_default="2 (PROXY_WORKERS)",
+)
+@click.option(
+    "--threads",
+    type=int,
+    default=lambda: int(os.environ.get("PROXY_THREADS", 8)),
+    show_default="8 (PROXY_THREADS)",
+)
+@click.option("--access-log", is_flag=True, help="Log every request to stdout.")
+def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
+    """Serve Neon's /sql protocol on HOST:PORT in front of the configured Postgres."""
+    try:
+        config = ProxyConfig.from_env()
+    except (RuntimeError, ValueError) as error:
+        raise click.ClickException(str(error)) from None
+    options = gunicorn_options(f"{host}:{port}", workers, threads, access_log=access_log)
+    ProxyServer(config, options).run()
+
+
+if __name__ == "__main__":
+    load_dotenv()
+    sys.exit(main())

@@ -1,0 +1,179 @@
+"""Validation of the client's bearer JWT, as Neon's proxy does it.
+
+Only ES256 (P-256, raw 64-byte r||s signatures) and RS256 are accepted, the
+header must name a `kid` found in a JWKS that an auth rule grants the requested
+role, `exp`/`nbf` get 30 s of leeway, `aud` is checked only when the rule
+configures one, and `iss` is not checked. Key material embedded in or pointed to
+by the token (`jwk`, `jku`, `x5u`, `x5c`) is never looked at.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from cryptography.exceptions import InvalidSignature
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding, rsa
+from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
+
+from proxy.errors import AuthError
+from proxy.jwks import Clock, Jwk, JwksCache, b64url_decode
+from proxy.rules import AuthRule
+
+LEEWAY = 30.0
+# Validated tokens are remembered at most this long, so a key removed from the JWKS
+# stops being honoured within the same window as Neon's background refresh.
+CACHE_TTL = 300.0
+CACHE_ENTRIES = 10_000
+
+# Algorithms a JOSE header may name (RFC 7518); anything else is not a JWT at all.
+KNOWN_ALGORITHMS = frozenset(
+    f"{family}{bits}" for family in ("HS", "RS", "ES", "PS") for bits in (256, 384, 512)
+) | {"EdDSA"}
+
+NOT_A_JWT = "Provided authentication token is not a valid JWT encoding"
+
+
+@dataclass(frozen=True)
+class _Cached:
+    claims: dict[str, Any]
+    until: float
+    not_before: float | None
+
+
+class TokenValidator:
+    """Checks a bearer token for a role and returns its claims, or raises `AuthError`."""
+
+    def __init__(
+        self,
+        rules: Sequence[AuthRule],
+        jwks: JwksCache,
+        *,
+        clock: Clock = time.time,
+        max_token_bytes: int = 16 * 1024,
+    ) -> None:
+        self._rules = list(rules)
+        self._jwks = jwks
+        self._clock = clock
+        self._max_token_bytes = max_token_bytes
+        self._cache: dict[tuple[str, str], _Cached] = {}
+        self._cache_lock = threading.Lock()
+
+    def validate(self, token: str, role: str) -> dict[str, Any]:
+        if len(token) > self._max_token_bytes:
+            raise AuthError("Provided authentication token is too large")
+        now = self._clock()
+        cached = self._cache.get((token, role))
+        if cached is not None and now < cached.until:
+            if cached.not_before is not None and cached.not_before >= now + LEEWAY:
+                raise AuthError("JWT token is not yet ready to use")
+            return cached.claims
+        claims, expires = self._check(token, role, now)
+        until = min(now + CACHE_TTL, expires + LEEWAY if expires is not None else now + CACHE_TTL)
+        with self._cache_lock:
+            if len(self._cache) >= CACHE_ENTRIES:
+                self._cache.clear()
+            self._cache[(token, role)] = _Cached(claims, until, _number(claims.get("nbf")))
+        return claims
+
+    def _check(self, token: str, role: str, now: float) -> tuple[dict[str, Any], float | None]:
+        parts = token.split(".")
+        if len(parts) != 3:
+            raise AuthError(NOT_A_JWT)
+        header, claims = _json_object(parts[0]), _json_object(parts[1])
+        try:
+            signature = b64url_decode(parts[2])
+        except ValueError:
+            raise AuthError(NOT_A_JWT) from None
+        alg = header.get("alg")
+        if alg not in KNOWN_ALGORITHMS or "crit" in header:
+            raise AuthError(NOT_A_JWT)
+        expires, not_before = _number(claims.get("exp")), _number(claims.get("nbf"))
+        audience = claims.get("aud", [])
+        audiences = [audience] if isinstance(audience, str) else audience
+        if (
+            ("exp" in claims and expires is None)
+            or ("nbf" in claims and not_before is None)
+            or not isinstance(audiences, list)
+            or not all(isinstance(a, str) for a in audiences)
+        ):
+            raise AuthError(NOT_A_JWT)
+        kid = header.get("kid")
+        if not isinstance(kid, str):
+            raise AuthError("missing key id")
+
+        jwk, rule = self._find_key(kid, role)
+        if jwk.unsupported:
+            raise AuthError(jwk.unsupported)
+        if (jwk.alg is not None and jwk.alg != alg) or not _key_fits(jwk, alg):
+            raise AuthError("signature algorithm not supported")
+        _verify(jwk, f"{parts[0]}.{parts[1]}".encode(), signature)
+
+        if rule.audience is not None and rule.audience not in audiences:
+            raise AuthError("invalid JWT token audience")
+        if expires is not None and now >= expires + LEEWAY:
+            raise AuthError("JWT token has expired")
+        if not_before is not None and not_before >= now + LEEWAY:
+            raise AuthError("JWT token is not yet ready to use")
+        return claims, expires
+
+    def _find_key(self, kid: str, role: str) -> tuple[Jwk, AuthRule]:
+        rules = [rule for rule in self._rules if role in rule.role_names]
+        if not rules:
+            raise AuthError(
+                "failed to fetch auth rules: JWKs settings for this role were not configured"
+            )
+        for refetch_unknown in (False, True):
+            for rule in rules:
+                key_set = self._jwks.key_set(rule.jwks_url)
+                jwk = key_set.find(kid, refetch_unknown=refetch_unknown)
+                if jwk is not None:
+                    return jwk, rule
+        raise AuthError("jwk not found")
+
+
+def _json_object(segment: str) -> dict[str, Any]:
+    try:
+        value = json.loads(b64url_decode(segment))
+    except (ValueError, UnicodeDecodeError):
+        raise AuthError(NOT_A_JWT) from None
+    if not isinstance(value, dict):
+        raise AuthError(NOT_A_JWT)
+    return value
+
+
+def _number(value: Any) -> float | None:
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _key_fits(jwk: Jwk, alg: str) -> bool:
+    if alg == "ES256":
+        return isinstance(jwk.key, ec.EllipticCurvePublicKey)
+    if alg == "RS256":
+        return isinstance(jwk.key, rsa.RSAPublicKey)
+    return False
+
+
+def _verify(jwk: Jwk, signed: bytes, signature: bytes) -> None:
+    try:
+        if isinstance(jwk.key, ec.EllipticCurvePublicKey):
+            # JWS carries ECDSA as raw r||s; DER (or any other length) is malformed.
+            if len(signature) != 64:
+                raise InvalidSignature
+            r, s = int.from_bytes(signature[:32], "big"), int.from_bytes(signature[32:], "big")
+            if r == 0 or s == 0:
+                raise InvalidSignature
+            jwk.key.verify(encode_dss_signature(r, s), signed, ec.ECDSA(hashes.SHA256()))
+        elif isinstance(jwk.key, rsa.RSAPublicKey):
+            if len(signature) != (jwk.key.key_size + 7) // 8:
+                raise InvalidSignature
+            jwk.key.verify(signature, signed, padding.PKCS1v15(), hashes.SHA256())
+    except InvalidSignature:
+        raise AuthError("signature error: signature verification failed") from None

@@ -1,0 +1,103 @@
+"""Running one `/sql` request on a pooled connection in a single round trip.
+
+An optional `BEGIN ...` for a batch, the session hand-off (`select
+auth.jwt_session_init($1)` with the internal token as a bind parameter), the
+client's statements and the batch's `COMMIT` are sent as one libpq pipeline. Postgres skips everything
+after the first error until the pipeline's sync point, so a failed hand-off
+means no client SQL runs, and a failed batch statement aborts the transaction.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import psycopg
+from psycopg import pq
+
+from proxy.errors import PostgresError, ProxyError
+from proxy.protocol import Field, SqlRequest, result_json
+from proxy.watchdog import Watchdog
+
+SESSION_INIT = "select auth.jwt_session_init($1)"
+
+
+class SessionInitFailed(ProxyError):
+    """The database refused the proxy's own session token: a deployment problem."""
+
+    status = 500
+
+
+def _begin(request: SqlRequest) -> str:
+    options = request.options
+    words = ["BEGIN"]
+    if options.isolation:
+        words.append(f"ISOLATION LEVEL {options.isolation}")
+    if options.read_only:
+        words.append("READ ONLY")
+    if options.deferrable:
+        words.append("DEFERRABLE")
+    return " ".join(words)
+
+
+def execute(
+    conn: psycopg.Connection,
+    session_token: str,
+    request: SqlRequest,
+    watchdog: Watchdog,
+    time_limit: float,
+) -> list[dict[str, Any]]:
+    init = conn.cursor()
+    statements = [conn.cursor() for _ in request.statements]
+    with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
+        try:
+            with conn.pipeline():
+                # BEGIN goes first: isolation settings must precede any query.
+                if request.batch:
+                    conn.execute(_begin(request), prepare=False)
+                init.execute(SESSION_INIT, [session_token], prepare=False)
+                for cursor, statement in zip(statements, request.statements, strict=True):
+                    cursor.execute(statement.query, statement.params, prepare=False)
+                if request.batch:
+                    conn.execute("COMMIT", prepare=False)
+        except psycopg.Error as error:
+            if fired[0]:
+                conn.close()
+                raise ProxyError(
+                    f"canceling statement due to the proxy's time limit ({time_limit:g} s)",
+                    code="57014",
+                ) from None
+            if init.pgresult is None or init.pgresult.status != pq.ExecStatus.TUPLES_OK:
+                raise SessionInitFailed(
+                    f"could not initialise the database session: {error.diag.message_primary}"
+                ) from None
+            if not error.sqlstate:
+                conn.close()
+                raise ProxyError(
+                    "the database connection was lost while running the query", status=503
+                ) from None
+            raise PostgresError(error) from None
+    options = request.options
+    return [
+        _result(
+            cursor, options.raw_text, options.array_mode if s.array_mode is None else s.array_mode
+        )
+        for cursor, s in zip(statements, request.statements, strict=True)
+    ]
+
+
+def _result(cursor: psycopg.Cursor, raw_text: bool, array_mode: bool) -> dict[str, Any]:
+    result = cursor.pgresult
+    assert result is not None  # every statement succeeded, or execute() raised
+    fields = [
+        Field(
+            name=(result.fname(i) or b"").decode(),
+            type_oid=result.ftype(i),
+            table_oid=result.ftable(i),
+            column=result.ftablecol(i),
+            size=result.fsize(i),
+            modifier=result.fmod(i),
+        )
+        for i in range(result.nfields)
+    ]
+    rows = cursor.fetchall() if result.nfields else []
+    return result_json(fields, rows, cursor.statusmessage or "", raw_text, array_mode)

@@ -1,0 +1,142 @@
+"""Connection pools to Postgres, one per (role, database), with Neon-like hygiene.
+
+Connections log in as the connection string's role directly, read every value
+as text (the protocol types values by OID itself), never prepare statements
+(the client's SQL must go through Parse/Bind/Execute unnamed, one statement at a
+time), carry the proxy's `statement_timeout`, and are reset with `DISCARD ALL`
+by the pool's maintenance thread after each request, off the request path.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import psycopg
+from psycopg.adapt import AdaptersMap
+from psycopg.postgres import types as pg_types
+from psycopg.types.string import TextLoader
+from psycopg_pool import ConnectionPool, PoolTimeout
+
+from proxy.errors import BackendUnavailable, ProxyError
+from proxy.protocol import Target
+
+log = logging.getLogger(__name__)
+
+
+def _text_adapters() -> AdaptersMap:
+    """Psycopg's dumpers, but every result column loaded as the text Postgres sent."""
+    adapters = AdaptersMap(psycopg.adapters)
+    for oid in {0, *(info.oid for info in pg_types), *(info.array_oid for info in pg_types)}:
+        adapters.register_loader(oid, TextLoader)
+    return adapters
+
+
+TEXT_ADAPTERS = _text_adapters()
+
+
+@dataclass(frozen=True)
+class BackendSettings:
+    """Where Postgres is and how pooled connections behave."""
+
+    host: str
+    port: int
+    statement_timeout_ms: int
+    pool_size: int
+    pool_timeout: float
+    max_pools: int = 32
+    connect_timeout: int = 5
+
+
+def _reset(conn: psycopg.Connection) -> None:
+    conn.execute("DISCARD ALL")
+
+
+# libpq reports a server's refusal at startup only as text ("FATAL:  ..."), without
+# the SQLSTATE; these are the refusals a client's connection string can cause.
+_REFUSALS = {"database": "3D000", "role": "28000"}
+
+
+def _connect_error(error: psycopg.OperationalError) -> ProxyError:
+    text = str(error).strip()
+    _, fatal, reason = text.partition("FATAL:")
+    reason = reason.strip()
+    kind = reason.split(" ", 1)[0]
+    if fatal and reason.endswith("does not exist") and kind in _REFUSALS:
+        return ProxyError(reason, code=_REFUSALS[kind])
+    return BackendUnavailable(f"could not connect to the database: {reason or text}")
+
+
+class Pools:
+    def __init__(self, settings: BackendSettings) -> None:
+        self.settings = settings
+        self._pools: dict[Target, ConnectionPool] = {}
+        self._lock = threading.Lock()
+
+    def conninfo(self, target: Target) -> dict[str, object]:
+        s = self.settings
+        return {
+            "host": s.host,
+            "port": s.port,
+            "user": target.role,
+            "dbname": target.database,
+            "connect_timeout": s.connect_timeout,
+            "application_name": "neon-proxy-local",
+            "options": f"-c statement_timeout={s.statement_timeout_ms}",
+        }
+
+    @contextmanager
+    def connection(self, target: Target) -> Iterator[psycopg.Connection]:
+        pool = self._pools.get(target) or self._open(target)
+        try:
+            with pool.connection(timeout=self.settings.pool_timeout) as conn:
+                yield conn
+        except PoolTimeout:
+            raise BackendUnavailable(
+                "could not get a database connection in time: the database is unreachable "
+                "or every pooled connection is busy"
+            ) from None
+
+    def _open(self, target: Target) -> ConnectionPool:
+        with self._lock:
+            pool = self._pools.get(target)
+            if pool is not None:
+                return pool
+            if len(self._pools) >= self.settings.max_pools:
+                raise ProxyError("too many distinct roles and databases in use", status=503)
+            # Connect once by hand first: a wrong database or role name is the client's
+            # error (400 with Postgres' message), not a pool retrying forever.
+            kwargs = self.conninfo(target)
+            try:
+                psycopg.connect(**kwargs).close()
+            except psycopg.OperationalError as error:
+                raise _connect_error(error) from None
+            pool = ConnectionPool(
+                kwargs=kwargs
+                | {
+                    "autocommit": True,
+                    "prepare_threshold": None,
+                    "context": TEXT_ADAPTERS,
+                    "cursor_factory": psycopg.RawCursor,
+                },
+                min_size=1,
+                max_size=self.settings.pool_size,
+                reset=_reset,
+                name=f"{target.role}@{target.database}",
+                open=True,
+            )
+            self._pools[target] = pool
+            return pool
+
+    def targets(self) -> list[Target]:
+        """The (role, database) pairs this process has opened a pool for."""
+        return list(self._pools)
+
+    def close(self) -> None:
+        with self._lock:
+            pools, self._pools = list(self._pools.values()), {}
+        for pool in pools:
+            pool.close(timeout=5)
