@@ -83,7 +83,7 @@ class AuthorizationServer(_AuthorizationServer):
         super().__init__()
         self.config: Config = app.config["ISSUER"]
         self.published_keys = PublishedKeys()
-        self.init_app(app, query_client=self._load_client, save_token=self._save_token)
+        self.init_app(app)
         self.scopes_supported = list(clients.SUPPORTED_SCOPES)
         self.register_client_auth_method("client_secret_basic", _basic_auth_or_none)
         self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), OpenIDCode()])
@@ -98,11 +98,10 @@ class AuthorizationServer(_AuthorizationServer):
             AccessTokenMinter(config), _new_refresh_token, config.access_token_ttl
         )
 
-    @staticmethod
-    def _load_client(client_id: str) -> clients.Client | None:
+    def query_client(self, client_id: str) -> clients.Client | None:
         return clients.load(get_engine(), client_id)
 
-    def _save_token(self, token: dict, request) -> None:
+    def save_token(self, token: dict, request) -> None:
         """Store the refresh token (if any) in its family, and audit the issuance."""
         client_id = request.client.get_client_id()
         user = request.user

@@ -1,0 +1,95 @@
+"""RP-initiated logout at /end-session."""
+
+from __future__ import annotations
+
+from urllib.parse import parse_qs, urlsplit
+
+import pytest
+from flask import Flask
+from flask.testing import FlaskClient
+from oauth_flows import csrf_token, get_code, log_in, make_user, redeem, register
+
+LOGGED_OUT = "http://127.0.0.1:8000/logged-out"
+
+
+@pytest.fixture
+def browser(oauth_app: Flask) -> FlaskClient:
+    make_user(oauth_app)
+    client = oauth_app.test_client()
+    log_in(client, "alice@example.com")
+    return client
+
+
+@pytest.fixture
+def spa(oauth_app: Flask):
+    return register(
+        oauth_app, public=True, first_party=True, post_logout_redirect_uris=(LOGGED_OUT,)
+    )[0]
+
+
+@pytest.fixture
+def id_token(browser, spa) -> str:
+    code, verifier = get_code(browser, spa)
+    return redeem(browser, spa, code, verifier).json["id_token"]
+
+
+def logged_in(browser: FlaskClient) -> bool:
+    return browser.get("/account").status_code == 200
+
+
+def test_logout_with_hint_and_registered_uri_redirects_with_state(browser, id_token):
+    assert logged_in(browser)
+    response = browser.get(
+        "/end-session",
+        query_string={
+            "id_token_hint": id_token,
+            "post_logout_redirect_uri": LOGGED_OUT,
+            "state": "xyz",
+        },
+    )
+    assert response.status_code == 302
+    location = urlsplit(response.headers["Location"])
+    assert f"{location.scheme}://{location.netloc}{location.path}" == LOGGED_OUT
+    assert parse_qs(location.query) == {"state": ["xyz"]}
+    assert not logged_in(browser)
+
+
+def test_unregistered_post_logout_uri_is_not_followed(browser, id_token):
+    response = browser.get(
+        "/end-session",
+        query_string={
+            "id_token_hint": id_token,
+            "post_logout_redirect_uri": "https://evil.example/",
+        },
+    )
+    assert response.status_code == 200
+    assert "Location" not in response.headers
+    assert "logged out" in response.text
+    assert not logged_in(browser)
+
+
+def test_logout_without_hint_asks_for_confirmation(browser):
+    page = browser.get("/end-session", query_string={"post_logout_redirect_uri": LOGGED_OUT})
+    assert page.status_code == 200
+    assert logged_in(browser)  # a link alone logs nobody out
+    forged = browser.post("/end-session")
+    assert forged.status_code == 400
+    assert logged_in(browser)
+    done = browser.post(
+        "/end-session",
+        query_string={"post_logout_redirect_uri": LOGGED_OUT},
+        data={"csrf_token": csrf_token(page.text), "confirm": "Log out"},
+    )
+    assert done.status_code == 200  # no hint: no redirect, per the spec
+    assert not logged_in(browser)
+
+
+@pytest.mark.parametrize("hint", ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."])
+def test_logout_with_a_bad_hint_is_refused_without_redirect(browser, hint):
+    response = browser.get(
+        "/end-session",
+        query_string={"id_token_hint": hint, "post_logout_redirect_uri": LOGGED_OUT},
+    )
+    assert response.status_code == 400
+    assert "Location" not in response.headers
+    assert logged_in(browser)
