@@ -32,8 +32,11 @@ def normalize_url(url: str | URL) -> URL:
     parsed = make_url(url)
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
-    if parsed.get_backend_name() not in ("sqlite", "postgresql"):
-        raise ValueError(f"unsupported database URL scheme {parsed.drivername!r}")
+    if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):
+        raise ValueError(
+            f"unsupported database URL scheme {parsed.drivername!r}: "
+            "use sqlite:///PATH or postgresql://…"
+        )
     return parsed
 
 

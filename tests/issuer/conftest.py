@@ -1,0 +1,112 @@
+"""Fixtures shared by the issuer's tests: an injectable clock, key rings, an app."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Callable
+from pathlib import Path
+
+import psycopg
+import pytest
+from flask import Flask
+from joserfc import jwt
+from joserfc.jwk import KeySet
+
+from issuer import create_app, db
+from issuer.config import Config
+from issuer.keyring import KeyRing
+
+T0 = 1_800_000_000
+
+
+class FakeClock:
+    """Epoch seconds that only move when a test says so."""
+
+    def __init__(self, now: float = T0) -> None:
+        self.now = now
+
+    def __call__(self) -> float:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += seconds
+
+
+@pytest.fixture
+def clock() -> FakeClock:
+    return FakeClock()
+
+
+@pytest.fixture
+def keys_dir(tmp_path: Path) -> Path:
+    return tmp_path / "keys"
+
+
+@pytest.fixture
+def ring(keys_dir: Path, clock: FakeClock) -> KeyRing:
+    """An initialised ring (active + next) on the fake clock."""
+    ring = KeyRing(keys_dir, clock=clock)
+    ring.init()
+    return ring
+
+
+@pytest.fixture
+def issuer_config(tmp_path: Path, keys_dir: Path) -> Config:
+    """A config whose every path lives under the test's tmp_path."""
+    return Config(
+        keys_dir=keys_dir,
+        database_url=f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
+        data_dir=tmp_path / "data",
+        secret_key="test-secret-key-not-for-production",
+    )
+
+
+@pytest.fixture
+def keys_app(issuer_config: Config, ring: KeyRing) -> Flask:
+    """The issuer app, signing with the fake-clock `ring`."""
+    app = create_app(issuer_config)
+    app.config["TESTING"] = True
+    app.extensions["keyring"] = ring
+    return app
+
+
+def _verify_with_jwks(token: str, jwks_body: bytes) -> jwt.Token:
+    return jwt.decode(token, KeySet.import_key_set(json.loads(jwks_body)), algorithms=["ES256"])
+
+
+@pytest.fixture
+def verify() -> Callable[[str, bytes], jwt.Token]:
+    """Verify a token with an independent JOSE library, given only a published JWKS body."""
+    return _verify_with_jwks
+
+
+@pytest.fixture(scope="session")
+def issuer_pg_url(pg_server) -> str:
+    """A database `issuer` on the session's embedded PostgreSQL (created once)."""
+    with psycopg.connect(pg_server.url(), autocommit=True, connect_timeout=10) as conn:
+        conn.execute("CREATE DATABASE issuer")
+    return pg_server.url(dbname="issuer")
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def backend_config(request: pytest.FixtureRequest, issuer_config: Config) -> Config:
+    """`issuer_config` on each storage backend; the PostgreSQL one starts empty."""
+    if request.param == "sqlite":
+        return issuer_config
+    url = request.getfixturevalue("issuer_pg_url")
+    engine = db.engine_for(url)
+    try:
+        db.metadata.drop_all(engine)
+    finally:
+        engine.dispose()
+    return dataclasses.replace(issuer_config, database_url=url)
+
+
+@pytest.fixture
+def oauth_app(issuer_config: Config) -> Flask:
+    """The issuer app on a real-clock ring (tokens are checked against the real time)."""
+    KeyRing(issuer_config.keys_dir).init()
+    app = create_app(issuer_config)
+    app.config["TESTING"] = True
+    return app
