@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import sys
 
 import click
 from flask.cli import AppGroup
@@ -10,7 +11,7 @@ from flask.cli import AppGroup
 from issuer.accounts import users
 from issuer.accounts.claims import InvalidClaimError, parse_claim, validate_claims
 from issuer.accounts.emails import InvalidEmailError, normalize_email
-from issuer.accounts.passwords import PasswordPolicyError, check_policy
+from issuer.accounts.passwords import PASSWORD_MAX_LENGTH, PasswordPolicyError, check_policy
 from issuer.audit import audit, log_to_stderr
 from issuer.db import get_engine
 
@@ -39,8 +40,9 @@ def _claims(assignments: tuple[str, ...]) -> dict[str, object]:
 
 def _read_password(from_stdin: bool) -> str:
     if from_stdin:
-        # The whole of stdin minus the final line break, as `docker login` does.
-        password = click.get_text_stream("stdin").read().removesuffix("\n").removesuffix("\r")
+        # All of stdin minus the final line break, as `docker login` does; a
+        # bounded read, since anything longer is refused anyway.
+        password = sys.stdin.read(PASSWORD_MAX_LENGTH + 3).removesuffix("\n").removesuffix("\r")
     else:
         password = click.prompt("Password", hide_input=True, confirmation_prompt=True)
     try:

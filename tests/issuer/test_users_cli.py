@@ -1,0 +1,188 @@
+"""`python -m issuer users …`: accounts from the command line, and its refusals."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from click.testing import Result
+from flask import Flask
+from sqlalchemy import func, select
+
+from issuer import create_app
+from issuer.accounts import users
+from issuer.accounts.models import users as users_table
+from issuer.config import Config
+
+PASSWORD = "correct horse battery"
+
+
+@pytest.fixture
+def app(backend_config: Config) -> Flask:
+    return create_app(backend_config)
+
+
+def run(app: Flask, *args: str, input: str | None = None) -> Result:
+    return app.test_cli_runner().invoke(args=["users", *args], input=input)
+
+
+def stored_users(app: Flask) -> int:
+    with app.extensions["db"].connect() as conn:
+        return conn.execute(select(func.count()).select_from(users_table)).scalar_one()
+
+
+def test_add_with_prompt_and_claims(app: Flask) -> None:
+    result = run(
+        app,
+        "add",
+        "Ada@Example.com",
+        "--claim",
+        "role=admin",
+        "--claim",
+        "level=3",
+        "--claim",
+        'teams=["a","b"]',
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert result.exit_code == 0, result.output + result.stderr
+    user = users.find_user(app.extensions["db"], "ada@example.com")
+    assert user is not None
+    assert f"Created ada@example.com (sub {user.id})" in result.stdout
+    assert user.claims == {"role": "admin", "level": 3, "teams": ["a", "b"]}
+    assert users.authenticate(app.extensions["db"], user.email, PASSWORD).user == user
+    assert PASSWORD not in result.stdout + result.stderr
+    audit = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
+    assert [(a["event"], a["user_id"]) for a in audit] == [("user.created", user.id)]
+
+
+def test_add_password_from_stdin(app: Flask) -> None:
+    result = run(app, "add", "ada@example.com", "--password-stdin", input=PASSWORD + "\n")
+    assert result.exit_code == 0, result.stderr
+    assert users.authenticate(app.extensions["db"], "ada@example.com", PASSWORD).user
+
+
+def test_prompt_confirmation_must_match(app: Flask) -> None:
+    result = run(app, "add", "ada@example.com", input=f"{PASSWORD}\nsomething else\n")
+    assert result.exit_code != 0
+    assert "do not match" in result.stderr or "do not match" in result.stdout
+    assert stored_users(app) == 0
+
+
+@pytest.mark.parametrize(
+    ("args", "stdin", "message", "code"),
+    [
+        (["not-an-email", "--password-stdin"], PASSWORD, "valid email", 2),
+        (["ada@example.com", "--password-stdin"], "", "at least 8 characters", 1),
+        (["ada@example.com", "--password-stdin"], "seven77", "at least 8 characters", 1),
+        (["ada@example.com", "--password-stdin"], "x" * 257, "at most 256 characters", 1),
+        (["ada@example.com", "--password-stdin", "--claim", "role"], PASSWORD, "NAME=VALUE", 2),
+        (["ada@example.com", "--password-stdin", "--claim", "=x"], PASSWORD, "NAME=VALUE", 2),
+        (["ada@example.com", "--password-stdin", "--claim", "sub=x"], PASSWORD, "'sub'", 2),
+        (
+            ["ada@example.com", "--password-stdin", "--claim", "a=1", "--claim", "a=2"],
+            PASSWORD,
+            "twice",
+            2,
+        ),
+    ],
+)
+def test_add_refusals_write_nothing(
+    app: Flask, args: list[str], stdin: str, message: str, code: int
+) -> None:
+    result = run(app, "add", *args, input=stdin)
+    assert result.exit_code == code
+    assert message in result.stderr
+    assert "Traceback" not in result.stderr
+    assert stored_users(app) == 0
+
+
+def test_duplicate_email_is_an_error(app: Flask) -> None:
+    assert run(app, "add", "ada@example.com", "--password-stdin", input=PASSWORD).exit_code == 0
+    result = run(app, "add", "ADA@example.com", "--password-stdin", input=PASSWORD)
+    assert result.exit_code == 1
+    assert "already exists" in result.stderr
+    assert stored_users(app) == 1
+
+
+def test_list_shows_no_hashes(app: Flask) -> None:
+    engine = app.extensions["db"]
+    ada = users.create_user(engine, "ada@example.com", PASSWORD, {"role": "admin"})
+    users.create_user(engine, "grace@example.com", PASSWORD)
+    users.set_disabled(engine, "grace@example.com", True)
+
+    result = run(app, "list")
+    assert result.exit_code == 0
+    lines = result.stdout.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith(f"{ada.id}  ada@example.com  active  ")
+    assert lines[0].endswith('{"role":"admin"}')
+    assert "grace@example.com  disabled" in lines[1]
+    assert "argon2" not in result.stdout
+
+    result = run(app, "list", "--json")
+    records = [json.loads(line) for line in result.stdout.splitlines()]
+    assert records[0] == {
+        "id": ada.id,
+        "email": "ada@example.com",
+        "claims": {"role": "admin"},
+        "disabled": False,
+        "created_at": ada.created_at.isoformat(),
+    }
+    assert "argon2" not in result.stdout
+
+
+def test_disable_and_enable(app: Flask) -> None:
+    engine = app.extensions["db"]
+    ada = users.create_user(engine, "ada@example.com", PASSWORD)
+    result = run(app, "disable", "ADA@example.com")
+    assert result.exit_code == 0
+    assert "Disabled ada@example.com" in result.stdout
+    assert '"event":"user.disabled"' in result.stderr
+    assert users.authenticate(engine, ada.email, PASSWORD).reason == "disabled"
+    assert run(app, "enable", "ada@example.com").exit_code == 0
+    assert users.authenticate(engine, ada.email, PASSWORD).user == ada
+
+
+@pytest.mark.parametrize("command", ["disable", "enable"])
+def test_unknown_user_is_an_error(app: Flask, command: str) -> None:
+    result = run(app, command, "ghost@example.com")
+    assert result.exit_code == 1
+    assert "No account for ghost@example.com" in result.stderr
+
+
+def test_python_dash_m_issuer_users(tmp_path: Path) -> None:
+    """The real entry point, configured from the environment only."""
+    env = {
+        **os.environ,
+        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'db' / 'issuer.sqlite3'}",
+        "ISSUER_DATA_DIR": str(tmp_path / "data"),
+        "ISSUER_KEYS_DIR": str(tmp_path / "keys"),
+    }
+    env.pop("ISSUER_SECRET_KEY", None)
+
+    def issuer(*args: str, stdin: str = "") -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "issuer", "users", *args],
+            input=stdin,
+            env=env,
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+
+    created = issuer(
+        "add", "ada@example.com", "--password-stdin", "--claim", "role=admin", stdin=PASSWORD
+    )
+    assert created.returncode == 0, created.stderr
+    listed = issuer("list", "--json")
+    assert listed.returncode == 0
+    assert json.loads(listed.stdout)["claims"] == {"role": "admin"}
+    again = issuer("add", "ada@example.com", "--password-stdin", stdin=PASSWORD)
+    assert again.returncode == 1
+    assert "Error: An account for ada@example.com already exists." in again.stderr
+    assert "Traceback" not in again.stderr
