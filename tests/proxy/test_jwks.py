@@ -1,0 +1,116 @@
+"""The JWKS cache: key rotation, the unknown-kid throttle, refresh windows, fetch limits."""
+
+from __future__ import annotations
+
+import json
+import time
+import uuid
+from collections.abc import Callable
+from typing import Any
+
+from proxy.rules import AuthRule
+from tests.proxy.conftest import Clock, JwksServer, Proxy, SigningKey, base_config, new_ec_key
+
+
+def start(
+    start_proxy: Callable[..., Proxy], neon_db: Any, url: str, clock: Clock | None = None
+) -> Proxy:
+    rules = [AuthRule("r", url, None, ("authenticated",))]
+    return start_proxy(base_config(neon_db, url, auth_rules=rules, clock=clock or Clock()))
+
+
+def token(key: SigningKey, clock: Clock, sub: str = "rotating") -> str:
+    now = int(clock())
+    return key.sign({"sub": sub, "iat": now, "exp": now + 600})
+
+
+def status(proxy: Proxy, jwt: str) -> tuple[int, str]:
+    response = proxy.post({"query": "select auth.user_id() as u"}, jwt)
+    body = response.json()
+    return response.status_code, body["rows"][0]["u"] if response.status_code == 200 else body[
+        "message"
+    ]
+
+
+def test_new_key_is_accepted_after_the_throttled_refetch(
+    start_proxy: Callable[..., Proxy], neon_db: Any, jwks_server: JwksServer
+) -> None:
+    path = f"/rotate-{uuid.uuid4().hex}/jwks.json"
+    old, new = new_ec_key(), new_ec_key()
+    clock = Clock()
+    proxy = start(start_proxy, neon_db, jwks_server.publish(path, old), clock)
+
+    assert status(proxy, token(old, clock)) == (200, "rotating")
+    assert jwks_server.count(path) == 1
+
+    jwks_server.publish(path, old, new)
+    clock.offset += 10
+    assert status(proxy, token(new, clock)) == (400, "jwk not found")
+    assert jwks_server.count(path) == 1, (
+        "an unknown kid within 30 s of the last fetch must not refetch"
+    )
+
+    clock.offset += 21
+    assert status(proxy, token(new, clock)) == (200, "rotating")
+    assert jwks_server.count(path) == 2
+
+    for _ in range(5):
+        assert status(proxy, token(new_ec_key(), clock)) == (400, "jwk not found")
+    assert jwks_server.count(path) == 2, "random kids must not turn into fetches"
+
+
+def test_background_refresh_after_5_minutes_and_blocking_after_an_hour(
+    start_proxy: Callable[..., Proxy], neon_db: Any, jwks_server: JwksServer
+) -> None:
+    path = f"/refresh-{uuid.uuid4().hex}/jwks.json"
+    first, second = new_ec_key(), new_ec_key()
+    clock = Clock()
+    proxy = start(start_proxy, neon_db, jwks_server.publish(path, first, second), clock)
+    assert status(proxy, token(first, clock))[0] == 200
+    assert jwks_server.count(path) == 1
+
+    clock.offset += 301
+    jwks_server.publish(path, second)
+    assert status(proxy, token(first, clock, "still-cached"))[0] == 200
+    deadline = time.monotonic() + 5
+    while jwks_server.count(path) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert jwks_server.count(path) == 2
+    time.sleep(0.2)
+    assert status(proxy, token(first, clock, "after-refresh")) == (400, "jwk not found")
+
+    jwks_server.publish(path, first)
+    clock.offset += 3601
+    assert status(proxy, token(first, clock, "hour-later")) == (200, "hour-later")
+    assert jwks_server.count(path) == 3
+    assert status(proxy, token(second, clock, "removed")) == (400, "jwk not found")
+
+
+def test_redirects_are_not_followed(
+    start_proxy: Callable[..., Proxy], neon_db: Any, jwks_server: JwksServer
+) -> None:
+    key = new_ec_key()
+    target = jwks_server.publish(f"/target-{uuid.uuid4().hex}.json", key)
+    path = f"/redirect-{uuid.uuid4().hex}.json"
+    jwks_server.serve(path, 302, b"", {"Location": target})
+    proxy = start(start_proxy, neon_db, jwks_server.url(path))
+    assert status(proxy, token(key, Clock())) == (400, "jwk not found")
+    assert jwks_server.count(path) == 1
+    assert jwks_server.count(target.removeprefix(jwks_server.base)) == 0
+
+
+def test_oversized_or_invalid_jwks_documents_yield_no_keys(
+    start_proxy: Callable[..., Proxy], neon_db: Any, jwks_server: JwksServer
+) -> None:
+    key = new_ec_key()
+    padded = {"keys": [key.jwk()], "padding": "x" * (64 * 1024)}
+    for body in (json.dumps(padded).encode(), b"not json", b'{"keys": "nope"}'):
+        path = f"/bad-{uuid.uuid4().hex}.json"
+        jwks_server.serve(path, 200, body)
+        proxy = start(start_proxy, neon_db, jwks_server.url(path))
+        assert status(proxy, token(key, Clock())) == (400, "jwk not found")
+    path = f"/fits-{uuid.uuid4().hex}.json"
+    jwks_server.serve(
+        path, 200, json.dumps({"keys": [key.jwk()], "padding": "x" * 60_000}).encode()
+    )
+    assert status(start(start_proxy, neon_db, jwks_server.url(path)), token(key, Clock()))[0] == 200
