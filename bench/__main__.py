@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.report import Figure, machine, table, write_json
 
-SUITES: list[str] = []
+SUITES: list[str] = ["issuer_http"]
 
 
 def main(argv: list[str]) -> int:

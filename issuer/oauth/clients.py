@@ -246,3 +246,30 @@ def all_clients(engine: Engine) -> Iterable[Client]:
     with engine.connect() as conn:
         rows = conn.execute(select(clients_table).order_by(clients_table.c.created_at)).all()
     return [_client(r) for r in rows]
+
+
+class ClientCache:
+    """Registered clients kept in memory for `ttl` seconds.
+
+    /token looks its client up on every request; the registry changes only
+    through the CLI, so a registration shows up (and a change takes effect)
+    within `ttl` seconds without a database read per token. Unknown ids are
+    not cached: random ids must not grow the cache.
+    """
+
+    def __init__(self, ttl: float = 5.0, max_entries: int = 1024) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self._entries: dict[str, tuple[float, Client]] = {}
+
+    def get(self, engine: Engine, client_id: str) -> Client | None:
+        now = time.monotonic()
+        entry = self._entries.get(client_id)
+        if entry is not None and entry[0] > now:
+            return entry[1]
+        client = load(engine, client_id)
+        if client is not None:
+            if len(self._entries) >= self.max_entries:
+                self._entries.clear()
+            self._entries[client_id] = (now + self.ttl, client)
+        return client

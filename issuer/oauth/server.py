@@ -83,6 +83,7 @@ class AuthorizationServer(_AuthorizationServer):
         super().__init__()
         self.config: Config = app.config["ISSUER"]
         self.published_keys = PublishedKeys()
+        self.clients = clients.ClientCache()
         self.init_app(app)
         self.scopes_supported = list(clients.SUPPORTED_SCOPES)
         self.register_client_auth_method("client_secret_basic", _basic_auth_or_none)
@@ -99,7 +100,7 @@ class AuthorizationServer(_AuthorizationServer):
         )
 
     def query_client(self, client_id: str) -> clients.Client | None:
-        return clients.load(get_engine(), client_id)
+        return self.clients.get(get_engine(), client_id)
 
     def save_token(self, token: dict, request) -> None:
         """Store the refresh token (if any) in its family, and audit the issuance."""
