@@ -1,0 +1,169 @@
+"""A Python client for Neon's SQL-over-HTTP protocol (`POST /sql`).
+
+It speaks to real Neon or to the local `proxy/` alike: the connection string
+names the role and database, the user's JWT goes in `Authorization: Bearer`.
+Like Neon's own driver, the endpoint is derived from the connection string's
+host (`https://apiauth.<host minus its first label>/sql` with a token), and can
+be overridden (`endpoint=` or `NEON_HTTP_ENDPOINT`, e.g. the local
+`http://127.0.0.1:4444/sql`). One `requests.Session` keeps connections alive.
+"""
+
+from __future__ import annotations
+
+import os
+import urllib.parse
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import requests
+
+Isolation = Literal["ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable"]
+ISOLATION_LEVELS = ("ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable")
+
+Query = str | tuple[str, Sequence[Any]]
+
+
+class NeonHTTPError(Exception):
+    """Base class of everything this client raises."""
+
+
+class NeonDbError(NeonHTTPError):
+    """The endpoint answered with an error: from Postgres (`code` is a SQLSTATE) or from
+    the proxy itself (`code` is empty: authentication, protocol, limits)."""
+
+    def __init__(self, status: int, body: dict[str, Any]) -> None:
+        self.status = status
+        self.fields = body
+        self.message: str = str(body.get("message") or f"HTTP {status}")
+        self.code: str = body.get("code") or ""
+        self.detail: str | None = body.get("detail")
+        self.hint: str | None = body.get("hint")
+        position = body.get("position")
+        self.position: int | None = int(position) if position else None
+        super().__init__(f"{self.message} (HTTP {status}{', ' + self.code if self.code else ''})")
+
+
+class EndpointUnreachable(NeonHTTPError):
+    """No HTTP answer at all: wrong endpoint, proxy down, network or TLS failure, timeout."""
+
+
+@dataclass(frozen=True)
+class Result:
+    rows: list[Any]
+    fields: list[dict[str, Any]]
+    command: str
+    row_count: int | None
+    row_as_array: bool
+
+    @classmethod
+    def from_json(cls, body: dict[str, Any]) -> Result:
+        return cls(
+            rows=body["rows"],
+            fields=body["fields"],
+            command=body["command"],
+            row_count=body.get("rowCount"),
+            row_as_array=body["rowAsArray"],
+        )
+
+
+def derive_endpoint(connection_string: str, *, with_token: bool) -> str:
+    """The official driver's default: `apiauth.` (with a JWT) or `api.` replaces the first label."""
+    host = urllib.parse.urlsplit(connection_string).hostname
+    if not host:
+        raise ValueError("the connection string has no host")
+    prefix = "apiauth" if with_token else "api"
+    rest = host.split(".", 1)[1] if "." in host else host
+    return f"https://{prefix}.{rest}/sql"
+
+
+class NeonHTTP:
+    def __init__(
+        self,
+        connection_string: str,
+        *,
+        auth_token: str | Callable[[], str] | None = None,
+        endpoint: str | None = None,
+        timeout: float = 30.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        self.connection_string = connection_string
+        self.endpoint = (
+            endpoint
+            or os.environ.get("NEON_HTTP_ENDPOINT")
+            or derive_endpoint(connection_string, with_token=auth_token is not None)
+        )
+        self._auth_token = auth_token
+        self._timeout = timeout
+        self._http = session or requests.Session()
+
+    def query(
+        self,
+        sql: str,
+        params: Sequence[Any] | None = None,
+        *,
+        array_mode: bool = False,
+        raw_text: bool = False,
+    ) -> Result:
+        body = {"query": sql, "params": list(params or [])}
+        headers = self._headers(array_mode=array_mode, raw_text=raw_text)
+        return Result.from_json(self._post(body, headers))
+
+    def transaction(
+        self,
+        queries: Sequence[Query],
+        *,
+        isolation: Isolation | None = None,
+        read_only: bool = False,
+        deferrable: bool = False,
+        array_mode: bool = False,
+        raw_text: bool = False,
+    ) -> list[Result]:
+        """Run `queries` in one transaction; the first error rolls back all of them."""
+        if isolation is not None and isolation not in ISOLATION_LEVELS:
+            raise ValueError(f"isolation must be one of {', '.join(ISOLATION_LEVELS)}")
+        statements = []
+        for item in queries:
+            sql, params = (item, ()) if isinstance(item, str) else item
+            statements.append({"query": sql, "params": list(params)})
+        headers = self._headers(array_mode=array_mode, raw_text=raw_text)
+        if isolation:
+            headers["Neon-Batch-Isolation-Level"] = isolation
+        if read_only:
+            headers["Neon-Batch-Read-Only"] = "true"
+        if deferrable:
+            headers["Neon-Batch-Deferrable"] = "true"
+        body = self._post({"queries": statements}, headers)
+        return [Result.from_json(result) for result in body["results"]]
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _headers(self, *, array_mode: bool, raw_text: bool) -> dict[str, str]:
+        headers = {
+            "Neon-Connection-String": self.connection_string,
+            "Neon-Array-Mode": "true" if array_mode else "false",
+            "Neon-Raw-Text-Output": "true" if raw_text else "false",
+        }
+        token = self._auth_token() if callable(self._auth_token) else self._auth_token
+        if token is not None:
+            headers["Authorization"] = f"Bearer {token}"
+        return headers
+
+    def _post(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        try:
+            response = self._http.post(
+                self.endpoint, json=body, headers=headers, timeout=self._timeout
+            )
+        except requests.RequestException as error:
+            raise EndpointUnreachable(f"cannot reach {self.endpoint}: {error}") from None
+        try:
+            payload = response.json()
+        except ValueError:
+            payload = None
+        if not isinstance(payload, dict):
+            snippet = response.text[:200]
+            raise NeonDbError(response.status_code, {"message": snippet or response.reason})
+        if response.status_code != 200:
+            raise NeonDbError(response.status_code, payload)
+        return payload

@@ -1,0 +1,96 @@
+"""`app.sqlhttp.NeonHTTP` against the real proxy."""
+
+from __future__ import annotations
+
+import socket
+import uuid
+
+import pytest
+
+from app.sqlhttp import EndpointUnreachable, NeonDbError, NeonHTTP, derive_endpoint
+from tests.proxy.conftest import Proxy, SigningKey, claims_for
+
+CONNECTION = "postgresql://authenticated@ep-test-123.localhost/neondb"
+
+
+@pytest.fixture
+def client(proxy: Proxy, ec_key: SigningKey) -> NeonHTTP:
+    token = ec_key.sign(claims_for(f"client-{uuid.uuid4()}"))
+    return NeonHTTP(CONNECTION, auth_token=token, endpoint=proxy.url + "/sql", timeout=10)
+
+
+def test_query_returns_typed_rows(client: NeonHTTP) -> None:
+    result = client.query("select $1::int4 + 1 as n, auth.user_id() as u", [41])
+    assert result.rows[0]["n"] == 42
+    assert result.rows[0]["u"].startswith("client-")
+    assert (result.command, result.row_count, result.row_as_array) == ("SELECT", 1, False)
+    assert result.fields[0]["dataTypeID"] == 23
+    assert client.query("select 1 as a, 2 as b", array_mode=True).rows == [[1, 2]]
+    assert client.query("select 1 as a", raw_text=True).rows == [{"a": "1"}]
+
+
+def test_transaction_runs_all_or_nothing(client: NeonHTTP) -> None:
+    results = client.transaction(
+        [("insert into todos (task) values ($1)", ["from client"]), "select task from todos"],
+        isolation="Serializable",
+    )
+    assert [r.command for r in results] == ["INSERT", "SELECT"]
+    assert results[1].rows == [{"task": "from client"}]
+    with pytest.raises(NeonDbError) as caught:
+        client.transaction(["insert into todos (task) values ('lost')", "select 1/0"])
+    assert caught.value.code == "22012"
+    assert [r["task"] for r in client.query("select task from todos").rows] == ["from client"]
+    with pytest.raises(NeonDbError) as caught:
+        client.transaction(["insert into todos (task) values ('ro')"], read_only=True)
+    assert caught.value.code == "25006"
+    with pytest.raises(ValueError):
+        client.transaction(["select 1"], isolation="Chaos")  # type: ignore[arg-type]
+
+
+def test_errors_are_typed(client: NeonHTTP, proxy: Proxy) -> None:
+    with pytest.raises(NeonDbError) as caught:
+        client.query("select 1 frm todos")
+    error = caught.value
+    assert (error.status, error.code, error.position) == (400, "42601", 14)
+    assert error.message == 'syntax error at or near "todos"'
+    anonymous = NeonHTTP(CONNECTION, auth_token="not-a-jwt", endpoint=proxy.url + "/sql")
+    with pytest.raises(NeonDbError) as caught:
+        anonymous.query("select 1")
+    assert (caught.value.status, caught.value.code) == (400, "")
+    assert "JWT" in caught.value.message
+
+
+def test_auth_token_may_be_a_callable(proxy: Proxy, ec_key: SigningKey) -> None:
+    calls = []
+
+    def token() -> str:
+        calls.append(1)
+        return ec_key.sign(claims_for("callable"))
+
+    client = NeonHTTP(CONNECTION, auth_token=token, endpoint=proxy.url + "/sql")
+    assert client.query("select auth.user_id() as u").rows == [{"u": "callable"}]
+    assert calls == [1]
+
+
+def test_unreachable_endpoint_is_a_distinct_error() -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    client = NeonHTTP(
+        CONNECTION, auth_token="t", endpoint=f"http://127.0.0.1:{port}/sql", timeout=5
+    )
+    with pytest.raises(EndpointUnreachable):
+        client.query("select 1")
+
+
+def test_endpoint_derivation_and_override(monkeypatch: pytest.MonkeyPatch) -> None:
+    neon = "postgresql://authenticated@ep-cool-darkness-123456.us-east-2.aws.neon.tech/neondb"
+    assert derive_endpoint(neon, with_token=True) == "https://apiauth.us-east-2.aws.neon.tech/sql"
+    assert derive_endpoint(neon, with_token=False) == "https://api.us-east-2.aws.neon.tech/sql"
+    monkeypatch.delenv("NEON_HTTP_ENDPOINT", raising=False)
+    assert NeonHTTP(neon, auth_token="t").endpoint == "https://apiauth.us-east-2.aws.neon.tech/sql"
+    monkeypatch.setenv("NEON_HTTP_ENDPOINT", "http://127.0.0.1:4444/sql")
+    assert NeonHTTP(neon, auth_token="t").endpoint == "http://127.0.0.1:4444/sql"
+    assert NeonHTTP(neon, auth_token="t", endpoint="http://x/sql").endpoint == "http://x/sql"
+    with pytest.raises(ValueError):
+        derive_endpoint("postgresql:///neondb", with_token=True)
