@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
@@ -212,3 +214,33 @@ def test_userinfo_refuses_service_tokens(oauth_app, service):
     ).json["access_token"]
     response = http.get("/userinfo", headers={"Authorization": f"Bearer {access}"})
     assert response.status_code in (401, 403)
+
+
+def test_issuance_reuse_and_revocation_are_audited_without_secrets(
+    browser, spa, tokens, service, oauth_app, caplog
+):
+    caplog.set_level("INFO", logger="issuer.audit")
+    client, secret = service
+    issued = oauth_app.test_client().post(
+        "/token", data={"grant_type": "client_credentials"}, headers=basic(client.client_id, secret)
+    )
+    refresh(browser, spa, tokens["refresh_token"])
+    refresh(browser, spa, tokens["refresh_token"])  # replay
+    code, verifier = get_code(browser, spa)
+    redeem(browser, spa, code, verifier)
+    redeem(browser, spa, code, verifier)  # replay
+    lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "issuer.audit"]
+    events = [line["event"] for line in lines]
+    assert "oauth.token_issued" in events
+    assert "oauth.refresh_reuse" in events
+    assert "oauth.code_reuse" in events
+    service_line = next(
+        line
+        for line in lines
+        if line["event"] == "oauth.token_issued" and line["sub"] == client.client_id
+    )
+    assert service_line["grant"] == "client_credentials"
+    assert service_line["jti"]
+    log = caplog.text
+    for secret_value in (secret, tokens["refresh_token"], issued.json["access_token"], code):
+        assert secret_value not in log
