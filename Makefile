@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune keys-revoke clean
+.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune keys-revoke issuer clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ keys-prune: $(STAMP)
 keys-revoke: $(STAMP)
 	@test -n "$(KID)" || { echo "usage: make keys-revoke KID=<kid> [YES=1]" >&2; exit 2; }
 	$(PY) -m issuer keys revoke '$(KID)' $(if $(YES),--yes,)
+
+# The issuer alone, as in production (settings in issuer/gunicorn_conf.py).
+issuer: $(STAMP)
+	$(VENV)/bin/gunicorn -c python:issuer.gunicorn_conf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache
