@@ -8,6 +8,8 @@ missing, so a fresh data directory works on first start.
 
 from __future__ import annotations
 
+import os
+import weakref
 from pathlib import Path
 
 from filelock import FileLock
@@ -44,7 +46,9 @@ def engine_for(url: str | URL) -> Engine:
     """An engine for `url`, with the SQLite settings that make it safe to share."""
     parsed = normalize_url(url)
     if parsed.get_backend_name() == "postgresql":
-        return create_engine(parsed, pool_pre_ping=True)
+        engine = create_engine(parsed, pool_pre_ping=True)
+        _forget_pool_after_fork(engine)
+        return engine
     path = _sqlite_file(parsed)
     if path is None:
         # An in-memory database exists once per connection: keep exactly one.
@@ -54,8 +58,22 @@ def engine_for(url: str | URL) -> Engine:
     else:
         path.parent.mkdir(parents=True, exist_ok=True)
         engine = create_engine(parsed)
+        _forget_pool_after_fork(engine)
     event.listen(engine, "connect", _configure_sqlite)
     return engine
+
+
+def _forget_pool_after_fork(engine: Engine) -> None:
+    """A forked worker (gunicorn --preload) must open its own connections,
+    never reuse its parent's sockets; the parent keeps its pool untouched."""
+    ref = weakref.ref(engine)
+
+    def reset() -> None:
+        child_engine = ref()
+        if child_engine is not None:
+            child_engine.dispose(close=False)
+
+    os.register_at_fork(after_in_child=reset)
 
 
 def _sqlite_file(url: URL) -> Path | None:

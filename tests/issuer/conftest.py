@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import psycopg
@@ -101,6 +101,23 @@ def backend_config(request: pytest.FixtureRequest, issuer_config: Config) -> Con
     finally:
         engine.dispose()
     return dataclasses.replace(issuer_config, database_url=url)
+
+
+@pytest.fixture
+def make_issuer_app(backend_config: Config) -> Iterator[Callable[..., Flask]]:
+    """Build apps on `backend_config` (fields overridable); their database
+    pools are closed after the test, so PostgreSQL connections do not pile up."""
+    apps: list[Flask] = []
+
+    def make(**changes: object) -> Flask:
+        app = create_app(dataclasses.replace(backend_config, **changes))
+        app.config["TESTING"] = True
+        apps.append(app)
+        return app
+
+    yield make
+    for app in apps:
+        app.extensions["db"].dispose()
 
 
 @pytest.fixture

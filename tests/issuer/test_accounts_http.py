@@ -35,6 +35,7 @@ def workers(backend_config: Config) -> Iterator[tuple[str, str]]:
     for _, server, thread in started:
         server.shutdown()
         thread.join(timeout=TIMEOUT)
+        server.app.extensions["db"].dispose()
 
 
 def csrf_token(html: str) -> str:

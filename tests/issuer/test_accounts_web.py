@@ -6,6 +6,7 @@ import dataclasses
 import json
 import logging
 import re
+from collections.abc import Callable
 from urllib.parse import quote
 
 import pytest
@@ -24,10 +25,8 @@ ATTACKER = "198.51.100.66"
 
 
 @pytest.fixture
-def app(backend_config: Config) -> Flask:
-    app = create_app(backend_config)
-    app.config["TESTING"] = True
-    return app
+def app(make_issuer_app: Callable[..., Flask]) -> Flask:
+    return make_issuer_app()
 
 
 @pytest.fixture
@@ -306,8 +305,8 @@ def test_address_is_throttled_across_accounts(app: Flask, ada: users.User) -> No
     assert login(app.test_client(), ada.email, PASSWORD, address="192.0.2.1").status_code == 303
 
 
-def test_ipv6_neighbours_share_an_address_budget(backend_config: Config) -> None:
-    app = create_app(dataclasses.replace(backend_config, login_max_failures_per_address=2))
+def test_ipv6_neighbours_share_an_address_budget(make_issuer_app: Callable[..., Flask]) -> None:
+    app = make_issuer_app(login_max_failures_per_address=2)
     for host in ("2001:db8:5::1", "2001:db8:5::2"):
         assert login(app.test_client(), "x@example.com", "guess", address=host).status_code == 401
     response = login(app.test_client(), "y@example.com", "guess", address="2001:db8:5::ffff")
@@ -362,8 +361,8 @@ def test_session_cookie_attributes(app: Flask, client: FlaskClient, ada: users.U
     assert "Secure" not in set_cookie
 
 
-def test_session_cookie_is_secure_behind_https(backend_config: Config) -> None:
-    app = create_app(dataclasses.replace(backend_config, issuer_url="https://id.example"))
+def test_session_cookie_is_secure_behind_https(make_issuer_app: Callable[..., Flask]) -> None:
+    app = make_issuer_app(issuer_url="https://id.example")
     response = app.test_client().get("/login", base_url="https://id.example")
     assert "; Secure" in response.headers["Set-Cookie"]
 
@@ -436,8 +435,8 @@ def test_duplicate_signup_is_a_409(app: Flask, client: FlaskClient, ada: users.U
     assert logged_in_email(client) is None
 
 
-def test_signup_can_be_switched_off(backend_config: Config) -> None:
-    app = create_app(dataclasses.replace(backend_config, signup_enabled=False))
+def test_signup_can_be_switched_off(make_issuer_app: Callable[..., Flask]) -> None:
+    app = make_issuer_app(signup_enabled=False)
     client = app.test_client()
     assert client.get("/signup").status_code == 403
     token = csrf_token(client.get("/login").text)

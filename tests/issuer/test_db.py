@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from flask import Flask
+from sqlalchemy import insert, inspect, text
+from sqlalchemy.exc import IntegrityError
 
-from issuer import create_app, db
+from issuer import db
+from issuer.accounts.models import login_sessions
 from issuer.config import Config
 
 
@@ -46,14 +51,12 @@ def test_default_url_is_a_sqlite_file_under_data() -> None:
     assert db.normalize_url(Config().database_url).database == ".data/issuer.sqlite3"
 
 
-def test_create_app_creates_the_tables(backend_config: Config) -> None:
-    app = create_app(backend_config)
-    engine = app.extensions["db"]
+def test_create_app_creates_the_tables(make_issuer_app: Callable[..., Flask]) -> None:
+    engine = make_issuer_app().extensions["db"]
     tables = set(inspect(engine).get_table_names())
     assert {"users", "login_sessions", "login_failures"} <= tables
     db.create_all(engine)  # a second start changes nothing and fails nothing
     assert set(inspect(engine).get_table_names()) == tables
-    engine.dispose()
 
 
 def test_concurrent_first_starts_create_the_schema_once(backend_config: Config) -> None:
@@ -80,17 +83,34 @@ def test_concurrent_first_starts_create_the_schema_once(backend_config: Config) 
         engine.dispose()
 
 
-def test_foreign_keys_are_enforced(backend_config: Config) -> None:
-    from sqlalchemy import insert
-    from sqlalchemy.exc import IntegrityError
-
-    from issuer.accounts.models import login_sessions
-
-    engine = create_app(backend_config).extensions["db"]
+def test_foreign_keys_are_enforced(make_issuer_app: Callable[..., Flask]) -> None:
+    engine = make_issuer_app().extensions["db"]
     with pytest.raises(IntegrityError), engine.begin() as conn:
         conn.execute(
             insert(login_sessions).values(
                 id="0" * 64, user_id="no-such-user", created_at=0, expires_at=1
             )
         )
+
+
+def test_forked_worker_opens_its_own_connections(issuer_pg_url: str) -> None:
+    """gunicorn --preload forks after the app (and its pool) exist."""
+    engine = db.engine_for(issuer_pg_url)
+    pid_query = text("SELECT pg_backend_pid()")
+    with engine.connect() as conn:
+        parent_backend = conn.execute(pid_query).scalar_one()
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+
+    def child() -> None:
+        with engine.connect() as conn:
+            results.put(conn.execute(pid_query).scalar_one())
+
+    worker = context.Process(target=child)
+    worker.start()
+    worker.join(timeout=30)
+    assert worker.exitcode == 0
+    assert results.get(timeout=5) != parent_backend
+    with engine.connect() as conn:  # the parent's pooled connection still works
+        assert conn.execute(pid_query).scalar_one() == parent_backend
     engine.dispose()

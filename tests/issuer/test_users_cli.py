@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -13,17 +14,15 @@ from click.testing import Result
 from flask import Flask
 from sqlalchemy import func, select
 
-from issuer import create_app
 from issuer.accounts import users
 from issuer.accounts.models import users as users_table
-from issuer.config import Config
 
 PASSWORD = "correct horse battery"
 
 
 @pytest.fixture
-def app(backend_config: Config) -> Flask:
-    return create_app(backend_config)
+def app(make_issuer_app: Callable[..., Flask]) -> Flask:
+    return make_issuer_app()
 
 
 def run(app: Flask, *args: str, input: str | None = None) -> Result:
