@@ -1,0 +1,333 @@
+"""Proxy overhead: one user's 50 todos through the proxy vs the same work straight to Postgres.
+
+Through the proxy: gunicorn (`python -m proxy`), real HTTP with keep-alive, a
+validated ES256 JWT, RLS. Directly: a psycopg connection as `authenticated`
+that pipelines the same session hand-off (`auth.jwt_session_init`) with the
+same query, i.e. the database's own cost for the same answer. Each client is a
+separate process (no shared GIL), at 1 and 16 concurrent clients; a few
+gunicorn configurations are measured at 16 clients to justify the default.
+"""
+
+from __future__ import annotations
+
+import base64
+import http.client
+import json
+import multiprocessing
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import psycopg
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
+
+from bench.report import Figure, percentile
+from proxy.session import SessionKey
+from stack import migrate, postgres
+
+SUITE = "proxy"
+QUERY = "select id, task, is_complete, inserted_at from todos order by inserted_at"
+USER = "bench-user"
+DURATION = 3.0
+CHOSEN = (2, 8)  # gunicorn workers, threads per worker: see gunicorn_options()
+ALTERNATIVES = [(2, 4), (4, 4), (1, 16)]
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def _b64json(value: Any) -> str:
+    return _b64(json.dumps(value, separators=(",", ":")).encode())
+
+
+class _Jwks:
+    """A throwaway ES256 key and a loopback server publishing it."""
+
+    def __init__(self) -> None:
+        self.key = ec.generate_private_key(ec.SECP256R1())
+        numbers = self.key.public_key().public_numbers()
+        body = json.dumps(
+            {
+                "keys": [
+                    {
+                        "kty": "EC",
+                        "crv": "P-256",
+                        "kid": "bench",
+                        "use": "sig",
+                        "alg": "ES256",
+                        "x": _b64(numbers.x.to_bytes(32, "big")),
+                        "y": _b64(numbers.y.to_bytes(32, "big")),
+                    }
+                ]
+            }
+        ).encode()
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}/jwks.json"
+        threading.Thread(target=self.httpd.serve_forever, daemon=True).start()
+
+    def token(self, sub: str) -> str:
+        now = int(time.time())
+        claims = {"sub": sub, "iat": now, "exp": now + 3600}
+        signing_input = (
+            f"{_b64json({'alg': 'ES256', 'typ': 'JWT', 'kid': 'bench'})}.{_b64json(claims)}"
+        )
+        r, s = decode_dss_signature(
+            self.key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
+        return f"{signing_input}.{_b64(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
+
+
+def _seed(db: migrate.LocalDatabase) -> None:
+    with psycopg.connect(db.superuser_url, autocommit=True) as conn:
+        conn.execute("truncate todos")
+        conn.execute(
+            "insert into todos (user_id, task) select 'other-' || (i % 100), 'task ' || i"
+            " from generate_series(1, 5000) i"
+        )
+        conn.execute(
+            "insert into todos (user_id, task) select %s, 'todo number ' || i"
+            " from generate_series(1, 50) i",
+            [USER],
+        )
+        conn.execute("analyze todos")
+
+
+def _proxy_client(port: int, token: str, until: float, out: Any) -> None:
+    body = json.dumps({"query": QUERY, "params": []}).encode()
+    headers = {
+        "Neon-Connection-String": "postgresql://authenticated@localhost/neondb",
+        "Authorization": f"Bearer {token}",
+        "Content-Type": "application/json",
+    }
+    conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
+    samples = []
+    while time.perf_counter() < until:
+        started = time.perf_counter()
+        conn.request("POST", "/sql", body, headers)
+        response = conn.getresponse()
+        data = response.read()
+        samples.append(time.perf_counter() - started)
+        assert response.status == 200 and len(json.loads(data)["rows"]) == 50, data[:200]
+    out.put(samples)
+
+
+def _direct_client(url: str, session_key: SessionKey, until: float, out: Any) -> None:
+    conn = psycopg.connect(url, autocommit=True, prepare_threshold=None)
+    claims = {"sub": USER, "exp": int(time.time()) + 3600}
+    session_token = session_key.token(claims, conn.info.backend_pid)
+    samples = []
+    while time.perf_counter() < until:
+        started = time.perf_counter()
+        init, cur = psycopg.RawCursor(conn), psycopg.RawCursor(conn)
+        with conn.pipeline():
+            init.execute("select auth.jwt_session_init($1)", [session_token], prepare=False)
+            cur.execute(QUERY, [], prepare=False)
+        rows = cur.fetchall()
+        samples.append(time.perf_counter() - started)
+        assert len(rows) == 50
+    conn.close()
+    out.put(samples)
+
+
+def _load(
+    clients: int, target: Callable[..., None], args: Callable[[int], tuple[Any, ...]]
+) -> list[float]:
+    """Run `clients` processes for DURATION seconds; all latency samples, in seconds."""
+    ctx = multiprocessing.get_context("fork")
+    out = ctx.Queue()
+    until = time.perf_counter() + DURATION
+    procs = [ctx.Process(target=target, args=(*args(i), until, out)) for i in range(clients)]
+    for p in procs:
+        p.start()
+    samples: list[float] = []
+    for _ in procs:
+        samples.extend(out.get(timeout=DURATION + 60))
+    for p in procs:
+        p.join(10)
+    return samples
+
+
+def _serve(
+    db: migrate.LocalDatabase, jwks_url: str, workers: int, threads: int
+) -> tuple[subprocess.Popen[bytes], int]:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    env = os.environ | {
+        "PROXY_DATABASE_HOST": str(db.server.socket_dir),
+        "PROXY_DATABASE_PORT": str(db.server.port),
+        "PROXY_ADMIN_URL": db.owner_url,
+        "PROXY_JWKS_URL": jwks_url,
+        "PROXY_POOL_SIZE": str(threads),
+    }
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "proxy",
+            "--port",
+            str(port),
+            "--workers",
+            str(workers),
+            "--threads",
+            str(threads),
+        ],
+        env=env,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=1).close()
+            return process, port
+        except OSError:
+            if time.monotonic() > deadline or process.poll() is not None:
+                process.kill()
+                raise RuntimeError("the proxy did not start") from None
+            time.sleep(0.1)
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    process.send_signal(signal.SIGTERM)
+    try:
+        process.wait(20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+
+
+def _stats(samples: list[float]) -> tuple[float, float, float]:
+    """Throughput (requests/s), p50 and p99 latency (ms)."""
+    return len(samples) / DURATION, percentile(samples, 50) * 1e3, percentile(samples, 99) * 1e3
+
+
+def run() -> list[Figure]:
+    with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
+        data = Path(tmp) / "pg"
+        server = postgres.start(data)
+        try:
+            return _run(migrate.apply_local(server))
+        finally:
+            postgres.stop(data, mode="immediate")
+
+
+def _run(db: migrate.LocalDatabase) -> list[Figure]:
+    _seed(db)
+    jwks = _Jwks()
+    token = jwks.token(USER)
+    session_key = SessionKey.generate()
+    session_key.install(db.owner_url)
+    try:
+        direct_url = db.role_url("authenticated")
+        direct = {
+            clients: _stats(_load(clients, _direct_client, lambda _: (direct_url, session_key)))
+            for clients in (1, 16)
+        }
+        figures: list[Figure] = []
+        proxied: dict[tuple[int, int], dict[int, tuple[float, float, float]]] = {}
+        for workers, threads in [CHOSEN, *ALTERNATIVES]:
+            process, port = _serve(db, jwks.url, workers, threads)
+            try:
+                counts = (1, 16) if (workers, threads) == CHOSEN else (16,)
+                proxied[(workers, threads)] = {
+                    c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, token)))
+                    for c in counts
+                }
+            finally:
+                _stop(process)
+    finally:
+        session_key.drop(db.owner_url)
+
+    chosen = proxied[CHOSEN]
+    label = f"gunicorn gthread {CHOSEN[0]}x{CHOSEN[1]}"
+    figures += [
+        Figure(
+            SUITE,
+            f"p50 latency, 1 client ({label})",
+            "ms",
+            chosen[1][1],
+            "direct psycopg",
+            direct[1][1],
+            "added <= 1 ms",
+        ),
+        Figure(
+            SUITE,
+            f"p99 latency, 1 client ({label})",
+            "ms",
+            chosen[1][2],
+            "direct psycopg",
+            direct[1][2],
+            "report",
+        ),
+        Figure(
+            SUITE,
+            f"throughput, 1 client ({label})",
+            "req/s",
+            chosen[1][0],
+            "direct psycopg",
+            direct[1][0],
+            "report",
+        ),
+        Figure(
+            SUITE,
+            f"throughput, 16 clients ({label})",
+            "req/s",
+            chosen[16][0],
+            "direct psycopg",
+            direct[16][0],
+            ">= 0.3",
+        ),
+        Figure(
+            SUITE,
+            f"p50 latency, 16 clients ({label})",
+            "ms",
+            chosen[16][1],
+            "direct psycopg",
+            direct[16][1],
+            "report",
+        ),
+        Figure(
+            SUITE,
+            f"p99 latency, 16 clients ({label})",
+            "ms",
+            chosen[16][2],
+            "direct psycopg",
+            direct[16][2],
+            "report",
+        ),
+    ]
+    for (workers, threads), stats in proxied.items():
+        if (workers, threads) != CHOSEN:
+            figures.append(
+                Figure(
+                    SUITE,
+                    f"throughput, 16 clients (gthread {workers}x{threads})",
+                    "req/s",
+                    stats[16][0],
+                    label,
+                    chosen[16][0],
+                    "< 1 justifies the default",
+                )
+            )
+    return figures
