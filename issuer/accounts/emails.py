@@ -24,7 +24,7 @@ def normalize_email(raw: str) -> str:
     try:
         result = validate_email(candidate, check_deliverability=False)
     except EmailNotValidError as exc:
-        raise InvalidEmailError(f"Enter a valid email address ({exc}).") from None
+        raise InvalidEmailError(f"Enter a valid email address. {exc}") from None
     normalized = result.normalized.lower()
     if len(normalized) > EMAIL_MAX_LENGTH:
         raise InvalidEmailError(f"An email address has at most {EMAIL_MAX_LENGTH} characters.")

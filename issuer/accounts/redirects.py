@@ -8,6 +8,8 @@ from __future__ import annotations
 
 from urllib.parse import urlsplit
 
+# Long enough for any authorization request URL we would serve.
+MAX_LENGTH = 4096
 # Browsers treat "\" like "/" and drop tabs and newlines inside URLs, so
 # "/\evil.example" or "/\t/evil.example" would become protocol-relative.
 _FORBIDDEN = frozenset("\\") | {chr(c) for c in range(0x20)} | {"\x7f"}
@@ -15,7 +17,7 @@ _FORBIDDEN = frozenset("\\") | {chr(c) for c in range(0x20)} | {"\x7f"}
 
 def safe_next(target: str | None, default: str) -> str:
     """`target` when it is a path on this origin, else `default`."""
-    if not target or len(target) > 2048:
+    if not target or len(target) > MAX_LENGTH:
         return default
     if not target.startswith("/") or target.startswith("//"):
         return default

@@ -275,3 +275,43 @@ def test_old_failures_are_pruned(engine: Engine, clock) -> None:
 )
 def test_address_keys(remote: str | None, key: str) -> None:
     assert address_key(remote) == key
+
+
+# --- configuration ----------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("raw", "enabled"), [(None, True), ("false", False), ("0", False), ("True", True), ("on", True)]
+)
+def test_signup_switch_from_environment(
+    monkeypatch: pytest.MonkeyPatch, raw: str | None, enabled: bool
+) -> None:
+    if raw is None:
+        monkeypatch.delenv("ISSUER_SIGNUP", raising=False)
+    else:
+        monkeypatch.setenv("ISSUER_SIGNUP", raw)
+    assert Config.from_env().signup_enabled is enabled
+
+
+def test_misspelt_switch_is_an_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISSUER_SIGNUP", "flase")
+    with pytest.raises(ValueError, match="ISSUER_SIGNUP must be true or false"):
+        Config.from_env()
+
+
+def test_account_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("ISSUER_DATABASE_URL", "postgresql://issuer@db.internal/issuer")
+    monkeypatch.setenv("ISSUER_DATA_DIR", "/var/lib/issuer")
+    monkeypatch.setenv("ISSUER_LOGIN_MAX_FAILURES", "3")
+    monkeypatch.setenv("ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", "9")
+    monkeypatch.setenv("ISSUER_LOGIN_FAILURE_WINDOW", "60")
+    monkeypatch.setenv("ISSUER_SESSION_LIFETIME", "3600")
+    config = Config.from_env()
+    assert db.normalize_url(config.database_url).drivername == "postgresql+psycopg"
+    assert str(config.data_dir) == "/var/lib/issuer"
+    assert (
+        config.login_max_failures,
+        config.login_max_failures_per_address,
+        config.login_failure_window,
+        config.session_lifetime,
+    ) == (3, 9, 60, 3600)
