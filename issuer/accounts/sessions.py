@@ -30,9 +30,13 @@ def login_user(user: User) -> None:
     """Replace whatever session the browser had with a new one for `user`."""
     now = time.time()
     lifetime = current_app.permanent_session_lifetime.total_seconds()
+    previous = session.get(_SESSION_KEY)
     token = secrets.token_urlsafe(32)
     with get_engine().begin() as conn:
-        conn.execute(delete(login_sessions).where(login_sessions.c.expires_at <= now))
+        stale = login_sessions.c.expires_at <= now
+        if isinstance(previous, str):
+            stale = stale | (login_sessions.c.id == _digest(previous))
+        conn.execute(delete(login_sessions).where(stale))
         conn.execute(
             insert(login_sessions).values(
                 id=_digest(token), user_id=user.id, created_at=now, expires_at=now + lifetime

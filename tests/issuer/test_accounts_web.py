@@ -345,6 +345,10 @@ def test_each_login_gets_its_own_session_and_logout_revokes_copies(
     second = session_cookie(client)
     assert first != second
 
+    earlier = app.test_client()
+    earlier.set_cookie("issuer_session", first)
+    assert logged_in_email(earlier) is None, "a new login replaces the browser's old session"
+
     stolen = app.test_client()
     stolen.set_cookie("issuer_session", second)
     assert logged_in_email(stolen) == ada.email
