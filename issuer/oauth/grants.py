@@ -9,7 +9,13 @@ from __future__ import annotations
 
 import time
 
-from authlib.oauth2.rfc6749 import InvalidGrantError, InvalidRequestError, grants
+from authlib.oauth2.rfc6749 import (
+    InvalidGrantError,
+    InvalidRequestError,
+    InvalidScopeError,
+    grants,
+    scope_to_list,
+)
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core import grants as oidc_grants
@@ -92,9 +98,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
-        """Rotate as we read: the presented token is spent whatever happens next."""
+        """Rotate as we read: the presented token is spent whatever happens next,
+        except when it asks for more scope than it carries (checked first, so a
+        client's mistake does not cost it its token)."""
+        engine = get_engine()
         client_id = self.request.client.get_client_id()
-        presentation = refresh_tokens.rotate(get_engine(), refresh_token, client_id)
+        requested = self.request.payload.scope
+        if requested:
+            live = refresh_tokens.find_live(engine, refresh_token)
+            if (
+                live is not None
+                and live.check_client(self.request.client)
+                and not set(scope_to_list(requested)) <= set(scope_to_list(live.scope))
+            ):
+                raise InvalidScopeError()
+        presentation = refresh_tokens.rotate(engine, refresh_token, client_id)
         if presentation.replayed_family is not None:
             audit(
                 "oauth.refresh_reuse",

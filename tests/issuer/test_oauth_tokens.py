@@ -244,3 +244,18 @@ def test_issuance_reuse_and_revocation_are_audited_without_secrets(
     log = caplog.text
     for secret_value in (secret, tokens["refresh_token"], issued.json["access_token"], code):
         assert secret_value not in log
+
+
+def test_asking_for_more_scope_is_refused_and_keeps_the_token(browser, spa, tokens):
+    wider = browser.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": tokens["refresh_token"],
+            "client_id": spa.client_id,
+            "scope": "openid email profile",
+        },
+    )
+    assert wider.status_code == 400
+    assert wider.json["error"] == "invalid_scope"
+    assert refresh(browser, spa, tokens["refresh_token"]).status_code == 200
