@@ -1,10 +1,10 @@
 """The issuer's key ring: the one component that owns the signing keys' lifecycle.
 
 Everything else asks it: `signing_key()` for the key that signs now, `jwks()`
-for the published set. Both are hot paths: each call costs one `stat` of the
-manifest, and the ring is re-read only when another process (the CLI, say)
-replaced the manifest, so every gunicorn worker follows a rotation without a
-restart. Mutations (`init`, `rotate`, `prune`, `revoke`) run under an
+for the published set. Both are hot paths: they `stat` the manifest at most
+once per `refresh_interval` (1 s) and re-read the ring only when another
+process (the CLI, say) replaced it, so every gunicorn worker follows a rotation
+within a second, without a restart. Mutations (`init`, `rotate`, `prune`, `revoke`) run under an
 inter-process lock, write atomically, and are audited.
 """
 
@@ -57,6 +57,9 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
+# How long a process may serve its cached ring before it stats the manifest again.
+REFRESH_INTERVAL = 1.0
+
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -94,17 +97,25 @@ class _Snapshot:
 
 
 class KeyRing:
-    """ES256 keys in `directory`. `clock` returns epoch seconds (tests inject their own)."""
+    """ES256 keys in `directory`.
+
+    `clock` returns epoch seconds (tests inject their own). `refresh_interval` is
+    how stale this process's view of a change made by another process may get
+    (its own changes are seen at once); 0 checks the manifest on every call.
+    """
 
     def __init__(
         self,
         directory: Path,
         passphrase: str | None = None,
         clock: Callable[[], float] = time.time,
+        refresh_interval: float = REFRESH_INTERVAL,
     ) -> None:
         self.store = KeyStore(Path(directory), passphrase)
         self.clock = clock
+        self.refresh_interval = refresh_interval
         self._snapshot: _Snapshot | None = None
+        self._fresh_until = 0.0
         self._failed_stamp: Stamp | None = None
         self._reload_lock = threading.Lock()
 
@@ -121,29 +132,37 @@ class KeyRing:
         return Manifest.loads(self.store.read_manifest())
 
     def _current(self) -> _Snapshot:
-        stamp = self.store.stamp()
         snapshot = self._snapshot
+        now = time.monotonic()
+        if snapshot is not None and now < self._fresh_until:
+            return snapshot
+        stamp = self.store.stamp()
         if snapshot is not None and stamp in (snapshot.stamp, self._failed_stamp):
+            self._fresh_until = now + self.refresh_interval
             return snapshot
         with self._reload_lock:
             snapshot = self._snapshot
-            if snapshot is not None and stamp in (snapshot.stamp, self._failed_stamp):
-                return snapshot
-            try:
-                self._snapshot = self._load(stamp)
-            except KeyRingError as exc:
-                # A broken edit must not stop a running issuer: keep signing with the
-                # last good ring, and say so once per broken manifest.
-                if snapshot is None:
-                    raise
-                self._failed_stamp = stamp
-                log.error(
-                    "key ring reload failed, still using generation %s: %s",
-                    snapshot.manifest.generation,
-                    exc,
-                )
-                return snapshot
-            return self._snapshot
+            if snapshot is None or stamp not in (snapshot.stamp, self._failed_stamp):
+                snapshot = self._reload(snapshot, stamp)
+            self._fresh_until = now + self.refresh_interval
+            return snapshot
+
+    def _reload(self, previous: _Snapshot | None, stamp: Stamp | None) -> _Snapshot:
+        try:
+            self._snapshot = self._load(stamp)
+        except KeyRingError as exc:
+            # A broken edit must not stop a running issuer: keep signing with the
+            # last good ring, and say so once per broken manifest.
+            if previous is None:
+                raise
+            self._failed_stamp = stamp
+            log.error(
+                "key ring reload failed, still using generation %s: %s",
+                previous.manifest.generation,
+                exc,
+            )
+            return previous
+        return self._snapshot
 
     def _load(self, stamp: Stamp | None) -> _Snapshot:
         """Read the ring; `stamp` was taken before reading, so a replace in between only
@@ -154,7 +173,7 @@ class KeyRing:
         self._check_key_matches(active, private_key)
         self._check_file_present(manifest.next)
         signing_key = SigningKey(active.kid, private_key)
-        return _Snapshot(stamp, manifest, signing_key, _jwks(manifest))
+        return _Snapshot(stamp, manifest, signing_key, jwks_document(manifest))
 
     def _check_key_matches(self, record: KeyRecord, key: ec.EllipticCurvePrivateKey) -> None:
         if public_jwk(key.public_key()) != record.jwk:
@@ -255,7 +274,7 @@ class KeyRing:
             self.store.write_private_key(thumbprint(public_jwk(key.public_key())), key)
         self.store.write_manifest(manifest.dumps())
         self.store.remove_unreferenced(manifest.signing_kids())
-        self._snapshot = None
+        self._snapshot, self._fresh_until = None, 0.0
 
     def _new_key(self) -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())
@@ -264,7 +283,8 @@ class KeyRing:
         return int(self.clock())
 
 
-def _jwks(manifest: Manifest) -> Jwks:
+def jwks_document(manifest: Manifest) -> Jwks:
+    """The published keys as served (public members, alg, use), with a strong ETag."""
     keys = [{**k.jwk, "kid": k.kid, "alg": "ES256", "use": "sig"} for k in manifest.published()]
     body = json.dumps({"keys": keys}, separators=(",", ":")).encode("ascii")
     etag = b64url(hashlib.sha256(body).digest()[:16])

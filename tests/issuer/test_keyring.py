@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -180,12 +181,30 @@ def test_manifest_holds_no_private_material(ring: KeyRing, keys_dir: Path) -> No
 
 def test_a_second_instance_sees_a_rotation_without_restart(ring: KeyRing, keys_dir: Path) -> None:
     """Another process's KeyRing (a gunicorn worker) follows changes by stat-ing the manifest."""
-    worker = KeyRing(keys_dir)
+    worker = KeyRing(keys_dir, refresh_interval=0)
     first = worker.signing_key().kid
     assert worker.signing_key() is worker.signing_key()  # cached between changes
     _, after = ring.rotate(min_published=MIN_PUBLISHED, force=True)
     assert worker.signing_key().kid == after.active.kid != first
     assert worker.jwks() == ring.jwks()
+
+
+def test_other_processes_changes_show_within_the_refresh_interval(
+    ring: KeyRing, keys_dir: Path
+) -> None:
+    worker = KeyRing(keys_dir, refresh_interval=0.3)
+    first = worker.signing_key().kid
+    _, after = ring.rotate(min_published=MIN_PUBLISHED, force=True)
+    assert worker.signing_key().kid == first  # not re-checked yet: one stat per interval
+    time.sleep(0.35)
+    assert worker.signing_key().kid == after.active.kid
+
+
+def test_own_changes_show_at_once(ring: KeyRing) -> None:
+    assert ring.refresh_interval > 0
+    kid = ring.signing_key().kid
+    ring.revoke(kid)
+    assert ring.signing_key().kid != kid and kid not in ring.jwks().kids
 
 
 def test_missing_ring_is_a_precise_error(tmp_path: Path) -> None:
@@ -292,13 +311,19 @@ def test_key_file_holding_another_key_is_detected(ring: KeyRing, keys_dir: Path)
 
 
 def test_running_ring_survives_a_broken_edit(ring: KeyRing, keys_dir: Path, caplog) -> None:
-    """A worker keeps signing with the last good ring rather than failing every request."""
-    kid = ring.signing_key().kid
+    """A worker keeps signing with the last good ring rather than failing every request,
+    logs the problem once, and picks up the ring again once it is repaired."""
+    worker = KeyRing(keys_dir, refresh_interval=0)
+    kid = worker.signing_key().kid
+    good = (keys_dir / "manifest.json").read_bytes()
     (keys_dir / "manifest.json").write_text("{ oops")
     with caplog.at_level(logging.ERROR, logger="issuer.keyring"):
-        assert ring.signing_key().kid == kid
-        assert ring.signing_key().kid == kid
+        assert worker.signing_key().kid == kid
+        assert worker.signing_key().kid == kid
     assert len([r for r in caplog.records if "reload failed" in r.message]) == 1
+    (keys_dir / "manifest.json").write_bytes(good)
+    _, after = ring.rotate(min_published=MIN_PUBLISHED, force=True)
+    assert worker.signing_key().kid == after.active.kid
 
 
 def test_orphans_from_a_crash_are_ignored_then_cleaned(ring: KeyRing, keys_dir: Path) -> None:

@@ -6,11 +6,23 @@ import base64
 import json
 
 import pytest
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import (
+    decode_dss_signature,
+    encode_dss_signature,
+)
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, InvalidKeyIdError
 
 from issuer.keyring import KeyRing
-from issuer.tokens import RESERVED_CLAIMS, ReservedClaimError, mint_access_token, sign_jwt
+from issuer.tokens import (
+    RESERVED_CLAIMS,
+    ReservedClaimError,
+    mint_access_token,
+    raw_signature,
+    sign_jwt,
+)
 
 TTL, LEEWAY, MIN_PUBLISHED = 900, 30, 3900
 
@@ -52,6 +64,25 @@ def test_access_token_verifies_against_the_published_jwks(ring: KeyRing, verify,
 
 def test_signature_is_raw_64_byte_r_s(ring: KeyRing) -> None:
     assert len(segments(mint(ring))[2]) == 64
+
+
+@pytest.mark.parametrize(
+    ("r", "s"),
+    [(1, 1), (2**255, 2**255 - 1), (2**256 - 1, 1), (0x80, 0x7F), (2**248 - 1, 2**256 - 2**200)],
+)
+def test_raw_signature_matches_decode_dss_signature_at_the_edges(r: int, s: int) -> None:
+    """Short integers are left-padded, 33-byte ones (sign byte) trimmed."""
+    assert raw_signature(encode_dss_signature(r, s)) == r.to_bytes(32, "big") + s.to_bytes(
+        32, "big"
+    )
+
+
+def test_raw_signature_matches_decode_dss_signature_on_real_signatures(ring: KeyRing) -> None:
+    key = ring.signing_key().private_key
+    for n in range(500):
+        der = key.sign(str(n).encode(), ec.ECDSA(hashes.SHA256()))
+        r, s = decode_dss_signature(der)
+        assert raw_signature(der) == r.to_bytes(32, "big") + s.to_bytes(32, "big")
 
 
 def test_jti_is_unique(ring: KeyRing) -> None:
