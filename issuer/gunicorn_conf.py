@@ -25,3 +25,11 @@ threads = int(os.environ.get("ISSUER_THREADS", 4))
 keepalive = 5
 # Every worker builds its own app (database engine, key ring) after the fork.
 preload_app = False
+
+
+def post_worker_init(worker) -> None:
+    """Audit lines (token issuance, reuse, revocation, logout) go to stderr,
+    which the process manager collects; without a handler they would be lost."""
+    from issuer.audit import log_to_stderr
+
+    log_to_stderr()
