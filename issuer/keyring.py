@@ -4,8 +4,9 @@ Everything else asks it: `signing_key()` for the key that signs now, `jwks()`
 for the published set. Both are hot paths: they `stat` the manifest at most
 once per `refresh_interval` (1 s) and re-read the ring only when another
 process (the CLI, say) replaced it, so every gunicorn worker follows a rotation
-within a second, without a restart. Mutations (`init`, `rotate`, `prune`, `revoke`) run under an
-inter-process lock, write atomically, and are audited.
+within a second, without a restart. Mutations (`init`, `rotate`, `prune`,
+`revoke`) run under an inter-process lock, write atomically, and are audited;
+the lifecycle rules themselves live in `issuer.keys.manifest`.
 """
 
 from __future__ import annotations
@@ -180,17 +181,16 @@ class KeyRing:
             raise KeyFileError(f"the key file of {record.kid} holds a different key")
 
     def _check_file_present(self, record: KeyRecord) -> None:
-        path = self.store.directory / f"{record.kid}.key"
-        if not path.is_file():
-            raise KeyFileError(f"the private key of {record.kid} is missing ({path})")
+        if not self.store.has_private_key(record.kid):
+            raise KeyFileError(f"the private key of {record.kid} is missing from {self.store}")
 
     # Mutations: lock, re-read from disk, transition, write key files, manifest, clean up.
 
     def init(self) -> Manifest:
         """Create the ring: an active key and a published next key."""
-        with self.store.locked():
+        with self.store.locked(create=True):
             if self.store.exists():
-                raise RingExists(f"a key ring already exists in {self.store.directory}/")
+                raise RingExists(f"a key ring already exists in {self.store}")
             active, following = self._new_key(), self._new_key()
             manifest = Manifest.initial(
                 public_jwk(active.public_key()), public_jwk(following.public_key()), self._now()

@@ -67,10 +67,19 @@ class KeyStore:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
+    def __str__(self) -> str:
+        return f"{self.directory}/"
+
+    def has_private_key(self, kid: str) -> bool:
+        return self._key_path(kid).is_file()
+
     @contextlib.contextmanager
-    def locked(self, timeout: float = 30.0) -> Iterator[None]:
-        """Serialise mutations across processes."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    def locked(self, *, create: bool = False, timeout: float = 30.0) -> Iterator[None]:
+        """Serialise mutations across processes; only `init` may create the directory."""
+        if create:
+            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+        elif not self.directory.is_dir():
+            self.read_manifest()  # raises RingNotFound, saying how to create the ring
         try:
             with self._lock.acquire(timeout=timeout):
                 yield
@@ -85,7 +94,7 @@ class KeyStore:
                 raw = f.read(MAX_MANIFEST_BYTES + 1)
         except FileNotFoundError:
             raise RingNotFound(
-                f"no key ring in {self.directory}/ (create one with `python -m issuer keys init`)"
+                f"no key ring in {self} (create one with `python -m issuer keys init`)"
             ) from None
         except OSError as exc:
             raise ManifestError(f"cannot read {self.manifest_path}: {exc.strerror}") from None
@@ -189,7 +198,6 @@ class KeyStore:
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
         """Temp file in the same directory, fsync, rename, fsync the directory; mode 0600."""
-        self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.directory)
         try:
             with os.fdopen(fd, "wb") as f:

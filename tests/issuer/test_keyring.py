@@ -218,6 +218,9 @@ def test_mutations_on_a_missing_ring_are_refused(tmp_path: Path) -> None:
         ring.rotate(min_published=MIN_PUBLISHED, force=True)
     with pytest.raises(RingNotFound):
         ring.revoke("x")
+    with pytest.raises(RingNotFound):
+        ring.prune(max_token_lifetime=TTL, leeway=LEEWAY)
+    assert not (tmp_path / "nowhere").exists()
 
 
 def _edit_manifest(keys_dir: Path, edit) -> None:
