@@ -79,6 +79,8 @@ def _basic_auth_or_none(query_client, request):
 
 
 class AuthorizationServer(_AuthorizationServer):
+    """authlib's Flask server with our grants, endpoints, client store and tokens."""
+
     def __init__(self, app: Flask) -> None:
         super().__init__()
         self.config: Config = app.config["ISSUER"]

@@ -77,6 +77,7 @@ def authorize() -> Response | tuple[str, int] | str:
     server = _server()
     try:
         params.check_query(request)
+        params.check_params(request.form)
     except OAuth2Error as error:
         return _error_page(error)
     user = accounts.current_user()

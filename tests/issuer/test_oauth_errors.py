@@ -201,3 +201,17 @@ def test_authorize_errors_after_the_redirect_is_trusted_go_back_to_the_client(
     assert location.startswith(REDIRECT_URI + "?")
     assert f"error={error}" in location
     assert f"state={params['state']}" in location
+
+
+@pytest.mark.parametrize(
+    "form",
+    [
+        {"response_type": 'co"de', "client_id": "x"},
+        {"response_type": "code", "client_id": "caf\u00e9"},
+        {"redirect_uri": "http://a\\b"},
+    ],
+)
+def test_authorize_by_post_checks_the_body_too(browser, form):
+    response = browser.post("/authorize", data=form)
+    assert 400 <= response.status_code < 500
+    assert "Location" not in response.headers
