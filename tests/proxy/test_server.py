@@ -62,7 +62,7 @@ def test_gunicorn_serves_sql_and_cleans_up_its_key(
                 assert time.monotonic() < deadline, "gunicorn did not start"
                 assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
                 time.sleep(0.1)
-        pids = {
+        users = {
             client.query("select auth.user_id() as u, pg_backend_pid() as p").rows[0]["u"]
             for _ in range(6)
         }
