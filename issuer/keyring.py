@@ -32,6 +32,7 @@ from issuer.keys.errors import (
     RingExists,
     RingNotFound,
     RotationTooEarly,
+    StorageError,
     UnknownKey,
 )
 from issuer.keys.jwk import b64url, public_jwk, thumbprint
@@ -53,6 +54,7 @@ __all__ = [
     "RingNotFound",
     "RotationTooEarly",
     "SigningKey",
+    "StorageError",
     "UnknownKey",
 ]
 

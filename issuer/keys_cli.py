@@ -21,7 +21,7 @@ from flask.cli import AppGroup
 from issuer.audit import audit, log_to_stderr
 from issuer.config import Config
 from issuer.keyring import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
-from issuer.tokens import mint_access_token
+from issuer.tokens import ReservedClaimError, mint_access_token
 
 # Neon's proxy refreshes its JWKS cache blocking after one hour: a next key must
 # be published longer than that before it may sign.
@@ -32,13 +32,13 @@ R = TypeVar("R")
 
 
 def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn key-ring and value errors into a one-line `Error: …` and exit status 1."""
+    """Turn key-ring and claim errors into a one-line `Error: …` and exit status 1."""
 
     @functools.wraps(command)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
         try:
             return command(*args, **kwargs)
-        except (KeyRingError, ValueError) as exc:
+        except (KeyRingError, ReservedClaimError) as exc:
             raise click.ClickException(str(exc)) from None
 
     return wrapper
@@ -63,7 +63,7 @@ def check_rotation_policy(config: Config) -> None:
     would let it sign earlier."""
     longest_cache = max(config.jwks_max_age, NEON_JWKS_CACHE_MAX_AGE)
     if config.rotation_min_published <= longest_cache:
-        raise ValueError(
+        raise click.ClickException(
             f"ISSUER_ROTATION_MIN_PUBLISHED ({config.rotation_min_published} s) must exceed "
             f"the longest JWKS cache lifetime ({longest_cache} s: ISSUER_JWKS_MAX_AGE and "
             f"Neon's {NEON_JWKS_CACHE_MAX_AGE} s blocking refresh)"

@@ -39,5 +39,9 @@ class UnknownKey(KeyRingError):
     """No key with that kid, or not in a state the operation applies to."""
 
 
+class StorageError(KeyRingError):
+    """The keys directory cannot be written (permissions, full disk, not a directory)."""
+
+
 class RingBusy(KeyRingError):
     """Another process holds the ring's lock for too long."""

@@ -33,6 +33,7 @@ from issuer.keys.errors import (
     PassphraseError,
     RingBusy,
     RingNotFound,
+    StorageError,
 )
 from issuer.keys.jwk import b64url, b64url_decode
 
@@ -76,17 +77,20 @@ class KeyStore:
     @contextlib.contextmanager
     def locked(self, *, create: bool = False, timeout: float = 30.0) -> Iterator[None]:
         """Serialise mutations across processes; only `init` may create the directory."""
-        if create:
-            self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-        elif not self.directory.is_dir():
+        if not create and not self.directory.is_dir():
             self.read_manifest()  # raises RingNotFound, saying how to create the ring
         try:
-            with self._lock.acquire(timeout=timeout):
-                yield
+            if create:
+                self.directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+            lock = self._lock.acquire(timeout=timeout)
         except filelock.Timeout:
             raise RingBusy(
                 f"another process has held {self.directory / LOCK} for over {timeout:.0f} s"
             ) from None
+        except OSError as exc:
+            raise StorageError(f"cannot lock {self.directory / LOCK}: {exc.strerror}") from None
+        with lock:
+            yield
 
     def read_manifest(self) -> bytes:
         try:
@@ -198,17 +202,20 @@ class KeyStore:
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
         """Temp file in the same directory, fsync, rename, fsync the directory; mode 0600."""
-        fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.directory)
         try:
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
-        self._sync_directory()
+            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.directory)
+            try:
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            self._sync_directory()
+        except OSError as exc:
+            raise StorageError(f"cannot write {path}: {exc.strerror}") from None
 
     def _sync_directory(self) -> None:
         fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)

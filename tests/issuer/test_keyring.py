@@ -20,6 +20,7 @@ from issuer.keyring import (
     RingExists,
     RingNotFound,
     RotationTooEarly,
+    StorageError,
     UnknownKey,
 )
 from issuer.keys.jwk import public_jwk, thumbprint
@@ -221,6 +222,12 @@ def test_mutations_on_a_missing_ring_are_refused(tmp_path: Path) -> None:
     with pytest.raises(RingNotFound):
         ring.prune(max_token_lifetime=TTL, leeway=LEEWAY)
     assert not (tmp_path / "nowhere").exists()
+
+
+def test_unwritable_keys_directory_is_a_precise_error(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    with pytest.raises(StorageError, match="cannot"):
+        KeyRing(tmp_path / "file" / "keys").init()
 
 
 def _edit_manifest(keys_dir: Path, edit) -> None:
