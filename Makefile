@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune keys-revoke issuer clean
+.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -37,6 +37,9 @@ db-down: $(STAMP)
 
 migrate: $(STAMP)
 	$(PY) -m stack migrate
+
+proxy: $(STAMP)
+	$(PY) -m proxy
 
 keys-init: $(STAMP)
 	$(PY) -m issuer keys init
