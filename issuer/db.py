@@ -56,7 +56,10 @@ def engine_for(url: str | URL) -> Engine:
             parsed, poolclass=StaticPool, connect_args={"check_same_thread": False}
         )
     else:
-        path.parent.mkdir(parents=True, exist_ok=True)
+        # The file holds password hashes: private from the first byte (SQLite
+        # gives its -wal and -shm files the database file's mode).
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        path.touch(mode=0o600)
         engine = create_engine(parsed)
         _forget_pool_after_fork(engine)
     event.listen(engine, "connect", _configure_sqlite)

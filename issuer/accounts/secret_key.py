@@ -18,7 +18,7 @@ FILE_NAME = "issuer-secret-key"
 def load_or_create(data_dir: Path) -> str:
     path = data_dir / FILE_NAME
     if not path.exists():
-        data_dir.mkdir(parents=True, exist_ok=True)
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Write a private temp file, then link it into place: link() fails if
         # another process won the race, and nobody ever reads a partial key.
         tmp = data_dir / f".{FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"

@@ -38,7 +38,9 @@ def test_sqlite_file_gets_its_directory_and_safe_pragmas(tmp_path: Path) -> None
             name: conn.execute(text(f"PRAGMA {name}")).scalar()
             for name in ("journal_mode", "busy_timeout", "foreign_keys")
         }
-    assert path.exists()
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert path.parent.stat().st_mode & 0o777 == 0o700
+    assert all(f.stat().st_mode & 0o777 == 0o600 for f in path.parent.iterdir())
     assert pragmas == {
         "journal_mode": "wal",
         "busy_timeout": db.SQLITE_BUSY_TIMEOUT_MS,
