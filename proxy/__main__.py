@@ -6,10 +6,12 @@ import os
 import sys
 
 import click
+import psycopg
 from dotenv import load_dotenv
 
 from proxy.config import ProxyConfig
 from proxy.server import ProxyServer, gunicorn_options
+from proxy.session import SessionKey
 
 
 @click.command()
@@ -43,8 +45,16 @@ def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> 
         config = ProxyConfig.from_env()
     except (RuntimeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    session_key = SessionKey.generate()
+    try:
+        session_key.install(config.admin_url)
+    except psycopg.Error as error:
+        raise click.ClickException(
+            f"cannot install the session key through PROXY_ADMIN_URL: {error} "
+            "(is the database migrated? `make migrate`)"
+        ) from None
     options = gunicorn_options(f"{host}:{port}", workers, threads, access_log=access_log)
-    ProxyServer(config, options).run()
+    ProxyServer(config, options, session_key).run()
 
 
 if __name__ == "__main__":

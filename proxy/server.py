@@ -1,7 +1,8 @@
 """Serving the proxy with gunicorn (`python -m proxy`).
 
-The session key is generated and installed once, in the gunicorn master before
-it forks, so every worker signs with the same key, a worker that gunicorn
+The session key is generated and installed once, by `python -m proxy` in the
+process that becomes the gunicorn master, before any worker is forked (a failure
+is a clean CLI error, not a crashed arbiter). So every worker signs with the same key, a worker that gunicorn
 restarts needs no database round trip to start, and exactly one key row exists
 per running proxy; the master drops it when it exits.
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 import logging
 from typing import Any
 
+import psycopg
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
@@ -22,31 +24,29 @@ log = logging.getLogger(__name__)
 
 
 class ProxyServer(BaseApplication):
-    def __init__(self, config: ProxyConfig, options: dict[str, Any]) -> None:
+    """Gunicorn running `create_app` with a session key already installed by the caller."""
+
+    def __init__(
+        self, config: ProxyConfig, options: dict[str, Any], session_key: SessionKey
+    ) -> None:
         self.proxy_config = config
         self.options = options
-        self.session_key: SessionKey | None = None
+        self.session_key = session_key
         super().__init__()
 
     def load_config(self) -> None:
         for name, value in self.options.items():
             self.cfg.set(name, value)
-        self.cfg.set("on_starting", self._install_key)
         self.cfg.set("on_exit", self._drop_key)
 
     def load(self) -> Flask:
         return create_app(self.proxy_config, self.session_key)
 
-    def _install_key(self, _server: Any) -> None:
-        self.session_key = SessionKey.generate()
-        self.session_key.install(self.proxy_config.admin_url)
-
     def _drop_key(self, _server: Any) -> None:
-        if self.session_key is not None:
-            try:
-                self.session_key.drop(self.proxy_config.admin_url)
-            except Exception as error:
-                log.warning("could not drop the session key: %s", error)
+        try:
+            self.session_key.drop(self.proxy_config.admin_url)
+        except psycopg.Error as error:
+            log.warning("could not drop the session key: %s", error)
 
 
 def gunicorn_options(
