@@ -215,7 +215,11 @@ def converter(oid: int, raw_text: bool) -> Converter:
 
 
 def parse_array(text: str, element: Converter) -> list[Any]:
-    """Parse a Postgres array literal (`{1,NULL,"a b"}`, nested, with bounds) into lists."""
+    """Parse Postgres' array output (`{1,NULL,"a b"}`, nested, with bounds) into lists.
+
+    Postgres quotes every element that holds a delimiter, quote, backslash or
+    whitespace, so unquoted elements are taken verbatim.
+    """
     if text.startswith("["):
         text = text[text.index("=") + 1 :]
     stack: list[list[Any]] = []
@@ -233,7 +237,7 @@ def parse_array(text: str, element: Converter) -> list[Any]:
             else:
                 result = done
             i += 1
-        elif char in ", ":
+        elif char == ",":
             i += 1
         elif char == '"':
             i += 1
@@ -249,7 +253,7 @@ def parse_array(text: str, element: Converter) -> list[Any]:
             start = i
             while text[i] not in ",}":
                 i += 1
-            word = text[start:i].strip()
+            word = text[start:i]
             stack[-1].append(None if word == "NULL" else element(word))
     return result
 
