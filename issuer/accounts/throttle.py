@@ -3,9 +3,9 @@ so that every worker process (and every host on a shared PostgreSQL) agrees.
 
 A sliding window: each failure is one row; an account or address with
 `limit` failures inside `window` seconds is refused until the oldest of them
-ages out. Refused attempts are not verified and not recorded, so a locked
-account cannot be kept locked forever by one attacker, and a correct password
-during the lock-out teaches the attacker nothing.
+ages out. Refused attempts are neither verified nor recorded: a lock-out ends
+on schedule however hard it is hammered, and a correct password during the
+lock-out teaches the attacker nothing.
 """
 
 from __future__ import annotations
@@ -22,6 +22,14 @@ from issuer.accounts.models import login_failures
 
 ACCOUNT = "account"
 ADDRESS = "address"
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """An attempt in progress, counted as a failure until it succeeds."""
+
+    account: str | None
+    row_ids: tuple[int, ...]
 
 
 @dataclass(frozen=True)
@@ -55,19 +63,61 @@ class Throttle:
         self.policy = policy or ThrottlePolicy()
         self.clock = clock
 
+    def admit(self, address: str, account: str | None = None) -> Attempt | int:
+        """Count an attempt as a failure *before* checking the limits; return
+        it when it is within them, else forget it and return the seconds to
+        wait.
+
+        Counting first closes the race in which many concurrent guesses all
+        pass the check before any is recorded: whichever attempt checks last
+        sees every earlier one, so at most `limit` are ever admitted.
+        """
+        now = self.clock()
+        rows = [{"scope": ADDRESS, "key": address, "at": now}]
+        if account is not None:
+            rows.append({"scope": ACCOUNT, "key": account, "at": now})
+        with self.engine.begin() as conn:
+            ids = conn.execute(insert(login_failures).returning(login_failures.c.id), rows)
+            attempt = Attempt(account=account, row_ids=tuple(ids.scalars()))
+            # Forget what no window can see any more, so the table stays small.
+            conn.execute(
+                delete(login_failures).where(login_failures.c.at <= now - self.policy.window)
+            )
+        # This attempt is one of the rows: over the limit means `limit + 1`.
+        if self._longest_wait(address, account, now, extra=1) is None:
+            return attempt
+        self._delete(attempt.row_ids)
+        return self.retry_after(address, account) or 1
+
+    def succeeded(self, attempt: Attempt) -> None:
+        """Un-count a successful attempt and clear its account's failures. The
+        address keeps its earlier failures, so one known password cannot
+        reset an address's budget."""
+        condition = login_failures.c.id.in_(attempt.row_ids)
+        if attempt.account is not None:
+            condition = condition | (
+                (login_failures.c.scope == ACCOUNT) & (login_failures.c.key == attempt.account)
+            )
+        with self.engine.begin() as conn:
+            conn.execute(delete(login_failures).where(condition))
+
     def retry_after(self, address: str, account: str | None = None) -> int | None:
         """Seconds until a new attempt is allowed, or None when allowed now."""
-        now = self.clock()
+        longest = self._longest_wait(address, account, self.clock())
+        return None if longest is None else max(1, math.ceil(longest))
+
+    def _longest_wait(
+        self, address: str, account: str | None, now: float, extra: int = 0
+    ) -> float | None:
         checks = [(ADDRESS, address, self.policy.per_address)]
         if account is not None:
             checks.append((ACCOUNT, account, self.policy.per_account))
-        waits = [self._wait(scope, key, limit, now) for scope, key, limit in checks]
-        longest = max((w for w in waits if w is not None), default=None)
-        return None if longest is None else max(1, math.ceil(longest))
+        waits = [self._wait(scope, key, limit + extra, now) for scope, key, limit in checks]
+        return max((w for w in waits if w is not None), default=None)
 
-    def _wait(self, scope: str, key: str, limit: int, now: float) -> float | None:
-        # The limit-th most recent failure: once it leaves the window, fewer
-        # than `limit` remain.
+    def _wait(self, scope: str, key: str, nth: int, now: float) -> float | None:
+        # Until the nth most recent failure leaves the window, fewer than
+        # nth remain after it.
         query = (
             select(login_failures.c.at)
             .where(
@@ -76,31 +126,13 @@ class Throttle:
                 login_failures.c.at > now - self.policy.window,
             )
             .order_by(login_failures.c.at.desc())
-            .offset(limit - 1)
+            .offset(nth - 1)
             .limit(1)
         )
         with self.engine.connect() as conn:
             at = conn.execute(query).scalar()
         return None if at is None else at + self.policy.window - now
 
-    def record_failure(self, address: str, account: str | None = None) -> None:
-        now = self.clock()
-        rows = [{"scope": ADDRESS, "key": address, "at": now}]
-        if account is not None:
-            rows.append({"scope": ACCOUNT, "key": account, "at": now})
+    def _delete(self, row_ids: tuple[int, ...]) -> None:
         with self.engine.begin() as conn:
-            conn.execute(insert(login_failures), rows)
-            # Forget what no window can see any more, so the table stays small.
-            conn.execute(
-                delete(login_failures).where(login_failures.c.at <= now - self.policy.window)
-            )
-
-    def forget_account(self, account: str) -> None:
-        """After a successful login; the address count stays, so one known
-        password cannot be used to reset an address's budget."""
-        with self.engine.begin() as conn:
-            conn.execute(
-                delete(login_failures).where(
-                    login_failures.c.scope == ACCOUNT, login_failures.c.key == account
-                )
-            )
+            conn.execute(delete(login_failures).where(login_failures.c.id.in_(row_ids)))

@@ -112,16 +112,15 @@ def login() -> Response | tuple[str, int] | str:
         return render_template("accounts/login.html", **page), 400
     email = normalize_email(form.email.data)
     address = address_key(request.remote_addr)
-    wait = _throttle().retry_after(address, account=email)
-    if wait is not None:
-        audit("login.throttled", address=address, retry_after=wait)
-        return _too_many_attempts(wait)
+    attempt = _throttle().admit(address, account=email)
+    if isinstance(attempt, int):
+        audit("login.throttled", address=address, retry_after=attempt)
+        return _too_many_attempts(attempt)
     result = users.authenticate(get_engine(), email, form.password.data)
     if result.user is None:
-        _throttle().record_failure(address, account=email)
         audit("login.failed", reason=result.reason, user_id=result.user_id, address=address)
         return render_template("accounts/login.html", error=LOGIN_FAILED, **page), 401
-    _throttle().forget_account(email)
+    _throttle().succeeded(attempt)
     login_user(result.user)
     audit("login", user_id=result.user.id, address=address)
     return redirect(next_url, code=303)
@@ -147,21 +146,22 @@ def signup() -> Response | tuple[str, int] | str:
     if not form.validate():
         return render_template("accounts/signup.html", **page), 400
     address = address_key(request.remote_addr)
-    wait = _throttle().retry_after(address)
-    if wait is not None:
-        audit("signup.throttled", address=address, retry_after=wait)
-        return _too_many_attempts(wait)
+    # Probing for accounts through sign-up spends the address's login budget.
+    attempt = _throttle().admit(address)
+    if isinstance(attempt, int):
+        audit("signup.throttled", address=address, retry_after=attempt)
+        return _too_many_attempts(attempt)
     try:
         user = users.create_user(get_engine(), form.email.data, form.password.data)
-    except PasswordPolicyError as exc:
-        form.password.errors = [str(exc)]
-        return render_template("accounts/signup.html", **page), 400
     except users.DuplicateEmailError:
-        # Probing for accounts through sign-up spends the address's budget.
-        _throttle().record_failure(address)
         audit("signup.duplicate", address=address)
         form.email.errors = ["An account with this email address already exists. Log in instead?"]
         return render_template("accounts/signup.html", **page), 409
+    except PasswordPolicyError as exc:
+        _throttle().succeeded(attempt)
+        form.password.errors = [str(exc)]
+        return render_template("accounts/signup.html", **page), 400
+    _throttle().succeeded(attempt)
     login_user(user)
     audit("signup", user_id=user.id, address=address)
     return redirect(next_url, code=303)

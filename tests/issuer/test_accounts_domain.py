@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 
 import pytest
@@ -14,7 +15,7 @@ from issuer.accounts.claims import InvalidClaimError, parse_claim, validate_clai
 from issuer.accounts.emails import InvalidEmailError, normalize_email
 from issuer.accounts.models import login_failures
 from issuer.accounts.models import users as users_table
-from issuer.accounts.throttle import Throttle, ThrottlePolicy, address_key
+from issuer.accounts.throttle import Attempt, Throttle, ThrottlePolicy, address_key
 from issuer.config import Config
 
 
@@ -220,43 +221,93 @@ def test_unknown_user_cannot_be_disabled(engine: Engine) -> None:
 # --- throttle ---------------------------------------------------------------
 
 
+def fail(throttle: Throttle, address: str, account: str | None = None) -> None:
+    """One failed attempt: admitted, then never marked as succeeded."""
+    assert isinstance(throttle.admit(address, account=account), Attempt)
+
+
 def test_account_throttle_slides_with_the_window(engine: Engine, clock) -> None:
     throttle = Throttle(engine, ThrottlePolicy(per_account=3, per_address=100, window=60), clock)
     for _ in range(2):
-        throttle.record_failure("10.0.0.1", account="ada@example.com")
+        fail(throttle, "10.0.0.1", "ada@example.com")
         clock.advance(10)
     assert throttle.retry_after("10.0.0.1", account="ada@example.com") is None
-    throttle.record_failure("10.0.0.1", account="ada@example.com")
+    fail(throttle, "10.0.0.1", "ada@example.com")
     # Third failure at t=20; the first (t=0) leaves the window at t=60.
     assert throttle.retry_after("10.0.0.2", account="ada@example.com") == 40
+    assert throttle.admit("10.0.0.2", account="ada@example.com") == 40
     assert throttle.retry_after("10.0.0.2", account="bob@example.com") is None
     clock.advance(40)
     assert throttle.retry_after("10.0.0.1", account="ada@example.com") is None
+    assert isinstance(throttle.admit("10.0.0.1", account="ada@example.com"), Attempt)
+
+
+def test_refused_attempts_are_not_recorded(engine: Engine, clock) -> None:
+    throttle = Throttle(engine, ThrottlePolicy(per_account=2, per_address=100, window=60), clock)
+    fail(throttle, "10.0.0.1", "ada@example.com")
+    fail(throttle, "10.0.0.1", "ada@example.com")
+    for second in range(10):
+        assert throttle.admit("10.0.0.1", account="ada@example.com") == 60 - second
+        clock.advance(1)
+    with engine.connect() as conn:
+        assert conn.execute(select(func.count()).select_from(login_failures)).scalar_one() == 4
+    clock.advance(50)  # the lock-out ends on schedule, however hard it was hammered
+    assert isinstance(throttle.admit("10.0.0.1", account="ada@example.com"), Attempt)
 
 
 def test_address_throttle_spans_accounts(engine: Engine, clock) -> None:
     throttle = Throttle(engine, ThrottlePolicy(per_account=100, per_address=3, window=60), clock)
     for i in range(3):
-        throttle.record_failure("10.0.0.1", account=f"user{i}@example.com")
+        fail(throttle, "10.0.0.1", f"user{i}@example.com")
     assert throttle.retry_after("10.0.0.1", account="fresh@example.com") == 60
-    assert throttle.retry_after("10.0.0.1") == 60
+    assert throttle.admit("10.0.0.1") == 60
     assert throttle.retry_after("10.0.0.9", account="fresh@example.com") is None
 
 
 def test_success_forgets_the_account_but_not_the_address(engine: Engine, clock) -> None:
-    throttle = Throttle(engine, ThrottlePolicy(per_account=2, per_address=2, window=60), clock)
-    throttle.record_failure("10.0.0.1", account="ada@example.com")
-    throttle.record_failure("10.0.0.1", account="ada@example.com")
-    throttle.forget_account("ada@example.com")
+    throttle = Throttle(engine, ThrottlePolicy(per_account=3, per_address=3, window=60), clock)
+    fail(throttle, "10.0.0.1", "ada@example.com")
+    fail(throttle, "10.0.0.1", "ada@example.com")
+    attempt = throttle.admit("10.0.0.1", account="ada@example.com")
+    assert isinstance(attempt, Attempt)
+    throttle.succeeded(attempt)
     assert throttle.retry_after("10.0.0.2", account="ada@example.com") is None
-    assert throttle.retry_after("10.0.0.1") == 60
+    # The two earlier failures still count for the address; the success does not.
+    fail(throttle, "10.0.0.1")
+    assert throttle.admit("10.0.0.1") == 60
+
+
+def test_concurrent_guesses_cannot_overrun_the_limit(backend_config: Config) -> None:
+    """Many simultaneous attempts (threads with their own connections, as
+    gunicorn workers would) are admitted at most `limit` times in total."""
+    limit, guesses = 5, 16
+    engines = [db.engine_for(backend_config.database_url) for _ in range(guesses)]
+    db.create_all(engines[0])
+    policy = ThrottlePolicy(per_account=limit, per_address=1000, window=900)
+    barrier = threading.Barrier(guesses)
+    outcomes: list[Attempt | int] = []
+
+    def guess(engine: Engine) -> None:
+        barrier.wait(timeout=10)
+        outcomes.append(Throttle(engine, policy).admit("10.0.0.1", account="ada@example.com"))
+
+    threads = [threading.Thread(target=guess, args=(e,)) for e in engines]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=60)
+    for engine in engines:
+        engine.dispose()
+    assert len(outcomes) == guesses
+    admitted = [o for o in outcomes if isinstance(o, Attempt)]
+    assert 1 <= len(admitted) <= limit
 
 
 def test_old_failures_are_pruned(engine: Engine, clock) -> None:
     throttle = Throttle(engine, ThrottlePolicy(window=60), clock)
-    throttle.record_failure("10.0.0.1", account="ada@example.com")
+    fail(throttle, "10.0.0.1", "ada@example.com")
     clock.advance(61)
-    throttle.record_failure("10.0.0.2", account="bob@example.com")
+    fail(throttle, "10.0.0.2", "bob@example.com")
     with engine.connect() as conn:
         keys = set(conn.execute(select(login_failures.c.key)).scalars())
     assert keys == {"10.0.0.2", "bob@example.com"}
