@@ -167,26 +167,36 @@ def prune_command() -> None:
         click.echo("nothing to prune")
 
 
+# What a revocation cannot do: verifiers that cached the JWKS keep trusting the key
+# until they refetch it (Neon's proxy refreshes after 5 minutes).
+_CACHED_UNTIL_REFETCH = (
+    "  - tokens it signed stop verifying when verifiers refetch the JWKS; until then\n"
+    "    their caches still hold it (Neon's proxy refreshes after about 5 minutes);\n"
+)
+
+
 def _revoke_consequences(record: KeyRecord, manifest: Manifest, now: int) -> str:
     if record.state is KeyState.ACTIVE:
         following = manifest.next
         return (
             f"{record.kid} is the ACTIVE key. Revoking it:\n"
-            f"  - removes it from the JWKS now: every token it signed (all current sessions)\n"
-            f"    is rejected once verifiers refetch the JWKS;\n"
-            f"  - makes next key {following.kid} active at once (published "
-            f"{now - following.published_at} s ago;\n"
-            f"    verifiers whose cached JWKS predates that reject its tokens until they refetch);\n"
+            f"  - removes it from the JWKS now: it signed the access tokens of current sessions;\n"
+            f"{_CACHED_UNTIL_REFETCH}"
+            f"  - makes next key {following.kid} active at once;\n"
+            f"    it was published {now - following.published_at} s ago: verifiers whose cached\n"
+            f"    JWKS is older reject its tokens until they refetch;\n"
             f"  - creates a new next key, so the next rotation waits the full publication delay."
         )
     if record.state is KeyState.NEXT:
         return (
-            f"{record.kid} is the NEXT key. Revoking it removes it from the JWKS now and creates\n"
-            f"a new next key, so the next rotation waits the full publication delay."
+            f"{record.kid} is the NEXT key (it has signed nothing). Revoking it removes it\n"
+            f"from the JWKS now and creates a new next key, so the next rotation waits the\n"
+            f"full publication delay."
         )
     return (
-        f"{record.kid} is a {record.state} key. Revoking it removes it from the JWKS now:\n"
-        f"tokens it signed are rejected once verifiers refetch the JWKS."
+        f"{record.kid} is a {record.state} key. Revoking it:\n"
+        f"  - removes it from the JWKS now;\n"
+        f"{_CACHED_UNTIL_REFETCH.rstrip(';' + chr(10))}."
     )
 
 
@@ -195,7 +205,12 @@ def _revoke_consequences(record: KeyRecord, manifest: Manifest, now: int) -> str
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_operator_errors
 def revoke_command(kid: str, yes: bool) -> None:
-    """Emergency: unpublish key KID at once (for a leaked private key)."""
+    """Emergency: unpublish key KID at once (for a leaked private key).
+
+    Revoking the active key makes the next key active immediately (without the
+    publication delay) and creates a new next key. The consequences are printed
+    before the confirmation prompt.
+    """
     ring = _ring()
     manifest = ring.manifest()
     record = manifest.get(kid)
