@@ -16,6 +16,7 @@ from filelock import FileLock
 from flask import Flask, current_app
 from sqlalchemy import Engine, MetaData, create_engine, event, func, select
 from sqlalchemy.engine import URL, make_url
+from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
@@ -30,8 +31,16 @@ _SCHEMA_LOCK_ID = 0x1550E5
 
 
 def normalize_url(url: str | URL) -> URL:
-    """Pin the drivers we ship: psycopg 3 for PostgreSQL, the stdlib for SQLite."""
-    parsed = make_url(url)
+    """Pin the drivers we ship: psycopg 3 for PostgreSQL, the stdlib for SQLite.
+
+    Errors never repeat the URL: it may carry a password.
+    """
+    try:
+        parsed = make_url(url)
+    except ArgumentError:
+        raise ValueError(
+            "the database URL is not a URL: use sqlite:///PATH or postgresql://…"
+        ) from None
     if parsed.drivername in ("postgresql", "postgres"):
         parsed = parsed.set(drivername="postgresql+psycopg")
     if parsed.drivername not in ("sqlite", "sqlite+pysqlite", "postgresql+psycopg"):

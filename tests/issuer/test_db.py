@@ -30,6 +30,15 @@ def test_other_databases_are_refused(url: str) -> None:
         db.engine_for(url)
 
 
+def test_unparseable_urls_are_refused_without_echoing_secrets() -> None:
+    with pytest.raises(ValueError, match="not a URL") as caught:
+        db.engine_for("s3cret-password-in-a-broken-url")
+    assert "s3cret" not in str(caught.value)
+    with pytest.raises(ValueError) as caught:
+        db.engine_for("mysql://user:s3cret@db/issuer")
+    assert "s3cret" not in str(caught.value)
+
+
 def test_sqlite_file_gets_its_directory_and_safe_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "issuer.sqlite3"
     engine = db.engine_for(f"sqlite:///{path}")

@@ -185,3 +185,28 @@ def test_python_dash_m_issuer_users(tmp_path: Path) -> None:
     assert again.returncode == 1
     assert "Error: An account for ada@example.com already exists." in again.stderr
     assert "Traceback" not in again.stderr
+
+
+@pytest.mark.parametrize(
+    ("variable", "value", "message"),
+    [
+        ("ISSUER_DATABASE_URL", "mysql://admin:s3cret@db/issuer", "unsupported database URL"),
+        ("ISSUER_SIGNUP", "flase", "ISSUER_SIGNUP must be true or false"),
+    ],
+)
+def test_bad_settings_are_one_line_errors(
+    tmp_path: Path, variable: str, value: str, message: str
+) -> None:
+    env = {**os.environ, "ISSUER_DATA_DIR": str(tmp_path / "data"), variable: value}
+    result = subprocess.run(
+        [sys.executable, "-m", "issuer", "users", "list"],
+        env=env,
+        cwd=tmp_path,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert result.stderr.startswith(f"Error: {message}")
+    assert "Traceback" not in result.stderr
+    assert "s3cret" not in result.stderr
