@@ -18,6 +18,7 @@ import click
 from flask import current_app
 from flask.cli import AppGroup
 
+from issuer.accounts.claims import InvalidClaimError, parse_claim
 from issuer.audit import audit, log_to_stderr
 from issuer.config import Config
 from issuer.keyring import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
@@ -231,16 +232,15 @@ def token() -> None:
     log_to_stderr()
 
 
-def _parse_claim(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+def _parse_claims(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
+    """NAME=VALUE pairs, parsed as the `users` commands parse them."""
     claims: dict[str, object] = {}
     for item in values:
-        name, sep, raw = item.partition("=")
-        if not sep or not name:
-            raise click.BadParameter(f"expected NAME=VALUE, got {item!r}", ctx, param)
         try:
-            claims[name] = json.loads(raw)
-        except ValueError:
-            claims[name] = raw
+            name, value = parse_claim(item)
+        except InvalidClaimError as exc:
+            raise click.BadParameter(str(exc), ctx, param) from None
+        claims[name] = value
     return claims
 
 
@@ -257,7 +257,7 @@ def _parse_claim(ctx: click.Context, param: click.Parameter, values: tuple[str, 
     "--claim",
     "claims",
     multiple=True,
-    callback=_parse_claim,
+    callback=_parse_claims,
     metavar="NAME=VALUE",
     help="Custom claim; VALUE is JSON if it parses (true, 42, [..]), else a string. Repeatable.",
 )

@@ -19,12 +19,17 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from issuer.keyring import KeyRing
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 media type, not a secret)
-# Claims the issuer sets itself; custom claims may not replace them.
+# Claims the issuer sets, or that verifiers act on (RFC 7519, 9068, 7800, 8693);
+# custom claims may not supply them.
 RESERVED_CLAIMS = frozenset(
-    {"iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "client_id", "azp", "auth_time"}
-)
+    {
+        "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "scp", "client_id",
+        "azp", "auth_time", "acr", "amr", "cnf", "act", "may_act",
+    }
+)  # fmt: skip
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
-_compact_json = json.JSONEncoder(separators=(",", ":")).encode  # dumps() builds one per call
+# One reused encoder (dumps() builds one per call); NaN would make the payload invalid JSON.
+_compact_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 
 
 class ReservedClaimError(ValueError):

@@ -154,8 +154,8 @@ class Manifest:
         return replace(self, generation=self.generation + 1, keys=kept).checked(), gone
 
     def revoke(self, kid: str, new_next_jwk: dict[str, str], now: int) -> Manifest:
-        """Unpublish `kid` at once. Revoking active promotes next; either way a new next is made
-        when the old one was consumed. `new_next_jwk` is unused when a retired key is revoked."""
+        """Unpublish `kid` at once. Revoking active promotes next without waiting; revoking
+        active or next publishes `new_next_jwk` as the new next (unused for a retired key)."""
         key = self.get(kid)
         if key.state is KeyState.REVOKED:
             raise UnknownKey(f"key {kid} is already revoked")

@@ -185,6 +185,7 @@ def test_mint_prints_a_verifiable_token(keys_app: Flask, ring: KeyRing, verify, 
         keys_app,
         "token", "mint", "--sub", "alice", "--ttl", "60", "--aud", "neon", "--scope", "todos",
         "--claim", "role=admin", "--claim", "level=3", "--claim", "tags=[\"a\"]",
+        "--claim", "weight=NaN",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     token = verify(result.stdout.strip(), ring.jwks().body)
@@ -196,6 +197,7 @@ def test_mint_prints_a_verifiable_token(keys_app: Flask, ring: KeyRing, verify, 
         ["a"],
     )
     assert token.claims["scope"] == "todos"
+    assert token.claims["weight"] == "NaN"  # not a JSON number: kept as a string
 
 
 def test_mint_refuses_to_override_registered_claims(keys_app: Flask) -> None:

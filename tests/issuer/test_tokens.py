@@ -114,6 +114,12 @@ def test_sign_jwt_uses_the_given_typ(ring: KeyRing, verify) -> None:
     assert token.claims["nonce"] == "é"
 
 
+@pytest.mark.parametrize("value", [float("nan"), float("inf")])
+def test_non_json_numbers_are_refused_not_emitted(ring: KeyRing, value: float) -> None:
+    with pytest.raises(ValueError):
+        sign_jwt(ring, {"sub": "x", "weight": value})
+
+
 def test_new_tokens_carry_the_new_active_kid_after_rotation(ring: KeyRing, clock) -> None:
     clock.advance(MIN_PUBLISHED)
     _, after = ring.rotate(min_published=MIN_PUBLISHED)
