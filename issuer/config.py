@@ -58,6 +58,9 @@ class Config:
     login_max_failures: int = 5
     login_max_failures_per_address: int = 20
     login_failure_window: int = 15 * 60
+    # Reverse proxies in front of the issuer whose X-Forwarded-For we trust
+    # for client addresses (throttling); 0 ignores the header entirely.
+    trusted_proxies: int = 0
     extra: dict[str, object] = field(default_factory=dict)
 
     @classmethod
@@ -85,4 +88,5 @@ class Config:
                 "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
             ),
             login_failure_window=_int("ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window),
+            trusted_proxies=_int("ISSUER_TRUSTED_PROXIES", cls.trusted_proxies),
         )

@@ -14,6 +14,7 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Flask, request, url_for
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from issuer.accounts import users as _users
 from issuer.accounts.models import User
@@ -60,5 +61,10 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SECURE=config.issuer_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=config.session_lifetime),
     )
+    if config.trusted_proxies:
+        # Throttling keys on the client address: behind a proxy that is the
+        # last X-Forwarded-For entries the trusted proxies appended, never
+        # the ones a client can write itself.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
     init_views(app)
     app.cli.add_command(users_cli)

@@ -313,6 +313,40 @@ def test_ipv6_neighbours_share_an_address_budget(make_issuer_app: Callable[..., 
     assert response.status_code == 429
 
 
+def test_forged_forwarded_for_does_not_evade_the_address_limit(
+    make_issuer_app: Callable[..., Flask],
+) -> None:
+    app = make_issuer_app(login_max_failures_per_address=2)
+    for fake in ("192.0.2.1", "192.0.2.2", "192.0.2.3"):
+        client = app.test_client()
+        token = csrf_token(client.get("/login").text)
+        response = client.post(
+            "/login",
+            data={"csrf_token": token, "email": f"x@{fake}.example", "password": "guess"},
+            headers={"X-Forwarded-For": fake},
+            environ_base={"REMOTE_ADDR": ATTACKER},
+        )
+    assert response.status_code == 429
+
+
+def test_trusted_proxy_supplies_the_client_address(make_issuer_app: Callable[..., Flask]) -> None:
+    app = make_issuer_app(login_max_failures_per_address=2, trusted_proxies=1)
+
+    def attempt(forwarded_for: str) -> int:
+        client = app.test_client()
+        token = csrf_token(client.get("/login").text)
+        return client.post(
+            "/login",
+            data={"csrf_token": token, "email": "x@example.com", "password": "guess"},
+            headers={"X-Forwarded-For": forwarded_for},
+            environ_base={"REMOTE_ADDR": "127.0.0.1"},  # the proxy
+        ).status_code
+
+    # The client's own prefix is ignored: only the proxy's last entry counts.
+    assert [attempt(f"10.9.9.{i}, {ATTACKER}") for i in range(3)] == [401, 401, 429]
+    assert attempt("192.0.2.55") == 401
+
+
 def test_successful_login_resets_the_account_count(app: Flask, ada: users.User) -> None:
     for _ in range(4):
         login(app.test_client(), ada.email, "guess")
