@@ -51,6 +51,8 @@ def init_app(app: Flask) -> None:
     from issuer.accounts.views import init_views
 
     config = app.config["ISSUER"]
+    if config.session_lifetime < 1:
+        raise ValueError("ISSUER_SESSION_LIFETIME must be at least 1 second")
     app.config.update(
         SECRET_KEY=config.secret_key or secret_key.load_or_create(config.data_dir),
         # The todo app runs on the same host: a distinct name keeps the two

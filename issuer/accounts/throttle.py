@@ -38,6 +38,13 @@ class ThrottlePolicy:
     per_address: int = 20
     window: int = 15 * 60
 
+    def __post_init__(self) -> None:
+        if min(self.per_account, self.per_address, self.window) < 1:
+            raise ValueError(
+                "ISSUER_LOGIN_MAX_FAILURES, ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS and "
+                "ISSUER_LOGIN_FAILURE_WINDOW must be at least 1"
+            )
+
 
 def address_key(remote_addr: str | None) -> str:
     """IPv4 per address; IPv6 per /64, the block one subscriber usually holds."""

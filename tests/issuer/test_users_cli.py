@@ -192,6 +192,9 @@ def test_python_dash_m_issuer_users(tmp_path: Path) -> None:
     [
         ("ISSUER_DATABASE_URL", "mysql://admin:s3cret@db/issuer", "unsupported database URL"),
         ("ISSUER_SIGNUP", "flase", "ISSUER_SIGNUP must be true or false"),
+        ("ISSUER_LOGIN_MAX_FAILURES", "0", "ISSUER_LOGIN_MAX_FAILURES, "),
+        ("ISSUER_LOGIN_FAILURE_WINDOW", "-5", "ISSUER_LOGIN_MAX_FAILURES, "),
+        ("ISSUER_SESSION_LIFETIME", "0", "ISSUER_SESSION_LIFETIME must be at least 1"),
     ],
 )
 def test_bad_settings_are_one_line_errors(
