@@ -145,6 +145,14 @@ def rotate_command(force: bool) -> None:
     config = _config()
     check_rotation_policy(config)
     retired, manifest = _ring().rotate(min_published=config.rotation_min_published, force=force)
+    active = manifest.active
+    early = active.published_at + config.rotation_min_published - active.activated_at
+    if early > 0:
+        click.echo(
+            f"warning: {active.kid} signs {early} s before every JWKS cache is sure to hold it; "
+            "verifiers with an older cache reject its tokens until they refetch",
+            err=True,
+        )
     click.echo(
         f"retired {retired.kid} (prunable from "
         f"{_when(retired.prunable_at(config.access_token_ttl, config.leeway))})"

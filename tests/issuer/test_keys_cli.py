@@ -90,6 +90,14 @@ def test_rotate_when_safe(keys_app: Flask, ring: KeyRing, clock) -> None:
     assert f"retired {old.active.kid}" in result.output
     assert f"active  {old.next.kid}" in result.output
     assert ring.signing_key().kid == old.next.kid
+    assert "warning" not in result.stderr
+
+
+def test_forced_rotation_warns(keys_app: Flask, ring: KeyRing, clock) -> None:
+    clock.advance(900)
+    result = run(keys_app, "keys", "rotate", "--force")
+    assert result.exit_code == 0, result.output
+    assert "signs 3000 s before every JWKS cache" in result.stderr
 
 
 def test_rotate_refuses_a_publication_delay_shorter_than_jwks_caches(
