@@ -3,22 +3,20 @@
 Connections log in as the connection string's role directly, read every value
 as text (the protocol types values by OID itself), never prepare statements
 (the client's SQL must go through Parse/Bind/Execute unnamed, one statement at a
-time), carry the proxy's `statement_timeout`, and are reset (`RESET` below) by
-the pool's maintenance thread after each request, off the request path. Pools
-are opened full, so a request never waits for the previous one's reset.
+time), carry the proxy's `statement_timeout`, and are reset (`RESET` below)
+after each request, once its response has been sent. Pools are opened full.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from dataclasses import dataclass
 
 import psycopg
 from psycopg.adapt import AdaptersMap
 from psycopg.postgres import types as pg_types
+from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
 from psycopg_pool import ConnectionPool, PoolTimeout
 
@@ -63,8 +61,27 @@ RESET = (
 )
 
 
-def _reset(conn: psycopg.Connection) -> None:
-    conn.execute(RESET)
+class Lease:
+    """A pooled connection lent to one request.
+
+    `release()` resets it and gives it back; the blueprint calls it once the
+    response has been sent (WSGI `close()`), so the reset costs the client no
+    latency and needs no hand-off to another thread.
+    """
+
+    def __init__(self, pool: ConnectionPool, conn: psycopg.Connection) -> None:
+        self.pool = pool
+        self.conn = conn
+
+    def release(self) -> None:
+        conn = self.conn
+        try:
+            if conn.info.transaction_status != TransactionStatus.IDLE:
+                conn.rollback()
+            conn.execute(RESET)
+        except psycopg.Error:
+            conn.close()  # the pool replaces closed connections
+        self.pool.putconn(conn)
 
 
 # libpq reports a server's refusal at startup only as text ("FATAL:  ..."), without
@@ -100,12 +117,10 @@ class Pools:
             "options": f"-c statement_timeout={s.statement_timeout_ms}",
         }
 
-    @contextmanager
-    def connection(self, target: Target) -> Iterator[psycopg.Connection]:
+    def acquire(self, target: Target) -> Lease:
         pool = self._pools.get(target) or self._open(target)
         try:
-            with pool.connection(timeout=self.settings.pool_timeout) as conn:
-                yield conn
+            return Lease(pool, pool.getconn(timeout=self.settings.pool_timeout))
         except PoolTimeout:
             raise BackendUnavailable(
                 "could not get a database connection in time: the database is unreachable "
@@ -136,7 +151,6 @@ class Pools:
                 },
                 min_size=self.settings.pool_size,
                 max_size=self.settings.pool_size,
-                reset=_reset,
                 name=f"{target.role}@{target.database}",
                 open=True,
             )

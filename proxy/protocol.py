@@ -296,20 +296,22 @@ def result_json(
     raw_text: bool,
     array_mode: bool,
 ) -> dict[str, Any]:
-    convert = [converter(field.type_oid, raw_text) for field in fields]
+    # Text columns pass through untouched; only typed columns are converted.
+    typed = [
+        (i, convert)
+        for i, field in enumerate(fields)
+        if (convert := converter(field.type_oid, raw_text)) is not _text
+    ]
+    values: list[list[Any]] = [list(row) for row in rows]
+    for row in values:
+        for i, convert in typed:
+            if row[i] is not None:
+                row[i] = convert(row[i])
     if array_mode:
-        out: list[Any] = [
-            [None if v is None else f(v) for f, v in zip(convert, row, strict=True)] for row in rows
-        ]
+        out: list[Any] = values
     else:
         names = [field.name for field in fields]
-        out = [
-            {
-                name: None if v is None else f(v)
-                for name, f, v in zip(names, convert, row, strict=True)
-            }
-            for row in rows
-        ]
+        out = [dict(zip(names, row, strict=True)) for row in values]
     command, count = command_and_count(status)
     return {
         "command": command,

@@ -68,17 +68,24 @@ def sql() -> Response:
         raise _too_large(config.max_request_bytes)
     sql_request = parse_body(body, options)
 
-    with services.pools.connection(target) as conn:
-        session_token = services.session_key.token(claims, conn.info.backend_pid)
+    lease = services.pools.acquire(target)
+    try:
+        session_token = services.session_key.token(claims, lease.conn.info.backend_pid)
         results = execute(
-            conn, session_token, sql_request, services.watchdog, config.request_timeout
+            lease.conn, session_token, sql_request, services.watchdog, config.request_timeout
         )
-
-    payload: dict[str, Any] = {"results": results} if sql_request.batch else results[0]
-    data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
-    if len(data) > config.max_response_bytes:
-        raise ResponseTooLarge(f"response is too large (max is {config.max_response_bytes} bytes)")
+        payload: dict[str, Any] = {"results": results} if sql_request.batch else results[0]
+        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        if len(data) > config.max_response_bytes:
+            raise ResponseTooLarge(
+                f"response is too large (max is {config.max_response_bytes} bytes)"
+            )
+    except BaseException:
+        lease.release()
+        raise
     response = Response(data, mimetype="application/json")
+    # The connection is reset and returned once the response is on its way.
+    response.call_on_close(lease.release)
     if sql_request.batch:
         _echo_batch_headers(sql_request, response)
     return response

@@ -47,9 +47,12 @@ class Watchdog:
         ident = next(self._ids)
         with self._wake:
             self._start()
-            heapq.heappush(self._heap, (time.monotonic() + seconds, ident, expire))
+            when = time.monotonic() + seconds
+            # Wake the thread only if it would otherwise sleep past this deadline.
+            if not self._heap or when < self._heap[0][0]:
+                self._wake.notify()
+            heapq.heappush(self._heap, (when, ident, expire))
             self._active.add(ident)
-            self._wake.notify()
         try:
             yield fired
         finally:
