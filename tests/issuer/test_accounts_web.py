@@ -121,6 +121,25 @@ def test_login_returns_to_the_authorize_url_with_its_query(
     assert response.headers["Location"] == target
 
 
+def test_signup_from_the_login_page_keeps_next(client: FlaskClient) -> None:
+    target = "/authorize?client_id=todo&state=xyz"
+    login_page = client.get(f"/login?next={quote(target, safe='')}").text
+    signup_link = re.search(r'href="(/signup\?next=[^"]+)"', login_page).group(1)
+    form_page = client.get(signup_link.replace("&amp;", "&")).text
+    action = re.search(r'<form method="post" action="([^"]+)"', form_page).group(1)
+    response = client.post(
+        action.replace("&amp;", "&"),
+        data={
+            "csrf_token": csrf_token(form_page),
+            "email": "grace@example.com",
+            "password": PASSWORD,
+            "confirm": PASSWORD,
+        },
+    )
+    assert response.status_code == 303
+    assert response.headers["Location"] == target
+
+
 def test_login_url_round_trip(app: Flask, client: FlaskClient, ada: users.User) -> None:
     target = "/authorize?client_id=todo&redirect_uri=http%3A%2F%2F127.0.0.1%3A8000%2Fcb&state=x"
     with app.test_request_context(target):
