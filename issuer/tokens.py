@@ -36,7 +36,7 @@ class ReservedClaimError(ValueError):
     """A custom claim tried to replace a registered one (for example `sub` or `exp`)."""
 
 
-def sign_jwt(ring: KeyRing, claims: Mapping[str, object], typ: str = "JWT") -> str:
+def sign_jwt(ring: KeyRing, claims: dict[str, object], typ: str = "JWT") -> str:
     """Sign `claims` with the ring's active key; header {alg: ES256, kid, typ}."""
     key = ring.signing_key()
     payload = _compact_json(claims).encode("ascii")
