@@ -61,7 +61,7 @@ class KeyStore:
         """Identity of the current manifest (one stat); changes with every atomic replace."""
         try:
             st = os.stat(self.manifest_path)
-        except FileNotFoundError:
+        except OSError:  # missing or unreadable: reading it will say which
             return None
         return (st.st_dev, st.st_ino, st.st_mtime_ns, st.st_size)
 
