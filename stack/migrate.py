@@ -92,7 +92,7 @@ def _run_files(url: str, *names: str) -> None:
             try:
                 with conn.transaction():
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
-                    conn.execute(text.encode())
+                    conn.execute(text.encode())  # bytes: sent as written, several statements
             except psycopg.Error as exc:
                 raise MigrationError(f"sql/{name}: {_first_line(exc)}") from None
 

@@ -83,3 +83,20 @@ def test_the_policy_reads_the_identity_once_per_statement(login, alice) -> None:
         )
     )
     assert "InitPlan" in plan
+
+
+def test_parallel_plans_read_the_identity_in_the_leader(login, alice) -> None:
+    """A parallel worker has its own pid: were auth.session() PARALLEL SAFE, a worker
+    scanning with this filter would evaluate it and be refused as another backend."""
+    conn = login(alice)
+    add_todo(conn)
+    add_todo(conn)
+    for setting in (
+        "debug_parallel_query = on",
+        "parallel_setup_cost = 0",
+        "enable_indexscan = off",
+        "enable_bitmapscan = off",
+    ):
+        conn.execute(f"SET {setting}")
+    query = "SELECT count(*) FROM todos WHERE user_id = auth.user_id()"
+    assert conn.execute(query).fetchone()[0] == 2

@@ -276,3 +276,11 @@ def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
         "user_id": ("s", "r", False, None),
         "uid": ("s", "r", False, None),
     }
+
+
+@pytest.mark.parametrize("reset", ["DISCARD ALL", "RESET ALL"])
+def test_resetting_the_connection_ends_the_session(login, alice, reset) -> None:
+    conn = login(alice)
+    conn.execute(reset)
+    assert conn.execute("SELECT auth.session() = 'null'::jsonb").fetchone()[0] is True
+    assert user_id(conn) is None
