@@ -2,9 +2,10 @@
 
 An optional `BEGIN ...` for a batch, the session hand-off (`select
 auth.jwt_session_init($1)` with the internal token as a bind parameter), the
-client's statements and the batch's `COMMIT` are sent as one libpq pipeline. Postgres skips everything
-after the first error until the pipeline's sync point, so a failed hand-off
-means no client SQL runs, and a failed batch statement aborts the transaction.
+client's statements and the batch's `COMMIT` are sent as one libpq pipeline.
+Postgres skips everything after the first error until the pipeline's sync
+point, so a failed hand-off means no client SQL runs, and a failed batch
+statement aborts the transaction.
 """
 
 from __future__ import annotations
@@ -66,14 +67,20 @@ def execute(
                     f"canceling statement due to the proxy's time limit ({time_limit:g} s)",
                     code="57014",
                 ) from None
+            if error.sqlstate is None:
+                # Raised by psycopg, not Postgres: the connection dropped, or the statement
+                # needs a sub-protocol HTTP cannot carry (COPY). Either way the connection
+                # is in no state to be reused.
+                lost = conn.broken
+                conn.close()
+                if lost:
+                    raise ProxyError(
+                        "the database connection was lost while running the query", status=503
+                    ) from None
+                raise ProxyError(f"unsupported statement: {str(error).splitlines()[0]}") from None
             if init.pgresult is None or init.pgresult.status != pq.ExecStatus.TUPLES_OK:
                 raise SessionInitFailed(
                     f"could not initialise the database session: {error.diag.message_primary}"
-                ) from None
-            if not error.sqlstate:
-                conn.close()
-                raise ProxyError(
-                    "the database connection was lost while running the query", status=503
                 ) from None
             raise PostgresError(error) from None
     options = request.options

@@ -342,3 +342,27 @@ def test_unknown_paths_and_methods_are_json_errors(proxy: Proxy) -> None:
     assert response.status_code == 405 and "message" in response.json()
     response = proxy.http.get(proxy.url + "/nope", timeout=10)
     assert response.status_code == 404 and "message" in response.json()
+
+
+def test_statements_http_cannot_carry_are_400_and_the_pool_recovers(
+    proxy: Proxy, user_token: Callable[[str], str]
+) -> None:
+    token = user_token("copy")
+    for body in (
+        {"query": "copy (select 1) to stdout"},
+        {"queries": [{"query": "select 1"}, {"query": "copy (select 1) to stdout"}]},
+    ):
+        response = proxy.post(body, token)
+        assert response.status_code == 400
+        assert response.json()["message"].startswith("unsupported statement")
+    response = proxy.post({"query": "select pg_terminate_backend(pg_backend_pid())"}, token)
+    assert response.status_code == 503
+    assert response.json()["message"].startswith("the database connection was lost")
+    for _ in range(proxy.config.pool_size + 1):
+        assert proxy.sql(token, "select 1 as one")["rows"] == [{"one": 1}]
+
+
+def test_empty_queries_have_an_empty_result(proxy: Proxy, user_token: Callable[[str], str]) -> None:
+    body = proxy.sql(user_token("empty"), "-- nothing")
+    assert body == {"command": "", "rowCount": None, "rows": [], "fields": [], "rowAsArray": False}
+    assert proxy.post({"queries": []}, user_token("empty")).json() == {"results": []}
