@@ -6,7 +6,8 @@ import base64
 
 import pytest
 from flask import Flask
-from oauth_flows import (
+
+from tests.issuer.oauth_flows import (
     REDIRECT_URI,
     authorize_params,
     basic,

@@ -7,7 +7,8 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_flows import csrf_token, get_code, log_in, make_user, redeem, register
+
+from tests.issuer.oauth_flows import csrf_token, get_code, log_in, make_user, redeem, register
 
 LOGGED_OUT = "http://127.0.0.1:8000/logged-out"
 

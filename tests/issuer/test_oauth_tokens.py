@@ -7,7 +7,8 @@ import json
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_flows import (
+
+from tests.issuer.oauth_flows import (
     basic,
     get_code,
     log_in,
