@@ -8,7 +8,8 @@ import time
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from oauth_flows import (
+
+from tests.issuer.oauth_flows import (
     REDIRECT_URI,
     authorize_params,
     csrf_token,

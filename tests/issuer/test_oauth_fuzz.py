@@ -5,7 +5,8 @@ from __future__ import annotations
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from oauth_flows import REDIRECT_URI, log_in, make_user, register
+
+from tests.issuer.oauth_flows import REDIRECT_URI, log_in, make_user, register
 
 KEYS = [
     "grant_type", "code", "redirect_uri", "code_verifier", "client_id", "client_secret",

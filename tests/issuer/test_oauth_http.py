@@ -13,7 +13,11 @@ from urllib.parse import parse_qs, urlsplit
 
 import pytest
 import requests
-from oauth_flows import (
+
+from issuer import create_app
+from issuer.config import Config
+from issuer.keyring import KeyRing
+from tests.issuer.oauth_flows import (
     PASSWORD,
     REDIRECT_URI,
     csrf_token,
@@ -22,10 +26,6 @@ from oauth_flows import (
     register,
     verify_with_jwks,
 )
-
-from issuer import create_app
-from issuer.config import Config
-from issuer.keyring import KeyRing
 
 TIMEOUT = 10
 
