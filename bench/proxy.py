@@ -181,7 +181,6 @@ def _serve(
         "PROXY_DATABASE_PORT": str(db.server.port),
         "PROXY_ADMIN_URL": db.owner_url,
         "PROXY_JWKS_URL": jwks_url,
-        "PROXY_POOL_SIZE": str(threads),
     }
     process = subprocess.Popen(
         [

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import sys
 
@@ -45,6 +46,9 @@ def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> 
         config = ProxyConfig.from_env()
     except (RuntimeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    if "PROXY_POOL_SIZE" not in os.environ:
+        # One connection per request thread: a thread never waits for a connection.
+        config = dataclasses.replace(config, pool_size=threads)
     session_key = SessionKey.generate()
     try:
         session_key.install(config.admin_url)
