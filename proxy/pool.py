@@ -9,7 +9,6 @@ after each request, once its response has been sent. Pools are opened full.
 
 from __future__ import annotations
 
-import logging
 import threading
 from dataclasses import dataclass
 
@@ -22,8 +21,6 @@ from psycopg_pool import ConnectionPool, PoolTimeout
 
 from proxy.errors import BackendUnavailable, ProxyError
 from proxy.protocol import Target
-
-log = logging.getLogger(__name__)
 
 
 def _text_adapters() -> AdaptersMap:

@@ -115,8 +115,8 @@ def parse_options(headers: Mapping[str, str]) -> Options:
 def parse_body(body: bytes, options: Options) -> SqlRequest:
     try:
         payload = json.loads(body)
-    except (ValueError, UnicodeDecodeError) as error:
-        raise _bad_body(str(error)) from None
+    except (ValueError, RecursionError) as error:
+        raise _bad_body(str(error) or "nested too deeply") from None
     if not isinstance(payload, dict):
         raise _bad_body("expected a JSON object")
     if "query" in payload:
@@ -138,9 +138,28 @@ def _statement(item: Any) -> Statement:
     array_mode = item.get("arrayMode")
     if array_mode is not None and not isinstance(array_mode, bool):
         raise _bad_body("`arrayMode` must be a boolean")
-    if "\0" in item["query"]:
-        raise _bad_body("the query contains a NUL character")
-    return Statement(item["query"], [param_text(p) for p in params], array_mode)
+    try:
+        texts = [param_text(p) for p in params]
+    except (ValueError, RecursionError):
+        raise _bad_body("a parameter cannot be converted to text") from None
+    for name, text in (
+        ("the query", item["query"]),
+        *((f"parameter ${i}", t) for i, t in enumerate(texts, 1)),
+    ):
+        if text is None:
+            continue
+        # Postgres text cannot hold NUL, and lone surrogates are not UTF-8.
+        if "\0" in text or not _is_utf8(text):
+            raise _bad_body(f"{name} is not valid text (NUL or unpaired surrogate)")
+    return Statement(item["query"], texts, array_mode)
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _bad_body(reason: str) -> ProxyError:

@@ -280,6 +280,12 @@ def test_malformed_bodies_are_400(proxy: Proxy, user_token: Callable[[str], str]
         b'{"query": "select 1", "params": "x"}',
         b'{"query": "select 1", "arrayMode": "yes"}',
         b"\xff\xfe",
+        b'{"query": "select $1", "params": [1e400]}',
+        b'{"query": "select $1", "params": ["\\ud800"]}',
+        b'{"query": "select \'\\udfff\'"}',
+        b'{"query": "select $1", "params": ["a\\u0000b"]}',
+        b'{"query": "select $1", "params": [["a\\u0000b"]]}',
+        b'{"query": "select 1", "params": [' + b"[" * 100_000 + b"]" * 100_000 + b"]}",
     ):
         response = proxy.post(None, token, raw=raw)
         assert response.status_code == 400, raw
