@@ -82,9 +82,13 @@ def parse_target(headers: Mapping[str, str]) -> Target:
     database = urllib.parse.unquote(url.path.removeprefix("/").split("/")[0])
     if not database:
         raise AuthError("missing database name")
+    if "\0" in database:
+        raise AuthError("invalid database name")
     role = urllib.parse.unquote(url.username or "")
     if not role:
         raise AuthError("missing username")
+    if "\0" in role:
+        raise AuthError("invalid username")
     if not hostname:
         raise AuthError("missing hostname")
     return Target(role=role, database=database)

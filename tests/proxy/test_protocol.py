@@ -300,6 +300,9 @@ def test_bad_connection_strings_are_400(proxy: Proxy, user_token: Callable[[str]
         "postgresql://h/neondb": "missing username",
         "postgresql://authenticated@h": "missing database name",
         "postgresql://authenticated@/neondb": "missing hostname",
+        "postgresql://authenticated@h/neondb%00x": "invalid database name",
+        "postgresql://authenticated%00x@h/neondb": "invalid username",
+        "postgresql://authenticated@[::1/neondb": "invalid connection string: Invalid IPv6 URL",
     }
     for value, message in cases.items():
         response = proxy.post(
