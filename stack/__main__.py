@@ -1,4 +1,4 @@
-"""`python -m stack`: the local database and, later, the whole stack."""
+"""`python -m stack`: the local database and the whole local stack."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from stack import migrate, postgres
+from stack import migrate, postgres, supervisor
 
 
 def data_dir() -> Path:
@@ -65,6 +65,12 @@ def migrate_command(database_url: str | None) -> None:
             click.echo(migrate.apply_local(postgres.start(data_dir())).owner_url)
     except migrate.MigrationError as exc:
         raise click.ClickException(str(exc)) from None
+
+
+@cli.command("run")
+def run_command() -> None:
+    """Start PostgreSQL, the issuer and the proxy; print the URLs; Ctrl-C stops all."""
+    sys.exit(supervisor.run(Path(os.environ.get("DATA_DIR", ".data"))))
 
 
 if __name__ == "__main__":
