@@ -41,9 +41,10 @@ NOT_A_JWT = "Provided authentication token is not a valid JWT encoding"
 
 @dataclass(frozen=True)
 class _Cached:
+    """A token that passed every check; `nbf` cannot become unmet as time moves on."""
+
     claims: dict[str, Any]
     until: float
-    not_before: float | None
 
 
 class TokenValidator:
@@ -70,15 +71,13 @@ class TokenValidator:
         now = self._clock()
         cached = self._cache.get((token, role))
         if cached is not None and now < cached.until:
-            if cached.not_before is not None and cached.not_before >= now + LEEWAY:
-                raise AuthError("JWT token is not yet ready to use")
             return cached.claims
         claims, expires = self._check(token, role, now)
         until = min(now + CACHE_TTL, expires + LEEWAY if expires is not None else now + CACHE_TTL)
         with self._cache_lock:
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
-            self._cache[(token, role)] = _Cached(claims, until, _number(claims.get("nbf")))
+            self._cache[(token, role)] = _Cached(claims, until)
         return claims
 
     def _check(self, token: str, role: str, now: float) -> tuple[dict[str, Any], float | None]:

@@ -114,3 +114,18 @@ def test_oversized_or_invalid_jwks_documents_yield_no_keys(
         path, 200, json.dumps({"keys": [key.jwk()], "padding": "x" * 60_000}).encode()
     )
     assert status(start(start_proxy, neon_db, jwks_server.url(path)), token(key, Clock()))[0] == 200
+
+
+def test_a_cached_token_still_expires(
+    start_proxy: Callable[..., Proxy], neon_db: Any, jwks_server: JwksServer
+) -> None:
+    key = new_ec_key()
+    clock = Clock()
+    proxy = start(
+        start_proxy, neon_db, jwks_server.publish(f"/exp-{uuid.uuid4().hex}.json", key), clock
+    )
+    now = int(clock())
+    jwt = key.sign({"sub": "short", "exp": now + 60})
+    assert status(proxy, jwt) == (200, "short")
+    clock.offset += 60 + 31
+    assert status(proxy, jwt) == (400, "JWT token has expired")
