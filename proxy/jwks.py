@@ -109,14 +109,20 @@ class JwksFetcher:
         self._http.trust_env = False
 
     def __call__(self, url: str) -> dict[str, Jwk]:
+        deadline = time.monotonic() + FETCH_TIMEOUT[1]
         with self._http.get(
             url, timeout=FETCH_TIMEOUT, allow_redirects=False, stream=True
         ) as response:
             if response.status_code != 200:
                 raise ValueError(f"HTTP {response.status_code}")
-            body = response.raw.read(MAX_BODY + 1, decode_content=True)
-        if len(body) > MAX_BODY:
-            raise ValueError("JWKS response too large")
+            body = b""
+            # The read timeout bounds each read; the deadline bounds a slow drip.
+            for chunk in response.iter_content(8192):
+                body += chunk
+                if len(body) > MAX_BODY:
+                    raise ValueError("JWKS response too large")
+                if time.monotonic() > deadline:
+                    raise ValueError("JWKS response too slow")
         return parse_jwks(body)
 
 

@@ -90,7 +90,7 @@ class TokenValidator:
         except ValueError:
             raise AuthError(NOT_A_JWT) from None
         alg = header.get("alg")
-        if alg not in KNOWN_ALGORITHMS or "crit" in header:
+        if not isinstance(alg, str) or alg not in KNOWN_ALGORITHMS or "crit" in header:
             raise AuthError(NOT_A_JWT)
         expires, not_before = _number(claims.get("exp")), _number(claims.get("nbf"))
         audience = claims.get("aud", [])
@@ -149,7 +149,10 @@ def _json_object(segment: str) -> dict[str, Any]:
 def _number(value: Any) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
-    return float(value)
+    try:
+        return float(value)
+    except OverflowError:
+        return None
 
 
 def _key_fits(jwk: Jwk, alg: str) -> bool:

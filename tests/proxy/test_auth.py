@@ -95,6 +95,9 @@ def test_malformed_tokens(guarded: Proxy, ec_key: SigningKey) -> None:
         f"{head}.{b64(b'null')}.{sig}",
         f"{head}.{b64json({'sub': 'x', 'exp': 'soon'})}.{sig}",
         f"{head}.{b64json({'sub': 'x', 'aud': 5})}.{sig}",
+        f"{head}.{b64json({'sub': 'x', 'exp': 10**400})}.{sig}",
+        f"{b64json({'alg': ['ES256'], 'kid': 'ec-main'})}.{body}.{sig}",
+        f"{b64json({'alg': {'x': 1}, 'kid': 'ec-main'})}.{body}.{sig}",
         f"{b64json({'alg': 'ES256', 'kid': 'ec-main', 'crit': ['b64']})}.{body}.{sig}",
     ):
         refused(guarded, token, NOT_A_JWT)
