@@ -13,7 +13,7 @@ from cryptography.hazmat.primitives import hashes, hmac, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from proxy.rules import AuthRule
-from tests.proxy.conftest import (
+from tests.proxy.support import (
     JwksServer,
     Proxy,
     SigningKey,

@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from app.sqlhttp import EndpointUnreachable, NeonDbError, NeonHTTP, derive_endpoint
-from tests.proxy.conftest import Proxy, SigningKey, claims_for
+from tests.proxy.support import Proxy, SigningKey, claims_for
 
 CONNECTION = "postgresql://authenticated@ep-test-123.localhost/neondb"
 

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 from proxy.rules import AuthRule
-from tests.proxy.conftest import Clock, JwksServer, Proxy, SigningKey, base_config, new_ec_key
+from tests.proxy.support import Clock, JwksServer, Proxy, SigningKey, base_config, new_ec_key
 
 
 def start(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable
 
-from tests.proxy.conftest import Proxy
+from tests.proxy.support import Proxy
 
 TYPES_QUERY = """
 select true as b, 1::int2 as i2, 2::int4 as i4, 3::int8 as i8, 1.5::float4 as f4,

@@ -11,7 +11,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from tests.proxy.conftest import Proxy, SigningKey, base_config, claims_for
+from tests.proxy.support import Proxy, SigningKey, base_config, claims_for
 
 
 @pytest.fixture

@@ -13,7 +13,7 @@ from typing import Any
 import psycopg
 
 from app.sqlhttp import NeonHTTP
-from tests.proxy.conftest import SigningKey, claims_for
+from tests.proxy.support import SigningKey, claims_for
 
 
 def free_port() -> int:
