@@ -54,7 +54,8 @@ def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> 
         session_key.install(config.admin_url)
     except psycopg.Error as error:
         raise click.ClickException(
-            f"cannot install the session key through PROXY_ADMIN_URL: {error} "
+            "cannot install the session key through PROXY_ADMIN_URL: "
+            f"{str(error).splitlines()[0]} "
             "(is the database migrated? `make migrate`)"
         ) from None
     options = gunicorn_options(f"{host}:{port}", workers, threads, access_log=access_log)
