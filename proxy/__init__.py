@@ -28,6 +28,9 @@ def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None
 
     Without `session_key`, a new one is generated and installed now and dropped at
     interpreter exit; a gunicorn master passes the key it installed for all workers.
+    A pooled connection goes back to its pool when the WSGI server closes the
+    response (gunicorn and werkzeug always do; a Flask test client must close its
+    responses).
     """
     config = config or ProxyConfig.from_env()
     if session_key is None:
