@@ -15,7 +15,7 @@ from typing import Any
 import psycopg
 from psycopg import pq
 
-from proxy.errors import PostgresError, ProxyError
+from proxy.errors import PostgresError, ProxyError, ResponseTooLarge
 from proxy.protocol import Field, SqlRequest, result_json
 from proxy.watchdog import Watchdog
 
@@ -46,6 +46,7 @@ def execute(
     request: SqlRequest,
     watchdog: Watchdog,
     time_limit: float,
+    max_response_bytes: int,
 ) -> list[dict[str, Any]]:
     init = conn.cursor()
     statements = [conn.cursor() for _ in request.statements]
@@ -84,18 +85,22 @@ def execute(
                 ) from None
             raise PostgresError(error) from None
     options = request.options
-    return [
-        _result(
-            cursor, options.raw_text, options.array_mode if s.array_mode is None else s.array_mode
+    results, room = [], max_response_bytes
+    for cursor, statement in zip(statements, request.statements, strict=True):
+        array_mode = options.array_mode if statement.array_mode is None else statement.array_mode
+        rows, room = _rows(cursor, room, max_response_bytes)
+        results.append(
+            result_json(
+                _fields(cursor), rows, cursor.statusmessage or "", options.raw_text, array_mode
+            )
         )
-        for cursor, s in zip(statements, request.statements, strict=True)
-    ]
+    return results
 
 
-def _result(cursor: psycopg.Cursor, raw_text: bool, array_mode: bool) -> dict[str, Any]:
+def _fields(cursor: psycopg.Cursor) -> list[Field]:
     result = cursor.pgresult
     assert result is not None  # every statement succeeded, or execute() raised
-    fields = [
+    return [
         Field(
             name=(result.fname(i) or b"").decode(),
             type_oid=result.ftype(i),
@@ -106,5 +111,19 @@ def _result(cursor: psycopg.Cursor, raw_text: bool, array_mode: bool) -> dict[st
         )
         for i in range(result.nfields)
     ]
-    rows = cursor.fetchall() if result.nfields else []
-    return result_json(fields, rows, cursor.statusmessage or "", raw_text, array_mode)
+
+
+def _rows(cursor: psycopg.Cursor, room: int, limit: int) -> tuple[list[Any], int]:
+    """The rows as text, refused as soon as their values alone exceed the response limit.
+
+    Checked while fetching, so an oversized result is never converted to JSON.
+    """
+    rows: list[Any] = []
+    if not cursor.description:
+        return rows, room
+    while batch := cursor.fetchmany(1000):
+        room -= sum(len(value) for row in batch for value in row if value is not None)
+        if room < 0:
+            raise ResponseTooLarge(f"response is too large (max is {limit} bytes)")
+        rows.extend(batch)
+    return rows, room

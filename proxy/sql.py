@@ -72,7 +72,12 @@ def sql() -> Response:
     try:
         session_token = services.session_key.token(claims, lease.conn.info.backend_pid)
         results = execute(
-            lease.conn, session_token, sql_request, services.watchdog, config.request_timeout
+            lease.conn,
+            session_token,
+            sql_request,
+            services.watchdog,
+            config.request_timeout,
+            config.max_response_bytes,
         )
         payload: dict[str, Any] = {"results": results} if sql_request.batch else results[0]
         data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()

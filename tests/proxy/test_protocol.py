@@ -266,6 +266,11 @@ def test_response_over_10_mib_is_507(proxy: Proxy, user_token: Callable[[str], s
     )
     assert response.status_code == 507
     assert response.json()["message"].startswith("response is too large")
+    many_rows = {"query": "select repeat('x', 1024) from generate_series(1, 11 * 1024)"}
+    assert proxy.post(many_rows, user_token("huge")).status_code == 507
+    six_mib = {"query": "select repeat('x', 6 * 1024 * 1024) as x"}
+    assert proxy.post({"queries": [six_mib, six_mib]}, user_token("huge")).status_code == 507
+    assert proxy.post({"queries": [six_mib]}, user_token("huge")).status_code == 200
     ok = proxy.post({"query": "select repeat('x', 1024 * 1024) as x"}, user_token("huge"))
     assert ok.status_code == 200 and len(ok.json()["rows"][0]["x"]) == 1024 * 1024
 
