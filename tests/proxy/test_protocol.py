@@ -380,3 +380,13 @@ def test_empty_queries_have_an_empty_result(proxy: Proxy, user_token: Callable[[
     body = proxy.sql(user_token("empty"), "-- nothing")
     assert body == {"command": "", "rowCount": None, "rows": [], "fields": [], "rowAsArray": False}
     assert proxy.post({"queries": []}, user_token("empty")).json() == {"results": []}
+
+
+def test_params_are_untyped_text_as_on_neon(proxy: Proxy, user_token: Callable[[str], str]) -> None:
+    token = user_token("untyped")
+    assert proxy.sql(token, "select $1 + 1 as n", ["41"])["rows"] == [{"n": 42}]
+    assert proxy.sql(token, "select $1::date + 1 as d", ["2024-01-01"])["rows"] == [
+        {"d": "2024-01-02"}
+    ]
+    response = proxy.post({"query": "select pg_typeof($1)::text", "params": ["a"]}, token)
+    assert (response.status_code, response.json()["code"]) == (400, "42P18")
