@@ -35,7 +35,7 @@ class ProxyConfig:
     pool_timeout: float = 5.0
     max_request_bytes: int = 10 * MIB
     max_response_bytes: int = 10 * MIB
-    max_token_bytes: int = 16 * 1024
+    max_token_bytes: int = 8 * 1024
     clock: Clock = field(default=time.time, repr=False)
 
     @classmethod
@@ -61,7 +61,7 @@ class ProxyConfig:
             pool_timeout=float(env.get("PROXY_POOL_TIMEOUT", 5)),
             max_request_bytes=int(env.get("PROXY_MAX_REQUEST_BYTES", 10 * MIB)),
             max_response_bytes=int(env.get("PROXY_MAX_RESPONSE_BYTES", 10 * MIB)),
-            max_token_bytes=int(env.get("PROXY_MAX_TOKEN_BYTES", 16 * 1024)),
+            max_token_bytes=int(env.get("PROXY_MAX_TOKEN_BYTES", 8 * 1024)),
         )
 
 

@@ -29,7 +29,8 @@ LEEWAY = 30.0
 # Validated tokens are remembered at most this long, so a key removed from the JWKS
 # stops being honoured within the same window as Neon's background refresh.
 CACHE_TTL = 300.0
-CACHE_ENTRIES = 10_000
+# Bounded: at most CACHE_ENTRIES x (token + claims) bytes, a few tens of MiB at worst.
+CACHE_ENTRIES = 4096
 
 # Algorithms a JOSE header may name (RFC 7518); anything else is not a JWT at all.
 KNOWN_ALGORITHMS = frozenset(
@@ -56,7 +57,7 @@ class TokenValidator:
         jwks: JwksCache,
         *,
         clock: Clock = time.time,
-        max_token_bytes: int = 16 * 1024,
+        max_token_bytes: int = 8 * 1024,
     ) -> None:
         self._rules = list(rules)
         self._jwks = jwks
