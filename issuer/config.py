@@ -7,7 +7,7 @@ seconds.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 
@@ -61,7 +61,12 @@ class Config:
     # Reverse proxies in front of the issuer whose X-Forwarded-For we trust
     # for client addresses (throttling); 0 ignores the header entirely.
     trusted_proxies: int = 0
-    extra: dict[str, object] = field(default_factory=dict)
+
+    @property
+    def access_token_audience(self) -> str:
+        """`aud` of access tokens: the configured audience (what Neon is told to
+        expect), else the issuer itself, so that every token names an audience."""
+        return self.audience or self.issuer_url
 
     @classmethod
     def from_env(cls) -> Config:

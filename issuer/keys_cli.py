@@ -259,7 +259,11 @@ def _parse_claims(ctx: click.Context, param: click.Parameter, values: tuple[str,
     type=click.IntRange(min=1),
     help="Lifetime in seconds (default and maximum: ISSUER_ACCESS_TOKEN_TTL).",
 )
-@click.option("--aud", "audience", help="Audience (default: ISSUER_AUDIENCE; omitted if unset).")
+@click.option(
+    "--aud",
+    "audience",
+    help="Audience (default: ISSUER_AUDIENCE, else ISSUER_URL, as /token does).",
+)
 @click.option("--scope", help="Space-separated scopes.")
 @click.option(
     "--claim",
@@ -285,7 +289,7 @@ def mint_command(
         ring,
         issuer=config.issuer_url,
         subject=subject,
-        audience=audience if audience is not None else config.audience,
+        audience=audience if audience is not None else config.access_token_audience,
         ttl=ttl or config.access_token_ttl,
         scope=scope,
         extra_claims=claims,
