@@ -19,7 +19,12 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from issuer.accounts import users as _users
 from issuer.accounts.models import User
 from issuer.accounts.redirects import local_part
-from issuer.accounts.sessions import authenticated_at, current_user, logout_user
+from issuer.accounts.sessions import (
+    LoginSessionInterface,
+    authenticated_at,
+    current_user,
+    logout_user,
+)
 from issuer.db import get_engine
 
 __all__ = [
@@ -63,6 +68,7 @@ def init_app(app: Flask) -> None:
         SESSION_COOKIE_SECURE=config.issuer_url.startswith("https://"),
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=config.session_lifetime),
     )
+    app.session_interface = LoginSessionInterface()
     if config.trusted_proxies:
         # Throttling keys on the client address: behind a proxy that is the
         # last X-Forwarded-For entries the trusted proxies appended, never
