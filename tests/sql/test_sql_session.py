@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import hashlib
+import hmac
 import json
 import secrets
 import time
@@ -12,6 +14,8 @@ from collections.abc import Callable
 
 import psycopg
 import pytest
+
+from proxy.session import SessionKey as ProxySessionKey
 
 Login = Callable[..., psycopg.Connection]
 
@@ -87,6 +91,13 @@ def tamper_payload(token: str, **changes: object) -> str:
     return f"{header}.{forged.decode()}.{signature}"
 
 
+def with_fourth_segment(token: str, secret: bytes) -> str:
+    """`token` with one more segment before its signature, all of it signed."""
+    signing_input = token.rsplit(".", 1)[0] + ".e30"
+    mac = hmac.new(secret, signing_input.encode(), hashlib.sha256).digest()
+    return f"{signing_input}.{base64.urlsafe_b64encode(mac).rstrip(b'=').decode()}"
+
+
 FORGERIES: dict[str, tuple[Callable, str, str]] = {
     # name: (make(conn, key) -> token, sqlstate, message)
     "signed with another secret": (
@@ -106,6 +117,16 @@ FORGERIES: dict[str, tuple[Callable, str, str]] = {
     ),
     "truncated signature": (
         lambda c, k: k.token_for(c, sub="x")[:-1],
+        "42804",
+        "invalid session token encoding",
+    ),
+    "a character appended": (
+        lambda c, k: k.token_for(c, sub="x") + "A",
+        "42804",
+        "invalid session token encoding",
+    ),
+    "a fourth segment, signed": (
+        lambda c, k: with_fourth_segment(k.token_for(c, sub="x"), k.secret),
         "42804",
         "invalid session token encoding",
     ),
@@ -162,6 +183,43 @@ def test_forged_tokens_are_refused_precisely(connect, session_key, case) -> None
     error = refused(conn, make(conn, session_key))
     assert (error.sqlstate, error.diag.message_primary) == (sqlstate, message)
     assert user_id(conn) is None
+
+
+@pytest.mark.parametrize("case", [case for case in FORGERIES if case != "empty"])
+def test_forged_tokens_written_into_the_setting_are_refused_precisely(
+    login, session_key, alice, case
+) -> None:
+    """What a policy calls on every statement, not only the hand-off, says why."""
+    make, sqlstate, message = FORGERIES[case]
+    conn = login(alice)
+    conn.execute("SELECT set_config('auth.session_token', %s, false)", [make(conn, session_key)])
+    with pytest.raises(psycopg.Error) as caught:
+        user_id(conn)
+    assert (caught.value.sqlstate, caught.value.diag.message_primary) == (sqlstate, message)
+
+
+def test_the_proxys_header_is_the_one_looked_up_without_parsing(connect, neon_db) -> None:
+    """auth.session() finds the key by comparing the header segment the proxy writes."""
+    key = ProxySessionKey.generate()
+    key.install(neon_db.owner_url)
+    try:
+        header = key.token({"sub": "x"}, pid=1).split(".")[0]
+        stored = connect("neondb_owner").execute(
+            "SELECT header_segment FROM auth_private.session_keys WHERE kid = %s", [key.kid]
+        )
+        assert stored.fetchone() == (header,)
+    finally:
+        key.drop(neon_db.owner_url)
+
+
+def test_a_valid_token_with_another_header_spelling_is_accepted(
+    connect, session_key, alice
+) -> None:
+    conn = connect("authenticated")
+    header = {"kid": session_key.kid, "alg": "HS256"}
+    token = session_key.sign({"sub": alice, "pid": conn.info.backend_pid}, header)
+    conn.execute("SELECT auth.jwt_session_init(%s)", [token])
+    assert user_id(conn) == alice
 
 
 def test_null_token_is_refused(connect) -> None:
@@ -263,7 +321,7 @@ def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
         """
         SELECT p.proname, p.provolatile, p.proparallel, p.prosecdef, p.proconfig
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = 'auth'
+        WHERE n.nspname = 'auth' OR p.oid = 'auth_private.verified_claims(text)'::regprocedure
         """
     )
     marks = {row[0]: row[1:] for row in rows}
@@ -272,6 +330,7 @@ def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
         "init": ("s", "s", True, pinned),
         "jwt_session_init": ("v", "u", True, pinned),
         "session": ("s", "r", True, pinned),
+        "verified_claims": ("s", "r", False, pinned),
         "jwt": ("s", "r", False, None),
         "user_id": ("s", "r", False, None),
         "uid": ("s", "r", False, None),
