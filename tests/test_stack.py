@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,10 +31,12 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def stack_env(tmp_path: Path) -> dict[str, str]:
+def stack_env() -> Iterator[dict[str, str]]:
+    # Outside pytest's temp root, as for `pg_server` (see tests/conftest.py).
+    tmp_path = Path(tempfile.mkdtemp(prefix="neon-own-login-stack-"))
     issuer_port, proxy_port = free_port(), free_port()
     issuer = f"http://127.0.0.1:{issuer_port}"
-    return dict(
+    yield dict(
         os.environ,
         DATA_DIR=str(tmp_path / "data"),
         ISSUER_DATA_DIR=str(tmp_path / "data"),
@@ -45,6 +49,7 @@ def stack_env(tmp_path: Path) -> dict[str, str]:
         PROXY_WORKERS="1",
         PROXY_JWKS_URL=f"{issuer}/.well-known/jwks.json",
     )
+    shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 class Stack:
@@ -120,8 +125,8 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
     assert carol.query("select auth.user_id() as sub").rows == [{"sub": "carol"}]
     assert alice.query("select count(*) as n from todos").rows == [{"n": "1"}]
 
-    assert stack.stop() == 0
-    assert postgres.running(Path(stack_env["DATA_DIR"]) / "pg") is None
+    assert stack.stop() == 0, "".join(stack.output)
+    assert postgres.running(Path(stack_env["DATA_DIR"]) / "pg") is None, "".join(stack.output)
 
     again = Stack(stack_env)
     try:
