@@ -17,7 +17,7 @@ def create_app(config: Config | None = None) -> Flask:
     db.init_app(app)
     accounts.init_app(app)
     app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)
-    app.register_blueprint(jwks.bp)
+    jwks.init_app(app)
     app.cli.add_command(keys_cli.keys)
     app.cli.add_command(keys_cli.token)
     oauth.init_app(app)

@@ -1,0 +1,72 @@
+"""The fast paths /token and the JWKS take must keep the slow paths' behaviour."""
+
+from __future__ import annotations
+
+import pytest
+from flask import Flask
+
+from tests.issuer.oauth_flows import basic, log_in, make_user, register
+
+JWKS = "/.well-known/jwks.json"
+
+
+def _service_token(app: Flask, headers: dict[str, str] | None = None):
+    client, secret = register(
+        app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    return app.test_client().post(
+        "/token",
+        data={"grant_type": "client_credentials"},
+        headers={**basic(client.client_id, secret), **(headers or {})},
+    )
+
+
+def test_token_without_a_cookie_sets_none_and_does_not_vary_on_it(oauth_app: Flask) -> None:
+    response = _service_token(oauth_app)
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+    assert "Cookie" not in response.headers.get("Vary", "")
+
+
+def test_token_with_a_forged_session_cookie_still_works_and_sets_none(oauth_app: Flask) -> None:
+    response = _service_token(oauth_app, {"Cookie": "issuer_session=forged.value.sig"})
+    assert response.status_code == 200
+    assert "Set-Cookie" not in response.headers
+
+
+def test_a_logged_in_session_survives_requests_that_ignore_it(oauth_app: Flask) -> None:
+    make_user(oauth_app)
+    browser = oauth_app.test_client()
+    log_in(browser, "alice@example.com")
+    assert browser.get(JWKS).status_code == 200
+    assert browser.get("/.well-known/openid-configuration").status_code == 200
+    page = browser.get("/account")
+    assert page.status_code == 200
+    assert b"alice@example.com" in page.data
+
+
+def test_jwks_ignores_the_query_string(keys_app: Flask) -> None:
+    http = keys_app.test_client()
+    assert http.get(JWKS + "?cache-buster=1").data == http.get(JWKS).data
+
+
+@pytest.mark.parametrize("method", ["options", "patch"])
+def test_jwks_refuses_other_methods_naming_the_allowed_ones(keys_app: Flask, method: str) -> None:
+    response = getattr(keys_app.test_client(), method)(JWKS)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "GET, HEAD"
+
+
+def test_only_the_exact_jwks_path_is_served_before_flask(keys_app: Flask) -> None:
+    http = keys_app.test_client()
+    assert http.get(JWKS + "/").status_code == 404
+    assert http.get("/.well-known/JWKS.json").status_code == 404
+
+
+def test_jwks_follows_a_rotation_with_new_headers(keys_app: Flask, ring) -> None:
+    http = keys_app.test_client()
+    before = http.get(JWKS)
+    ring.rotate(min_published=0)
+    after = http.get(JWKS)
+    assert after.headers["ETag"] == ring.jwks().etag != before.headers["ETag"]
+    assert int(after.headers["Content-Length"]) == len(after.data) == len(ring.jwks().body)
