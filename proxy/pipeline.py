@@ -10,6 +10,7 @@ statement aborts the transaction.
 
 from __future__ import annotations
 
+from itertools import chain
 from typing import Any
 
 import psycopg
@@ -122,7 +123,8 @@ def _rows(cursor: psycopg.Cursor, room: int, limit: int) -> tuple[list[Any], int
     if not cursor.description:
         return rows, room
     while batch := cursor.fetchmany(1000):
-        room -= sum(len(value) for row in batch for value in row if value is not None)
+        # NULLs (and empty strings) are dropped by filter(None, ...): they take no room.
+        room -= sum(map(len, filter(None, chain.from_iterable(batch))))
         if room < 0:
             raise ResponseTooLarge(f"response is too large (max is {limit} bytes)")
         rows.extend(batch)

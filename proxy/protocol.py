@@ -312,6 +312,15 @@ def command_and_count(status: str) -> tuple[str, int | None]:
     return words[0], count
 
 
+def _typed(row: Sequence[str | None], typed: Sequence[tuple[int, Converter]]) -> list[Any]:
+    values: list[Any] = list(row)
+    for i, convert in typed:
+        value = values[i]
+        if value is not None:
+            values[i] = convert(value)
+    return values
+
+
 def result_json(
     fields: Sequence[Field],
     rows: Sequence[Sequence[str | None]],
@@ -319,22 +328,19 @@ def result_json(
     raw_text: bool,
     array_mode: bool,
 ) -> dict[str, Any]:
-    # Text columns pass through untouched; only typed columns are converted.
+    # Text columns pass through untouched; only rows with typed columns are copied.
     typed = [
         (i, convert)
         for i, field in enumerate(fields)
         if (convert := converter(field.type_oid, raw_text)) is not _text
     ]
-    values: list[list[Any]] = [list(row) for row in rows]
-    for row in values:
-        for i, convert in typed:
-            if row[i] is not None:
-                row[i] = convert(row[i])
+    values: Sequence[Sequence[Any]] = [_typed(row, typed) for row in rows] if typed else rows
     if array_mode:
-        out: list[Any] = values
+        out: list[Any] = list(values)
     else:
         names = [field.name for field in fields]
-        out = [dict(zip(names, row, strict=True)) for row in values]
+        # Every row of a result has one value per field.
+        out = [dict(zip(names, row, strict=False)) for row in values]
     command, count = command_and_count(status)
     return {
         "command": command,

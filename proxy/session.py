@@ -9,17 +9,21 @@ checks that signature. The secret is new at every proxy start.
 from __future__ import annotations
 
 import base64
-import hashlib
 import hmac
 import json
 import secrets
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import Any
 
 import psycopg
 
 INSTALL = "select auth_private.install_session_key(%s::text, %s::bytea)"
 DROP = "select auth_private.drop_session_key(%s::text)"
+
+
+# Built once: json.dumps() with options builds a new encoder on every call.
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
 
 
 def _b64(data: bytes) -> str:
@@ -35,17 +39,15 @@ class SessionKey:
     def generate(cls) -> SessionKey:
         return cls(kid=f"proxy-{secrets.token_urlsafe(12)}", secret=secrets.token_bytes(32))
 
+    @cached_property
+    def _header(self) -> str:
+        """The same for every token this key signs, so encoded once."""
+        return _b64(_COMPACT.encode({"alg": "HS256", "typ": "JWT", "kid": self.kid}).encode())
+
     def token(self, claims: dict[str, Any], pid: int) -> str:
-        header = _b64(
-            json.dumps(
-                {"alg": "HS256", "typ": "JWT", "kid": self.kid}, separators=(",", ":")
-            ).encode()
-        )
-        payload = _b64(
-            json.dumps({**claims, "pid": pid}, separators=(",", ":"), ensure_ascii=False).encode()
-        )
-        signing_input = f"{header}.{payload}"
-        mac = hmac.new(self.secret, signing_input.encode(), hashlib.sha256).digest()
+        payload = _b64(_COMPACT.encode({**claims, "pid": pid}).encode())
+        signing_input = f"{self._header}.{payload}"
+        mac = hmac.digest(self.secret, signing_input.encode(), "sha256")
         return f"{signing_input}.{_b64(mac)}"
 
     def install(self, admin_url: str) -> None:

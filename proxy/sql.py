@@ -29,6 +29,9 @@ from proxy.services import Services
 
 bp = Blueprint("sql", __name__)
 
+# Built once: json.dumps() with options builds a new encoder for every response.
+_JSON = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+
 ALLOWED_HEADERS = ", ".join(
     (
         "Authorization",
@@ -80,7 +83,7 @@ def sql() -> Response:
             config.max_response_bytes,
         )
         payload: dict[str, Any] = {"results": results} if sql_request.batch else results[0]
-        data = json.dumps(payload, ensure_ascii=False, separators=(",", ":")).encode()
+        data = _JSON.encode(payload).encode()
         if len(data) > config.max_response_bytes:
             raise ResponseTooLarge(
                 f"response is too large (max is {config.max_response_bytes} bytes)"
