@@ -2,9 +2,14 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 from flask import Flask
+from hypothesis import given
+from hypothesis import strategies as st
 
+from issuer.tokens import claims_json
 from tests.issuer.oauth_flows import basic, log_in, make_user, register
 
 JWKS = "/.well-known/jwks.json"
@@ -70,3 +75,25 @@ def test_jwks_follows_a_rotation_with_new_headers(keys_app: Flask, ring) -> None
     after = http.get(JWKS)
     assert after.headers["ETag"] == ring.jwks().etag != before.headers["ETag"]
     assert int(after.headers["Content-Length"]) == len(after.data) == len(ring.jwks().body)
+
+
+_json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**70), max_value=2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(), inner, max_size=3),
+    max_leaves=8,
+)
+
+
+@given(st.dictionaries(st.text(), _json_values, max_size=12))
+def test_claims_json_is_byte_for_byte_the_stdlib_compact_encoding(claims: dict) -> None:
+    assert claims_json(claims) == json.dumps(claims, separators=(",", ":")).encode("ascii")
+
+
+@pytest.mark.parametrize("bad", [float("nan"), float("inf"), [float("-inf")]])
+def test_claims_json_refuses_non_finite_numbers(bad: object) -> None:
+    with pytest.raises(ValueError):
+        claims_json({"sub": "x", "n": bad})
