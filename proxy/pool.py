@@ -4,12 +4,20 @@ Connections log in as the connection string's role directly, read every value
 as text (the protocol types values by OID itself), never prepare statements
 (the client's SQL must go through Parse/Bind/Execute unnamed, one statement at a
 time), carry the proxy's `statement_timeout`, and are reset (`RESET` below)
-after each request, once its response has been sent. Pools are opened full.
+after each request, once its response has been sent.
+
+A pool lends the connection returned last (LIFO) and opens connections only
+when every open one is busy. Under a light load the same one or two backends
+serve every request while their caches are warm; psycopg_pool's pool lends in
+FIFO order, which sent consecutive requests to all eight backends in turn and
+cost about 0.3 ms per request at one client (measured with bench/proxy.py).
 """
 
 from __future__ import annotations
 
 import threading
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import psycopg
@@ -17,7 +25,6 @@ from psycopg.adapt import AdaptersMap
 from psycopg.postgres import types as pg_types
 from psycopg.pq import TransactionStatus
 from psycopg.types.string import TextLoader
-from psycopg_pool import ConnectionPool, PoolTimeout
 
 from proxy.errors import BackendUnavailable, ProxyError
 from proxy.protocol import Target
@@ -56,6 +63,76 @@ RESET = (
     "CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *;"
     " SELECT pg_advisory_unlock_all(); DISCARD SEQUENCES; DISCARD TEMP"
 )
+
+
+class PoolTimeout(Exception):
+    """No connection came free in time."""
+
+
+class ConnectionPool:
+    """At most `size` connections to one (role, database), the last returned lent first.
+
+    A connection that comes back closed (lost, or left unusable by a statement)
+    frees its slot, and the next request that finds no idle connection opens a
+    new one.
+    """
+
+    def __init__(
+        self,
+        connect: Callable[[], psycopg.Connection],
+        size: int,
+        idle: list[psycopg.Connection],
+    ) -> None:
+        self._connect = connect
+        self._size = size
+        self._idle = idle
+        self._open = len(idle)  # idle, lent, or being connected
+        self._closed = False
+        self._changed = threading.Condition()
+
+    def getconn(self, timeout: float) -> psycopg.Connection:
+        deadline = time.monotonic() + timeout
+        with self._changed:
+            while True:
+                if self._closed:
+                    raise BackendUnavailable("the proxy is shutting down")
+                if self._idle:
+                    return self._idle.pop()
+                if self._open < self._size:
+                    self._open += 1
+                    break
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise PoolTimeout
+                self._changed.wait(remaining)
+        try:
+            return self._connect()
+        except BaseException:
+            self._forget()
+            raise
+
+    def putconn(self, conn: psycopg.Connection) -> None:
+        with self._changed:
+            if not (conn.closed or self._closed):
+                self._idle.append(conn)
+                self._changed.notify()
+                return
+        conn.close()
+        self._forget()
+
+    def _forget(self) -> None:
+        with self._changed:
+            self._open -= 1
+            self._changed.notify()
+
+    def close(self) -> None:
+        """Close the idle connections now, and lent ones when they come back."""
+        with self._changed:
+            self._closed, idle, self._idle = True, self._idle, []
+            self._open -= len(idle)
+            self._changed.notify_all()
+        for conn in idle:
+            conn.close()
 
 
 class Lease:
@@ -120,9 +197,10 @@ class Pools:
             return Lease(pool, pool.getconn(timeout=self.settings.pool_timeout))
         except PoolTimeout:
             raise BackendUnavailable(
-                "could not get a database connection in time: the database is unreachable "
-                "or every pooled connection is busy"
+                "could not get a database connection in time: every pooled connection is busy"
             ) from None
+        except psycopg.OperationalError as error:
+            raise _connect_error(error) from None
 
     def _open(self, target: Target) -> ConnectionPool:
         with self._lock:
@@ -131,26 +209,24 @@ class Pools:
                 return pool
             if len(self._pools) >= self.settings.max_pools:
                 raise ProxyError("too many distinct roles and databases in use", status=503)
-            # Connect once by hand first: a wrong database or role name is the client's
-            # error (400 with Postgres' message), not a pool retrying forever.
-            kwargs = self.conninfo(target)
+            kwargs = self.conninfo(target) | {
+                "autocommit": True,
+                "prepare_threshold": None,
+                "context": TEXT_ADAPTERS,
+                "cursor_factory": psycopg.RawCursor,
+            }
+
+            def connect() -> psycopg.Connection:
+                return psycopg.connect(**kwargs)
+
+            # The first connection is made before the pool exists: a wrong database or
+            # role name is the client's error (400 with Postgres' message), and opens
+            # no pool.
             try:
-                psycopg.connect(**kwargs).close()
+                first = connect()
             except psycopg.OperationalError as error:
                 raise _connect_error(error) from None
-            pool = ConnectionPool(
-                kwargs=kwargs
-                | {
-                    "autocommit": True,
-                    "prepare_threshold": None,
-                    "context": TEXT_ADAPTERS,
-                    "cursor_factory": psycopg.RawCursor,
-                },
-                min_size=self.settings.pool_size,
-                max_size=self.settings.pool_size,
-                name=f"{target.role}@{target.database}",
-                open=True,
-            )
+            pool = ConnectionPool(connect, self.settings.pool_size, [first])
             self._pools[target] = pool
             return pool
 
@@ -162,4 +238,4 @@ class Pools:
         with self._lock:
             pools, self._pools = list(self._pools.values()), {}
         for pool in pools:
-            pool.close(timeout=5)
+            pool.close()
