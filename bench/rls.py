@@ -11,10 +11,13 @@ on a throwaway embedded server:
   calls per statement: the InitPlan of the policy, the index condition, and
   the check the planner adds that the two agree (target <= 1.2x). Measured
   twice: alone in its transaction (the first call of a transaction is the
-  dearest), and after `auth.jwt_session_init` in the same transaction, as the
-  proxy pipelines it;
+  dearest: plpgsql prepares its expressions once per transaction), and after
+  `auth.jwt_session_init` in the same transaction, as the proxy pipelines it;
 - the guide's WHERE clause is redundant under RLS: without it the policy's
-  InitPlan is the only verification.
+  InitPlan is the only verification; measured alone and after the hand-off;
+- as the proxy runs it: the hand-off and the statement in one transaction,
+  the statement unprepared (planning it evaluates `auth.user_id()` once more
+  to estimate the index condition), against the plain query unprepared.
 
 Latency is measured from the client (psycopg, prepared statements after the
 first runs), median of many runs after warm-up; the sides of a comparison
@@ -36,6 +39,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import psycopg
+from psycopg import sql
 
 from bench.report import Figure, median
 from stack import migrate, postgres
@@ -48,7 +52,9 @@ RUNS = 3_000
 USER = "user-measured"
 RLS_QUERY = "SELECT * FROM todos WHERE user_id = auth.user_id() ORDER BY inserted_at DESC"
 POLICY_ONLY_QUERY = "SELECT * FROM todos ORDER BY inserted_at DESC"
-PLAIN_QUERY = "SELECT * FROM todos WHERE user_id = %s ORDER BY inserted_at DESC"
+PLAIN_QUERY = sql.SQL("SELECT * FROM todos WHERE user_id = {} ORDER BY inserted_at DESC").format(
+    sql.Literal(USER)
+)
 
 
 def _nothing() -> None:
@@ -89,16 +95,29 @@ def _measure(db: migrate.LocalDatabase) -> list[Figure]:
             user.execute("BEGIN")
             user.execute("SELECT auth.jwt_session_init(%s)", [token])
 
+        def policy_only() -> object:
+            return user.execute(POLICY_ONLY_QUERY).fetchall()
+
+        def commit() -> None:
+            user.execute("COMMIT")
+
         probes = (
             Probe(rls),
-            Probe(rls, before=hand_off, after=lambda: user.execute("COMMIT")),
-            Probe(lambda: user.execute(POLICY_ONLY_QUERY).fetchall()),
-            Probe(lambda: admin.execute(PLAIN_QUERY, [USER]).fetchall()),
+            Probe(rls, before=hand_off, after=commit),
+            Probe(policy_only),
+            Probe(policy_only, before=hand_off, after=commit),
+            Probe(lambda: admin.execute(PLAIN_QUERY).fetchall()),
+            Probe(
+                lambda: user.execute(RLS_QUERY, prepare=False).fetchall(),
+                before=hand_off,
+                after=commit,
+            ),
+            Probe(lambda: admin.execute(PLAIN_QUERY, prepare=False).fetchall()),
         )
         _load(admin, rows=10_000)
         small, *_ = _alternating(*probes)
         _load(admin, rows=1_000_000)
-        large, warm, policy_only, plain = _alternating(*probes)
+        large, warm, policy, policy_warm, plain, proxied, unprepared = _alternating(*probes)
         for query in (RLS_QUERY, POLICY_ONLY_QUERY):
             if len(user.execute(query).fetchall()) != MEASURED_TODOS:
                 raise RuntimeError("the session does not see exactly the measured user's todos")
@@ -111,7 +130,14 @@ def _measure(db: migrate.LocalDatabase) -> list[Figure]:
         figure("per-user query, 1M rows (RLS + session)", large, "same, 10k rows", small),
         figure("per-user query with RLS + session, 1M rows", large, no_rls, plain),
         figure("same, after the hand-off in its transaction", warm, no_rls, plain),
-        figure("same without the redundant WHERE (policy only)", policy_only, no_rls, plain),
+        figure("same without the redundant WHERE (policy only)", policy, no_rls, plain),
+        figure("policy only, after the hand-off in its transaction", policy_warm, no_rls, plain),
+        figure(
+            "as the proxy runs it (unprepared, after the hand-off)",
+            proxied,
+            "no RLS, unprepared",
+            unprepared,
+        ),
     ]
 
 
