@@ -7,12 +7,13 @@ tokens are opaque random strings whose digests live in the database.
 from __future__ import annotations
 
 import base64
-import json
 
+import orjson
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
+from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import authenticate_client
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
-from flask import Flask, current_app
+from flask import Flask, Response, current_app, request
 
 from issuer.audit import audit
 from issuer.config import Config
@@ -61,8 +62,8 @@ class AccessTokenMinter:
 
 def token_id(access_token: str) -> str:
     """The `jti` that `mint_access_token` chose, read back for the audit log."""
-    payload = access_token.split(".")[1]
-    return json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
+    payload = access_token.split(".", 2)[1]
+    return orjson.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))["jti"]
 
 
 def _new_refresh_token(**_context: object) -> str:
@@ -100,6 +101,17 @@ class AuthorizationServer(_AuthorizationServer):
         return BearerTokenGenerator(
             AccessTokenMinter(config), _new_refresh_token, config.access_token_ttl
         )
+
+    def create_oauth2_request(self, _request: object) -> FlaskOAuth2Request:
+        """authlib's request over Flask's request object itself, not the context-local
+        proxy: authlib reads it a dozen times per call, a proxy lookup each time."""
+        return FlaskOAuth2Request(request._get_current_object())  # type: ignore[attr-defined]
+
+    def handle_response(self, status_code: int, payload: object, headers) -> Response:
+        """authlib's response, with its JSON written by orjson (compact, a tenth of the time)."""
+        if isinstance(payload, dict):
+            payload = orjson.dumps(payload)
+        return Response(payload, status=status_code, headers=headers)
 
     def query_client(self, client_id: str) -> clients.Client | None:
         return self.clients.get(get_engine(), client_id)
