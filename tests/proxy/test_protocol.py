@@ -390,3 +390,17 @@ def test_params_are_untyped_text_as_on_neon(proxy: Proxy, user_token: Callable[[
     ]
     response = proxy.post({"query": "select pg_typeof($1)::text", "params": ["a"]}, token)
     assert (response.status_code, response.json()["code"]) == (400, "42P18")
+
+
+def test_json_values_beyond_64_bit_integers_and_deep_nesting_are_answered_exactly(
+    proxy: Proxy, user_token: Callable[[str], str]
+) -> None:
+    token = user_token("wide-json")
+    big = 123456789012345678901234567890
+    body = proxy.sql(token, f"select '{{\"n\": {big}}}'::jsonb as j, $1::int8 as i", ["-1"])
+    assert body["rows"] == [{"j": {"n": big}, "i": "-1"}]
+    deep = proxy.sql(token, "select (repeat('[', 300) || repeat(']', 300))::json as j")
+    value = deep["rows"][0]["j"]
+    for _ in range(299):
+        value = value[0]
+    assert value == []
