@@ -21,6 +21,9 @@ def denied(conn: psycopg.Connection, statement: str, params: list | None = None)
         "SELECT auth_private.install_session_key('mine', '\\x00'::bytea)",
         "SELECT auth_private.drop_session_key('mine')",
         "SELECT auth_private.base64url_decode('AA')",
+        "SELECT auth_private.base64url_encode('\\x00'::bytea)",
+        "SELECT auth_private.session_token_header('mine')",
+        "SELECT auth_private.verified_claims('a.b.c')",
     ],
 )
 def test_user_roles_cannot_touch_auth_private(connect, role, statement) -> None:
