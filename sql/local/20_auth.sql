@@ -289,8 +289,9 @@ BEGIN
     SELECT k.inner_pad, k.outer_pad INTO pads
     FROM auth_private.session_keys AS k
     WHERE k.header_segment = header;
-    -- A plain comparison: its early exit differs by nanoseconds, far below the
-    -- jitter of the round trip an attacker would have to time it through.
+    -- Without a key `pads` is a row of NULLs, so the comparison is NULL, not
+    -- an error. A plain comparison: its early exit differs by nanoseconds, far
+    -- below the jitter of the round trip an attacker would have to time it through.
     IF FOUND AND token = header || '.' || payload || '.' || auth_private.base64url_encode(
         sha256(pads.outer_pad || sha256(pads.inner_pad || convert_to(header || '.' || payload, 'UTF8')))
     ) THEN
