@@ -1,16 +1,26 @@
 """Production server settings: `gunicorn -c python:issuer.gunicorn_conf`.
 
-Chosen by measurement (bench/issuer_http.py, 2 cores, 16 keep-alive
-connections, POST /token and GET /.well-known/jwks.json):
+Chosen by measurement (bench/issuer_http.py's method, per configuration: wrk,
+2 threads, 16 keep-alive connections, 5 s per figure, 2 cores shared with wrk
+and, at the time, with other work: load average 4 to 11). Medians of 3 to 7
+runs; "CPU" is the server processes' CPU time per request, the steadier figure:
 
-    sync, 2 workers          token ~1.4k req/s  jwks ~2.7k req/s (no keep-alive)
-    sync, 4 workers          token ~1.3k req/s  jwks ~2.1k req/s
-    gthread, 2 workers x 4   token ~1.7k req/s  jwks ~5.5k req/s  <- chosen
-    gthread, 2 workers x 16  token ~1.6k req/s  jwks ~4.2k req/s
+                             POST /token                 GET jwks.json
+                          req/s   CPU us/req          req/s   CPU us/req
+    gthread 2 x 1          1950      ~540             6100      ~150
+    gthread 2 x 2          1440      ~730             6000      ~170
+    gthread 2 x 4          2020      ~570             5700      ~150   <- chosen
+    gthread 3 x 1          1650      ~520             5700      ~170
+    gthread 4 x 1          1960      ~660             6400      ~165
+    sync 2 (no keep-alive) 1420      ~600             2800      ~170
+    constant WSGI app, gthread 2 x 4:          ~9000 req/s, ~130 CPU us/req
 
-One process per core keeps both cores busy; a few threads per process give
-keep-alive and overlap socket I/O with the CPU-bound handlers (an ES256
-signature, a SHA-256) without the GIL contention of many threads.
+Under this load the configurations are within each other's noise, except
+that sync (no keep-alive) halves the JWKS rate and two threads per worker did
+worst. 2 workers x 4 threads is kept: one process per core keeps both cores
+busy, and four threads let a slow request (a password hash, a PostgreSQL round
+trip) wait without stalling the token traffic behind it, which one thread per
+worker would. JWKS costs the server about what the constant app does.
 """
 
 from __future__ import annotations
