@@ -10,17 +10,19 @@ statement aborts the transaction.
 
 from __future__ import annotations
 
+import select
 from itertools import chain
 from typing import Any
 
 import psycopg
 from psycopg import pq
+from psycopg.adapt import Transformer
 
 from proxy.errors import PostgresError, ProxyError, ResponseTooLarge
 from proxy.protocol import Field, SqlRequest, result_json
 from proxy.watchdog import Watchdog
 
-SESSION_INIT = "select auth.jwt_session_init($1)"
+SESSION_INIT = b"select auth.jwt_session_init($1)"
 
 
 class SessionInitFailed(ProxyError):
@@ -41,6 +43,9 @@ def _begin(request: SqlRequest) -> str:
     return " ".join(words)
 
 
+Command = tuple[bytes, list[bytes | None] | None]
+
+
 def execute(
     conn: psycopg.Connection,
     session_token: str,
@@ -49,58 +54,116 @@ def execute(
     time_limit: float,
     max_response_bytes: int,
 ) -> list[dict[str, Any]]:
-    init = conn.cursor()
-    statements = [conn.cursor() for _ in request.statements]
+    encoding = conn.info.encoding
+    commands = _commands(request, session_token, encoding)
     with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
         try:
-            with conn.pipeline():
-                # BEGIN goes first: isolation settings must precede any query.
-                if request.batch:
-                    conn.execute(_begin(request), prepare=False)
-                init.execute(SESSION_INIT, [session_token], prepare=False)
-                for cursor, statement in zip(statements, request.statements, strict=True):
-                    cursor.execute(statement.query, statement.params, prepare=False)
-                if request.batch:
-                    conn.execute("COMMIT", prepare=False)
-        except psycopg.Error as error:
-            if fired[0]:
-                conn.close()
-                raise ProxyError(
-                    f"canceling statement due to the proxy's time limit ({time_limit:g} s)",
-                    code="57014",
-                ) from None
-            if error.sqlstate is None:
-                # Raised by psycopg, not Postgres: the connection dropped, or the statement
-                # needs a sub-protocol HTTP cannot carry (COPY). Either way the connection
-                # is in no state to be reused.
-                lost = conn.broken
-                conn.close()
-                if lost:
-                    raise ProxyError(
-                        "the database connection was lost while running the query", status=503
-                    ) from None
-                raise ProxyError(f"unsupported statement: {str(error).splitlines()[0]}") from None
-            if init.pgresult is None or init.pgresult.status != pq.ExecStatus.TUPLES_OK:
-                raise SessionInitFailed(
-                    f"could not initialise the database session: {error.diag.message_primary}"
-                ) from None
-            raise PostgresError(error) from None
-    options = request.options
-    results, room = [], max_response_bytes
-    for cursor, statement in zip(statements, request.statements, strict=True):
-        array_mode = options.array_mode if statement.array_mode is None else statement.array_mode
-        rows, room = _rows(cursor, room, max_response_bytes)
-        results.append(
-            result_json(
-                _fields(cursor), rows, cursor.statusmessage or "", options.raw_text, array_mode
+            results = _round_trip(conn.pgconn, commands)
+        except (psycopg.Error, _CopyRefused) as error:
+            raise _unusable(conn, str(error), fired[0], time_limit) from None
+    first = 2 if request.batch else 1  # after BEGIN and the hand-off, before COMMIT
+    failed = next((r for r in results if r.status == pq.ExecStatus.FATAL_ERROR), None)
+    if failed is not None:
+        if fired[0] or conn.pgconn.status == pq.ConnStatus.BAD:
+            raise _unusable(conn, "", fired[0], time_limit)
+        error = psycopg.errors.error_from_result(failed, encoding=encoding)
+        if failed is results[first - 1]:
+            raise SessionInitFailed(
+                f"could not initialise the database session: {error.diag.message_primary}"
             )
+        raise PostgresError(error)
+
+    options = request.options
+    transformer = Transformer.from_context(conn)
+    out, room = [], max_response_bytes
+    statement_results = results[first : first + len(request.statements)]
+    for result, statement in zip(statement_results, request.statements, strict=True):
+        array_mode = options.array_mode if statement.array_mode is None else statement.array_mode
+        rows, room = _rows(transformer, result, room, max_response_bytes)
+        status = (result.command_status or b"").decode(encoding)
+        out.append(result_json(_fields(result), rows, status, options.raw_text, array_mode))
+    return out
+
+
+def _commands(request: SqlRequest, session_token: str, encoding: str) -> list[Command]:
+    """The pipeline's queries and their text parameters (None: no parameters)."""
+    commands: list[Command] = []
+    if request.batch:
+        # BEGIN goes first: isolation settings must precede any query.
+        commands.append((_begin(request).encode(), None))
+    commands.append((SESSION_INIT, [session_token.encode()]))
+    for statement in request.statements:
+        params = [None if p is None else p.encode(encoding) for p in statement.params]
+        commands.append((statement.query.encode(encoding), params))
+    if request.batch:
+        commands.append((b"COMMIT", None))
+    return commands
+
+
+def _unusable(conn: psycopg.Connection, reason: str, timed_out: bool, limit: float) -> ProxyError:
+    """Close a connection the request left in no state to be reused, and say why."""
+    lost = conn.pgconn.status == pq.ConnStatus.BAD
+    conn.close()
+    if timed_out:
+        return ProxyError(
+            f"canceling statement due to the proxy's time limit ({limit:g} s)", code="57014"
         )
+    if lost:
+        return ProxyError("the database connection was lost while running the query", status=503)
+    # COPY needs a sub-protocol HTTP cannot carry; the connection is left in it.
+    return ProxyError(f"unsupported statement: {reason.splitlines()[0]}")
+
+
+class _CopyRefused(Exception):
+    """A statement started COPY, which HTTP cannot carry."""
+
+
+_COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
+
+
+def _round_trip(pgconn: pq.abc.PGconn, commands: list[Command]) -> list[pq.abc.PGresult]:
+    """Send every command and one Sync, and read back one result per command.
+
+    libpq directly rather than psycopg's pipeline: a quarter of the CPU for the
+    same messages (about 25 instead of 100 us for the hand-off and one query).
+    Commands Postgres skipped after an error come back as PIPELINE_ABORTED.
+    Parameters are untyped text, results text.
+    """
+    pgconn.enter_pipeline_mode()
+    for query, params in commands:
+        pgconn.send_query_params(query, params)
+    pgconn.pipeline_sync()
+    # Read while writing: a long batch must not deadlock against results filling
+    # the server's output buffer.
+    while pgconn.flush():
+        _wait(pgconn, select.POLLIN | select.POLLOUT)
+        pgconn.consume_input()
+    results: list[pq.abc.PGresult] = []
+    while True:
+        while pgconn.is_busy():
+            _wait(pgconn, select.POLLIN)
+            pgconn.consume_input()
+        while pgconn.notifies() is not None:
+            pass  # a client's LISTEN ends with its request; nobody reads these
+        result = pgconn.get_result()
+        if result is None:
+            continue  # the end of one command's results
+        if result.status == pq.ExecStatus.PIPELINE_SYNC:
+            break
+        if result.status in _COPY:
+            raise _CopyRefused("COPY cannot be used in pipeline mode")
+        results.append(result)
+    pgconn.exit_pipeline_mode()
     return results
 
 
-def _fields(cursor: psycopg.Cursor) -> list[Field]:
-    result = cursor.pgresult
-    assert result is not None  # every statement succeeded, or execute() raised
+def _wait(pgconn: pq.abc.PGconn, events: int) -> None:
+    poller = select.poll()
+    poller.register(pgconn.socket, events)
+    poller.poll()
+
+
+def _fields(result: pq.abc.PGresult) -> list[Field]:
     return [
         Field(
             name=(result.fname(i) or b"").decode(),
@@ -114,15 +177,19 @@ def _fields(cursor: psycopg.Cursor) -> list[Field]:
     ]
 
 
-def _rows(cursor: psycopg.Cursor, room: int, limit: int) -> tuple[list[Any], int]:
+def _rows(
+    transformer: Transformer, result: pq.abc.PGresult, room: int, limit: int
+) -> tuple[list[Any], int]:
     """The rows as text, refused as soon as their values alone exceed the response limit.
 
-    Checked while fetching, so an oversized result is never converted to JSON.
+    Checked while loading, so an oversized result is never converted to JSON.
     """
     rows: list[Any] = []
-    if not cursor.description:
+    if not result.nfields:
         return rows, room
-    while batch := cursor.fetchmany(1000):
+    transformer.set_pgresult(result)
+    for start in range(0, result.ntuples, 1000):
+        batch = transformer.load_rows(start, min(start + 1000, result.ntuples), tuple)
         # NULLs (and empty strings) are dropped by filter(None, ...): they take no room.
         room -= sum(map(len, filter(None, chain.from_iterable(batch))))
         if room < 0:

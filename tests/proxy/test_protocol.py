@@ -404,3 +404,15 @@ def test_json_values_beyond_64_bit_integers_and_deep_nesting_are_answered_exactl
     for _ in range(299):
         value = value[0]
     assert value == []
+
+
+def test_a_batch_sent_while_its_results_fill_the_socket_completes(
+    proxy: Proxy, user_token: Callable[[str], str]
+) -> None:
+    padding = "-" * 9000  # megabytes in both directions at once: no write/write deadlock
+    queries = [{"query": f"select repeat('x', 20000) as x -- {padding}"} for _ in range(300)]
+    response = proxy.post({"queries": queries}, user_token("both-ways"))
+    assert response.status_code == 200, response.text[:200]
+    results = response.json()["results"]
+    assert len(results) == 300
+    assert {r["rows"][0]["x"] for r in results} == {"x" * 20000}
