@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import json
+import logging
+import re
+from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
 
+from issuer.audit import audit
 from issuer.tokens import claims_json
 from tests.issuer.oauth_flows import basic, log_in, make_user, register
 
@@ -97,3 +101,15 @@ def test_claims_json_is_byte_for_byte_the_stdlib_compact_encoding(claims: dict) 
 def test_claims_json_refuses_non_finite_numbers(bad: object) -> None:
     with pytest.raises(ValueError):
         claims_json({"sub": "x", "n": bad})
+
+
+def test_audit_lines_carry_a_utc_millisecond_timestamp_of_now(caplog) -> None:
+    with caplog.at_level(logging.INFO, logger="issuer.audit"):
+        before = datetime.now(UTC)
+        audit("test.event", n=1)
+        after = datetime.now(UTC)
+    line = json.loads(caplog.records[-1].getMessage())
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", line["ts"])
+    ts = datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))
+    assert before - timedelta(milliseconds=1) <= ts <= after
+    assert line == {"ts": line["ts"], "event": "test.event", "n": 1}
