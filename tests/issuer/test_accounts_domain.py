@@ -300,7 +300,10 @@ def test_concurrent_guesses_cannot_overrun_the_limit(backend_config: Config) -> 
         engine.dispose()
     assert len(outcomes) == guesses
     admitted = [o for o in outcomes if isinstance(o, Attempt)]
-    assert 1 <= len(admitted) <= limit
+    # Never more than the limit. Possibly fewer: when every attempt is counted
+    # before any checks, all of them see the limit exceeded and are refused
+    # (failing closed); the sequential tests above show admission up to it.
+    assert len(admitted) <= limit
 
 
 def test_old_failures_are_pruned(engine: Engine, clock) -> None:
