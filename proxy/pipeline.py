@@ -147,6 +147,8 @@ def _round_trip(pgconn: pq.abc.PGconn, commands: list[Command]) -> list[pq.abc.P
             pass  # a client's LISTEN ends with its request; nobody reads these
         result = pgconn.get_result()
         if result is None:
+            if pgconn.status == pq.ConnStatus.BAD:
+                raise psycopg.OperationalError("the connection was lost")
             continue  # the end of one command's results
         if result.status == pq.ExecStatus.PIPELINE_SYNC:
             break

@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 from collections.abc import Callable
+from typing import Any
+
+import psycopg
 
 from tests.proxy.support import Proxy
 
@@ -416,3 +421,35 @@ def test_a_batch_sent_while_its_results_fill_the_socket_completes(
     results = response.json()["results"]
     assert len(results) == 300
     assert {r["rows"][0]["x"] for r in results} == {"x" * 20000}
+
+
+def test_a_backend_killed_mid_query_is_a_503_and_the_pool_recovers(
+    proxy: Proxy, user_token: Callable[[str], str], owner: psycopg.Connection
+) -> None:
+    token = user_token("killed")
+    marker = f"kill_me_{uuid.uuid4().hex[:8]}"
+    result: dict[str, Any] = {}
+    request = threading.Thread(
+        target=lambda: result.update(
+            r=proxy.post({"query": f"select pg_sleep(5) as {marker}"}, token)
+        )
+    )
+    request.start()
+    deadline = time.monotonic() + 5
+    killed = False
+    while not killed and time.monotonic() < deadline:
+        time.sleep(0.05)
+        killed = (
+            owner.execute(
+                "select bool_or(pg_terminate_backend(pid)) from pg_stat_activity"
+                " where query like %s and pid <> pg_backend_pid()",
+                [f"%{marker}%"],
+            ).fetchone()[0]
+            or False
+        )
+    request.join(10)
+    assert killed
+    assert result["r"].status_code == 503
+    assert result["r"].json()["message"].startswith("the database connection was lost")
+    for _ in range(proxy.config.pool_size + 1):
+        assert proxy.sql(token, "select 1 as one")["rows"] == [{"one": 1}]
