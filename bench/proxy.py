@@ -12,8 +12,9 @@ two processes use both cores for Python while Postgres and the clients share
 them; on this 2-core machine 2x8 served the most requests in most runs (1x16,
 2x4 and 4x4 were 0.3-1.0x of it, twice 1.3-1.6x: the figures are noisy when other
 work shares the machine). For scale, a trivial Flask view under the same
-gunicorn costs about 0.25 ms of CPU and 0.35-0.5 ms of latency per request, and
-psycopg's pipeline about 0.1 ms of CPU for the hand-off and the query.
+gunicorn costs about 0.25 ms of CPU and 0.35-0.5 ms of latency per request; the
+pipelined hand-off and query cost about 25 us of CPU through libpq as the proxy
+drives it (0.1 ms through psycopg's pipeline, which the direct baseline uses).
 """
 
 from __future__ import annotations
