@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import atexit
 import json
-import logging
 
 from flask import Flask, Response
 from werkzeug.exceptions import HTTPException
@@ -19,8 +18,6 @@ from proxy.config import ProxyConfig
 from proxy.errors import ProxyError
 from proxy.services import Services
 from proxy.session import SessionKey
-
-log = logging.getLogger(__name__)
 
 
 def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None = None) -> Flask:
@@ -43,10 +40,9 @@ def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None
 
     from proxy import sql
 
-    app.register_blueprint(sql.bp)
-    app.register_error_handler(ProxyError, _proxy_error)
+    sql.init_app(app)
+    # Flask answers only what `/sql` does not: unknown paths, as JSON.
     app.register_error_handler(HTTPException, _http_error)
-    app.register_error_handler(Exception, _internal_error)
     app.after_request(_cors)
     return app
 
@@ -55,17 +51,8 @@ def _json_error(error: ProxyError) -> Response:
     return Response(json.dumps(error.body()), status=error.status, mimetype="application/json")
 
 
-def _proxy_error(error: ProxyError) -> Response:
-    return _json_error(error)
-
-
 def _http_error(error: HTTPException) -> Response:
     return _json_error(ProxyError(error.description or error.name, status=error.code or 400))
-
-
-def _internal_error(error: Exception) -> Response:
-    log.exception("internal error while serving /sql", exc_info=error)
-    return _json_error(ProxyError("internal error", status=500))
 
 
 def _cors(response: Response) -> Response:

@@ -453,3 +453,11 @@ def test_a_backend_killed_mid_query_is_a_503_and_the_pool_recovers(
     assert result["r"].json()["message"].startswith("the database connection was lost")
     for _ in range(proxy.config.pool_size + 1):
         assert proxy.sql(token, "select 1 as one")["rows"] == [{"one": 1}]
+
+
+def test_other_methods_on_sql_are_405_with_allow(proxy: Proxy) -> None:
+    for method in ("PUT", "DELETE", "HEAD"):
+        response = proxy.http.request(method, proxy.url + "/sql", timeout=10)
+        assert response.status_code == 405, method
+        assert response.headers["Allow"] == "OPTIONS, POST"
+        assert response.headers["Access-Control-Allow-Origin"] == "*"
