@@ -138,7 +138,7 @@ class ConnectionPool:
 class Lease:
     """A pooled connection lent to one request.
 
-    `release()` resets it and gives it back; the blueprint calls it once the
+    `release()` resets it and gives it back; the `/sql` endpoint calls it once the
     response has been sent (WSGI `close()`), so the reset costs the client no
     latency and needs no hand-off to another thread. It does delay the next
     request on the same keep-alive HTTP connection by one short round trip.
