@@ -55,7 +55,7 @@ keys-prune: $(STAMP)
 
 keys-revoke: $(STAMP)
 	@test -n "$(KID)" || { echo "usage: make keys-revoke KID=<kid> [YES=1]" >&2; exit 2; }
-	$(PY) -m issuer keys revoke '$(KID)' $(if $(YES),--yes,)
+	$(PY) -m issuer keys revoke $(if $(YES),--yes,) -- '$(KID)'
 
 # The issuer alone, as in production (settings in issuer/gunicorn_conf.py).
 issuer: $(STAMP)

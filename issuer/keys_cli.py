@@ -209,7 +209,9 @@ def _revoke_consequences(record: KeyRecord, manifest: Manifest, now: int) -> str
     )
 
 
-@keys.command("revoke")
+# A kid is a base64url thumbprint and may begin with "-": read it as the
+# argument, not as an unknown option.
+@keys.command("revoke", context_settings={"ignore_unknown_options": True})
 @click.argument("kid")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
 @_operator_errors

@@ -152,13 +152,20 @@ def test_revoke_yes_skips_the_question(keys_app: Flask, ring: KeyRing) -> None:
     assert {k.kid: k.state for k in ring.manifest().keys}[kid] is KeyState.REVOKED
 
 
-@pytest.mark.parametrize("kid", ["unknown", "../../etc/passwd", "A" * 43])
+@pytest.mark.parametrize("kid", ["unknown", "../../etc/passwd", "A" * 43, "-Dq" + "A" * 40])
 def test_revoke_unknown_kid(keys_app: Flask, ring: KeyRing, keys_dir: Path, kid: str) -> None:
     before = snapshot(keys_dir)
     result = run(keys_app, "keys", "revoke", "--yes", kid)
     assert result.exit_code == 1
     assert "no key with kid" in result.output
     assert snapshot(keys_dir) == before
+
+
+def test_revoke_takes_the_kid_after_a_double_dash(keys_app: Flask, ring: KeyRing) -> None:
+    kid = ring.manifest().next.kid
+    result = run(keys_app, "keys", "revoke", "--yes", "--", kid)
+    assert result.exit_code == 0, result.output
+    assert {k.kid: k.state for k in ring.manifest().keys}[kid] is KeyState.REVOKED
 
 
 def test_revoke_twice(keys_app: Flask, ring: KeyRing) -> None:
