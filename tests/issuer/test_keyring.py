@@ -305,7 +305,8 @@ def test_missing_next_key_file_is_a_precise_error(ring: KeyRing, keys_dir: Path)
 def test_corrupt_key_file_refuses_rotation_and_changes_nothing(
     ring: KeyRing, keys_dir: Path
 ) -> None:
-    (keys_dir / f"{ring.manifest().next.kid}.key").write_bytes(b"-----BEGIN PRIVATE KEY-----\nxx")
+    key_file = keys_dir / f"{ring.manifest().next.kid}.key"
+    key_file.write_bytes(key_file.read_bytes()[:40])  # truncated mid-write
     before = snapshot(keys_dir)
     with pytest.raises(KeyFileError, match="not a valid PEM"):
         ring.rotate(min_published=MIN_PUBLISHED, force=True)
