@@ -8,6 +8,7 @@ missing, so a fresh data directory works on first start.
 
 from __future__ import annotations
 
+import hashlib
 import os
 import weakref
 from pathlib import Path
@@ -20,6 +21,15 @@ from sqlalchemy.exc import ArgumentError
 from sqlalchemy.pool import StaticPool
 
 metadata = MetaData()
+
+
+def secret_digest(secret: str) -> str:
+    """How a high-entropy random secret (client secret, authorization code,
+    refresh or login-session token) is stored: its SHA-256, so a leaked table
+    yields nothing usable. A password KDF is for user passwords only: these
+    secrets carry 256 random bits and sit on hot paths such as /token."""
+    return hashlib.sha256(secret.encode()).hexdigest()
+
 
 # Milliseconds a SQLite writer waits for another process's write lock
 # (several gunicorn workers share one file) before giving up.

@@ -13,7 +13,6 @@ nothing for it.
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 
@@ -23,7 +22,7 @@ from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import delete, insert, select
 
 from issuer.accounts.models import User, login_sessions, users
-from issuer.db import get_engine
+from issuer.db import get_engine, secret_digest
 
 _SESSION_KEY = "login"
 
@@ -62,10 +61,6 @@ class LoginSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
 
 
-def _digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 def login_user(user: User) -> None:
     """Replace whatever session the browser had with a new one for `user`."""
     now = time.time()
@@ -75,11 +70,11 @@ def login_user(user: User) -> None:
     with get_engine().begin() as conn:
         stale = login_sessions.c.expires_at <= now
         if isinstance(previous, str):
-            stale = stale | (login_sessions.c.id == _digest(previous))
+            stale = stale | (login_sessions.c.id == secret_digest(previous))
         conn.execute(delete(login_sessions).where(stale))
         conn.execute(
             insert(login_sessions).values(
-                id=_digest(token), user_id=user.id, created_at=now, expires_at=now + lifetime
+                id=secret_digest(token), user_id=user.id, created_at=now, expires_at=now + lifetime
             )
         )
     session.clear()
@@ -93,7 +88,7 @@ def logout_user() -> None:
     token = session.get(_SESSION_KEY)
     if isinstance(token, str):
         with get_engine().begin() as conn:
-            conn.execute(delete(login_sessions).where(login_sessions.c.id == _digest(token)))
+            conn.execute(delete(login_sessions).where(login_sessions.c.id == secret_digest(token)))
     session.clear()
     g.pop("_login", None)
 
@@ -109,7 +104,7 @@ def _current_login() -> tuple[User, float] | None:
             select(users, login_sessions.c.created_at.label("logged_in_at"))
             .join(login_sessions, login_sessions.c.user_id == users.c.id)
             .where(
-                login_sessions.c.id == _digest(token),
+                login_sessions.c.id == secret_digest(token),
                 login_sessions.c.expires_at > time.time(),
                 users.c.disabled.is_(False),
             )

@@ -8,7 +8,6 @@ performance budget.
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import ipaddress
 import json
@@ -22,7 +21,7 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
 from sqlalchemy import Boolean, Column, Engine, Integer, String, Table, Text, insert, select
 
-from issuer.db import metadata
+from issuer.db import metadata, secret_digest
 
 #: The scopes this issuer knows; clients are registered with a subset.
 SUPPORTED_SCOPES = ("openid", "profile", "email")
@@ -50,10 +49,6 @@ clients_table = Table(
 
 class ClientError(ValueError):
     """A client registration that this issuer refuses, with the reason."""
-
-
-def secret_digest(secret: str) -> str:
-    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 @dataclass(frozen=True)

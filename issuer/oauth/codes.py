@@ -6,7 +6,6 @@ can revoke every refresh token issued from it (RFC 6749 section 4.1.2).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -14,7 +13,7 @@ from dataclasses import dataclass
 from authlib.oidc.core import AuthorizationCodeMixin
 from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, insert, select, update
 
-from issuer.db import metadata
+from issuer.db import metadata, secret_digest
 
 #: Seconds a code may wait for its redemption.
 CODE_TTL = 60
@@ -36,10 +35,6 @@ codes_table = Table(
     Column("used_at", Integer),
     Index("ix_oauth_authorization_codes_nonce", "client_id", "nonce"),
 )
-
-
-def code_digest(code: str) -> str:
-    return hashlib.sha256(code.encode()).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -71,7 +66,7 @@ def save(engine: Engine, code: str, item: AuthorizationCode) -> None:
     with engine.begin() as conn:
         conn.execute(
             insert(codes_table).values(
-                code_digest=code_digest(code),
+                code_digest=secret_digest(code),
                 expires_at=int(time.time()) + CODE_TTL,
                 **item.__dict__,
             )
@@ -96,7 +91,7 @@ def redeem(engine: Engine, code: str, client_id: str) -> Redemption:
     A code presented by another client is not burnt (that client cannot
     have seen it from the redirect), an already used one reports its family.
     """
-    digest = code_digest(code)
+    digest = secret_digest(code)
     now = int(time.time())
     with engine.begin() as conn:
         claimed = conn.execute(

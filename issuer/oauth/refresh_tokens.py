@@ -8,7 +8,6 @@ revoked, so the newest token dies too (OAuth 2.0 Security BCP, RFC 9700 4.14).
 
 from __future__ import annotations
 
-import hashlib
 import secrets
 import time
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from dataclasses import dataclass
 from authlib.oauth2.rfc6749 import TokenMixin
 from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, insert, select, update
 
-from issuer.db import metadata
+from issuer.db import metadata, secret_digest
 
 refresh_tokens_table = Table(
     "oauth_refresh_tokens",
@@ -40,10 +39,6 @@ def new_token() -> str:
     return secrets.token_urlsafe(32)
 
 
-def token_digest(token: str) -> str:
-    return hashlib.sha256(token.encode()).hexdigest()
-
-
 @dataclass(frozen=True)
 class RefreshToken(TokenMixin):
     family_id: str
@@ -64,7 +59,7 @@ def save(engine: Engine, token: str, item: RefreshToken, ttl: int) -> None:
     with engine.begin() as conn:
         conn.execute(
             insert(refresh_tokens_table).values(
-                token_digest=token_digest(token),
+                token_digest=secret_digest(token),
                 issued_at=now,
                 expires_at=now + ttl,
                 **item.__dict__,
@@ -89,7 +84,7 @@ def rotate(engine: Engine, token: str, client_id: str) -> Presentation:
     A token that was already rotated is a replay: its whole family is revoked
     in the same transaction. Tokens of other clients are not touched.
     """
-    digest = token_digest(token)
+    digest = secret_digest(token)
     now = int(time.time())
     t = refresh_tokens_table
     mine = (t.c.token_digest == digest, t.c.client_id == client_id)
@@ -114,7 +109,7 @@ def rotate(engine: Engine, token: str, client_id: str) -> Presentation:
 def find_live(engine: Engine, token: str) -> RefreshToken | None:
     """A live token, for revocation (RFC 7009)."""
     t = refresh_tokens_table
-    digest = token_digest(token)
+    digest = secret_digest(token)
     with engine.connect() as conn:
         row = conn.execute(
             select(*_FIELDS).where(

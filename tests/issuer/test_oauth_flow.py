@@ -262,15 +262,15 @@ def test_code_is_bound_to_its_client(oauth_app, browser, spa):
 def test_code_stored_only_as_digest(oauth_app, browser, spa):
     from sqlalchemy import select
 
-    from issuer.db import get_engine
-    from issuer.oauth.codes import code_digest, codes_table
+    from issuer.db import get_engine, secret_digest
+    from issuer.oauth.codes import codes_table
 
     code, _ = get_code(browser, spa)
     with oauth_app.app_context(), get_engine().connect() as conn:
         stored = conn.execute(select(codes_table)).all()
     dumped = json.dumps([list(row) for row in stored], default=str)
     assert code not in dumped
-    assert code_digest(code) in dumped
+    assert secret_digest(code) in dumped
 
 
 @pytest.mark.parametrize(
