@@ -19,6 +19,8 @@ from pathlib import Path
 
 import click
 
+from issuer.config import Config
+from issuer.keyring import KeyRing, KeyRingError, RingExists
 from stack import migrate, postgres
 
 STARTUP_TIMEOUT_S = 30.0
@@ -74,12 +76,23 @@ def wait_listening(service: Service, process: subprocess.Popen[bytes]) -> None:
     raise click.ClickException(f"{service.name} did not listen on {service.host}:{service.port}")
 
 
-def ensure_key_ring(env: dict[str, str]) -> None:
-    """Create the issuer's key ring on first run; keep it on every later run."""
-    keys_dir = Path(env.get("ISSUER_KEYS_DIR", "keys"))
-    if (keys_dir / "manifest.json").exists():
+def ensure_key_ring() -> None:
+    """Create the issuer's key ring on first run; keep it on every later run.
+
+    The ring decides whether it exists (under its own lock), so two first runs
+    cannot both create one.
+    """
+    try:
+        config = Config.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    try:
+        manifest = KeyRing(config.keys_dir, passphrase=config.keys_passphrase).init()
+    except RingExists:
         return
-    subprocess.run([sys.executable, "-m", "issuer", "keys", "init"], env=env, check=True)
+    except KeyRingError as error:
+        raise click.ClickException(f"key ring: {error}") from None
+    click.echo(f"created the key ring in {config.keys_dir}: active {manifest.active.kid}")
 
 
 def stop_all(children: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
@@ -98,11 +111,7 @@ def stop_all(children: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
 def run(data_dir: Path) -> int:
     """Start everything, print the URLs, and supervise until Ctrl-C or a child's death."""
     env = dict(os.environ)
-    server = postgres.start(data_dir / "pg")
-    database = migrate.apply_local(server)
     env.setdefault("DATA_DIR", str(data_dir))
-    ensure_key_ring(env)
-
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -115,6 +124,8 @@ def run(data_dir: Path) -> int:
     children: list[tuple[Service, subprocess.Popen[bytes]]] = []
     status = 0
     try:
+        database = migrate.apply_local(postgres.start(data_dir / "pg"))
+        ensure_key_ring()
         for service in services(env):
             # New process group: Ctrl-C reaches us only, and we stop children in order.
             process = subprocess.Popen(service.argv, env=env, start_new_session=True)  # noqa: S603
@@ -132,7 +143,10 @@ def run(data_dir: Path) -> int:
                     stopping, status = True, 1
             time.sleep(0.2)
     except click.ClickException as error:
-        click.echo(f"Error: {error.message}", err=True)
+        click.echo(f"Error: {error.format_message()}", err=True)
+        status = 1
+    except migrate.MigrationError as error:
+        click.echo(f"Error: {error}", err=True)
         status = 1
     finally:
         stop_all(children)
