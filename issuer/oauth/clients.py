@@ -19,9 +19,23 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749 import ClientMixin, list_to_scope, scope_to_list
-from sqlalchemy import Boolean, Column, Engine, Integer, String, Table, Text, insert, select
+from sqlalchemy import (
+    Boolean,
+    Column,
+    Connection,
+    Engine,
+    Integer,
+    String,
+    Table,
+    Text,
+    delete,
+    insert,
+    select,
+)
 
 from issuer.db import metadata, secret_digest
+from issuer.oauth.codes import codes_table
+from issuer.oauth.refresh_tokens import refresh_tokens_table
 
 #: The scopes this issuer knows; clients are registered with a subset.
 SUPPORTED_SCOPES = ("openid", "profile", "email")
@@ -153,6 +167,52 @@ def register(engine: Engine, reg: Registration) -> tuple[Client, str | None]:
 
     The secret exists only in this return value: only its digest is stored.
     """
+    client, secret = _new_client(reg)
+    with engine.begin() as conn:
+        if conn.execute(
+            select(clients_table.c.client_id).filter_by(client_id=client.client_id)
+        ).first():
+            raise ClientError(f"client id {client.client_id!r} is already registered")
+        conn.execute(insert(clients_table).values(**_row(client)))
+    return client, secret
+
+
+def replace(engine: Engine, reg: Registration) -> tuple[Client, str | None]:
+    """Register `reg` in place of whatever holds its client id, in one transaction.
+
+    For a changed registration (new redirect URIs, a lost secret): the former
+    client's codes and refresh tokens go with it, so nothing it was issued
+    outlives it under the new secret.
+    """
+    if reg.client_id is None:
+        raise ClientError("replacing a client needs its client id")
+    client, secret = _new_client(reg)
+    with engine.begin() as conn:
+        _delete(conn, client.client_id)
+        conn.execute(insert(clients_table).values(**_row(client)))
+    return client, secret
+
+
+def remove(engine: Engine, client_id: str) -> bool:
+    """Delete a client with its outstanding codes and refresh tokens; False if unknown.
+
+    Access tokens already issued stay valid until they expire (they are
+    verified by signature alone). Running issuers notice within their
+    `ClientCache` ttl.
+    """
+    with engine.begin() as conn:
+        return _delete(conn, client_id)
+
+
+def _delete(conn: Connection, client_id: str) -> bool:
+    conn.execute(delete(codes_table).where(codes_table.c.client_id == client_id))
+    conn.execute(delete(refresh_tokens_table).where(refresh_tokens_table.c.client_id == client_id))
+    deleted = conn.execute(delete(clients_table).where(clients_table.c.client_id == client_id))
+    return deleted.rowcount > 0
+
+
+def _new_client(reg: Registration) -> tuple[Client, str | None]:
+    """The validated client `reg` describes, with its secret (None if public)."""
     client_id = reg.client_id or secrets.token_urlsafe(16)
     _validate(reg, client_id)
     secret = None if reg.public else secrets.token_urlsafe(32)
@@ -167,10 +227,6 @@ def register(engine: Engine, reg: Registration) -> tuple[Client, str | None]:
         first_party=reg.first_party,
         created_at=int(time.time()),
     )
-    with engine.begin() as conn:
-        if conn.execute(select(clients_table.c.client_id).filter_by(client_id=client_id)).first():
-            raise ClientError(f"client id {client_id!r} is already registered")
-        conn.execute(insert(clients_table).values(**_row(client)))
     return client, secret
 
 

@@ -1,4 +1,4 @@
-"""`python -m issuer clients add|list`: register the applications allowed to ask for tokens."""
+"""`python -m issuer clients add|list|remove`: the applications allowed to ask for tokens."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ from issuer.db import get_engine
 from issuer.oauth import clients
 from issuer.oauth.clients import ClientError, Registration
 
-clients_cli = click.Group("clients", help="Register and list OAuth clients.")
+clients_cli = click.Group("clients", help="Register, list and remove OAuth clients.")
 
 
 @clients_cli.command("add")
@@ -96,3 +96,25 @@ def list_clients() -> None:
         party = "first-party" if client.first_party else "third-party"
         grants = ",".join(client.grant_types)
         click.echo(f"{client.client_id}\t{kind}\t{grants}\t{party}\t{client.name}")
+
+
+@clients_cli.command("remove")
+@click.argument("client_id")
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+@with_appcontext
+def remove(client_id: str, yes: bool) -> None:
+    """Delete client CLIENT_ID with its pending codes and refresh tokens.
+
+    Its users must log in again; access tokens already issued stay valid until
+    they expire. Running issuers stop accepting it within a few seconds.
+    """
+    log_to_stderr()
+    engine = get_engine()
+    if clients.load(engine, client_id) is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    if not yes:
+        click.confirm(f"Remove client {client_id!r}?", abort=True, err=True)
+    if not clients.remove(engine, client_id):
+        raise click.ClickException(f"no client {client_id!r}")
+    audit("clients.remove", client_id=client_id)
+    click.echo(f"removed {client_id}")

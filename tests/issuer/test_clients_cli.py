@@ -1,4 +1,5 @@
-"""`python -m issuer clients add|list`, through click's runner and one real subprocess."""
+"""`python -m issuer clients add|list|remove` and `clients.replace`, through click's runner,
+the real /token endpoint and one real subprocess."""
 
 from __future__ import annotations
 
@@ -10,8 +11,13 @@ import sys
 import pytest
 from sqlalchemy import select
 
+from issuer import create_app
 from issuer.db import get_engine
-from issuer.oauth.clients import clients_table
+from issuer.oauth import clients
+from issuer.oauth.clients import ClientError, Registration, clients_table
+from issuer.oauth.codes import codes_table
+from issuer.oauth.refresh_tokens import refresh_tokens_table
+from tests.issuer import oauth_flows as flows
 
 
 def run(app, *args: str):
@@ -135,3 +141,95 @@ def test_python_m_issuer_clients_in_a_subprocess(issuer_config, tmp_path):
     )
     assert result.returncode == 0, result.stderr
     assert "client_secret: " in result.stdout
+
+
+def issue_refresh_token(app, client, secret: str) -> str:
+    """A refresh token issued to `client` for alice through the real endpoints."""
+    flows.make_user(app)
+    browser = app.test_client()
+    flows.log_in(browser, "alice@example.com")
+    code, verifier = flows.get_code(browser, client, scope="openid email")
+    token = flows.redeem(browser, client, code, verifier, secret=secret)
+    assert token.status_code == 200, token.text
+    return token.json["refresh_token"]
+
+
+def refresh_with(app, client_id: str, secret: str, refresh_token: str):
+    # A fresh app: the issuer's client cache would hide a change for a few seconds.
+    return app.test_client().post(
+        "/token",
+        data={"grant_type": "refresh_token", "refresh_token": refresh_token},
+        headers=flows.basic(client_id, secret),
+    )
+
+
+def test_remove_deletes_the_client_and_what_it_was_issued_only(oauth_app, issuer_config):
+    client, secret = flows.register(oauth_app, client_id="todo-app", first_party=True)
+    other, other_secret = flows.register(oauth_app, client_id="other-app", first_party=True)
+    refresh_token = issue_refresh_token(oauth_app, client, secret)
+    browser = oauth_app.test_client()
+    flows.log_in(browser, "alice@example.com")
+    other_code, _ = flows.get_code(browser, other)
+    pending_code, _ = flows.get_code(browser, client)
+
+    result = run(oauth_app, "remove", "todo-app", "--yes")
+    assert result.exit_code == 0, result.output
+    assert [row.client_id for row in stored(oauth_app)] == ["other-app"]
+    with oauth_app.app_context(), get_engine().connect() as conn:
+        assert conn.execute(select(refresh_tokens_table)).all() == []
+        codes = conn.execute(select(codes_table.c.client_id)).scalars().all()
+    assert codes == ["other-app"], "only the removed client's codes are deleted"
+    fresh = create_app(issuer_config)
+    refused = refresh_with(fresh, "todo-app", secret, refresh_token)
+    assert refused.status_code == 401, refused.text
+    assert pending_code and other_code and other_secret
+
+
+def test_remove_asks_first_and_refuses_unknown_clients(oauth_app):
+    flows.register(oauth_app, client_id="todo-app")
+    declined = oauth_app.test_cli_runner().invoke(
+        args=["clients", "remove", "todo-app"], input="n\n"
+    )
+    assert declined.exit_code != 0
+    assert [row.client_id for row in stored(oauth_app)] == ["todo-app"]
+    unknown = run(oauth_app, "remove", "nobody", "--yes")
+    assert unknown.exit_code != 0
+    assert "no client 'nobody'" in unknown.output
+    assert "Traceback" not in unknown.output
+    assert [row.client_id for row in stored(oauth_app)] == ["todo-app"]
+
+
+def test_replace_gives_a_new_secret_and_voids_the_former_refresh_tokens(oauth_app, issuer_config):
+    client, old_secret = flows.register(oauth_app, client_id="todo-app", first_party=True)
+    refresh_token = issue_refresh_token(oauth_app, client, old_secret)
+    moved = Registration(
+        name="Todo app",
+        redirect_uris=("https://todo.example/auth/callback",),
+        first_party=True,
+        client_id="todo-app",
+    )
+    with oauth_app.app_context():
+        replaced, new_secret = clients.replace(get_engine(), moved)
+    assert new_secret and new_secret != old_secret
+    assert replaced.redirect_uris == ("https://todo.example/auth/callback",)
+    (row,) = stored(oauth_app)
+    assert row.secret_digest == hashlib.sha256(new_secret.encode()).hexdigest()
+    fresh = create_app(issuer_config)
+    # Neither the old secret nor the new one revives a token issued before.
+    assert refresh_with(fresh, "todo-app", old_secret, refresh_token).status_code == 401
+    stale = refresh_with(fresh, "todo-app", new_secret, refresh_token)
+    assert stale.status_code == 400
+    assert stale.json["error"] == "invalid_grant"
+
+
+def test_a_refused_replacement_keeps_the_former_client(oauth_app):
+    flows.register(oauth_app, client_id="todo-app")
+    before = stored(oauth_app)
+    bad = Registration(
+        name="Todo app", redirect_uris=("http://todo.example/cb",), client_id="todo-app"
+    )
+    with oauth_app.app_context(), pytest.raises(ClientError, match="https"):
+        clients.replace(get_engine(), bad)
+    with oauth_app.app_context(), pytest.raises(ClientError, match="client id"):
+        clients.replace(get_engine(), Registration(name="x", redirect_uris=(flows.REDIRECT_URI,)))
+    assert stored(oauth_app) == before
