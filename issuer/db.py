@@ -116,19 +116,22 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-def create_all(engine: Engine) -> None:
-    """Create missing tables, once even when several workers start together."""
+def create_all(engine: Engine, tables: MetaData = metadata) -> None:
+    """Create missing tables, once even when several workers start together.
+
+    `tables` defaults to the issuer's; the todo app passes its own.
+    """
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
             conn.execute(select(func.pg_advisory_xact_lock(_SCHEMA_LOCK_ID)))
-            metadata.create_all(conn)
+            tables.create_all(conn)
         return
     path = _sqlite_file(engine.url)
     if path is None:
-        metadata.create_all(engine)
+        tables.create_all(engine)
         return
     with FileLock(f"{path}.schema.lock", timeout=SQLITE_BUSY_TIMEOUT_MS / 1000):
-        metadata.create_all(engine)
+        tables.create_all(engine)
 
 
 def init_app(app: Flask) -> Engine:

@@ -1,15 +1,21 @@
-"""Shared fixtures: one real embedded PostgreSQL per test session."""
+"""Shared fixtures: one real embedded PostgreSQL per test session, and proxies in front of it."""
 
 from __future__ import annotations
 
 import shutil
 import tempfile
-from collections.abc import Iterator
+import threading
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from werkzeug.serving import make_server
 
+from proxy import create_app
+from proxy.config import ProxyConfig
+from proxy.session import SessionKey
 from stack import migrate, postgres
+from tests.proxy.support import Proxy
 
 
 @pytest.fixture(scope="session")
@@ -32,3 +38,30 @@ def pg_server() -> Iterator[postgres.Server]:
 def neon_db(pg_server: postgres.Server) -> migrate.LocalDatabase:
     """`neondb` on the session's server: roles, local `auth` schema and todos, migrated once."""
     return migrate.apply_local(pg_server)
+
+
+@pytest.fixture(scope="session")
+def start_proxy(
+    neon_db: migrate.LocalDatabase,
+) -> Iterator[Callable[[ProxyConfig], Proxy]]:
+    """Start a proxy for a config; every proxy started is stopped at the end of the session."""
+    stops: list[Callable[[], None]] = []
+
+    def start(config: ProxyConfig) -> Proxy:
+        key = SessionKey.generate()
+        key.install(config.admin_url)
+        app = create_app(config, key)
+        server = make_server("127.0.0.1", 0, app, threaded=True)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+
+        def stop() -> None:
+            server.shutdown()
+            app.extensions["proxy"].close()
+            key.drop(config.admin_url)
+
+        stops.append(stop)
+        return Proxy(f"http://127.0.0.1:{server.server_port}", app, config)
+
+    yield start
+    for stop in stops:
+        stop()

@@ -15,13 +15,15 @@ from pathlib import Path
 FILE_NAME = "issuer-secret-key"
 
 
-def load_or_create(data_dir: Path) -> str:
-    path = data_dir / FILE_NAME
+def load_or_create(data_dir: Path, file_name: str = FILE_NAME) -> str:
+    """The key in `data_dir/file_name`, generated on first use. Each service
+    names its own file: sharing a key would let one forge the other's cookies."""
+    path = data_dir / file_name
     if not path.exists():
         data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
         # Write a private temp file, then link it into place: link() fails if
         # another process won the race, and nobody ever reads a partial key.
-        tmp = data_dir / f".{FILE_NAME}.{os.getpid()}.{secrets.token_hex(4)}"
+        tmp = data_dir / f".{file_name}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         try:
             with os.fdopen(fd, "w") as f:

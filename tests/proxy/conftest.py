@@ -2,17 +2,13 @@
 
 from __future__ import annotations
 
-import threading
 from collections.abc import Callable, Iterator
 
 import psycopg
 import pytest
 from cryptography.hazmat.primitives.asymmetric import rsa
-from werkzeug.serving import make_server
 
-from proxy import create_app
 from proxy.config import ProxyConfig
-from proxy.session import SessionKey
 from stack.migrate import LocalDatabase
 from tests.proxy.support import (
     JwksServer,
@@ -39,33 +35,6 @@ def jwks_server() -> Iterator[JwksServer]:
     server = JwksServer()
     yield server
     server.httpd.shutdown()
-
-
-@pytest.fixture(scope="session")
-def start_proxy(
-    neon_db: LocalDatabase,
-) -> Iterator[Callable[[ProxyConfig], Proxy]]:
-    """Start a proxy for a config; every proxy started is stopped at the end of the session."""
-    stops: list[Callable[[], None]] = []
-
-    def start(config: ProxyConfig) -> Proxy:
-        key = SessionKey.generate()
-        key.install(config.admin_url)
-        app = create_app(config, key)
-        server = make_server("127.0.0.1", 0, app, threaded=True)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-
-        def stop() -> None:
-            server.shutdown()
-            app.extensions["proxy"].close()
-            key.drop(config.admin_url)
-
-        stops.append(stop)
-        return Proxy(f"http://127.0.0.1:{server.server_port}", app, config)
-
-    yield start
-    for stop in stops:
-        stop()
 
 
 @pytest.fixture(scope="session")

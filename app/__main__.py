@@ -1,0 +1,26 @@
+"""`python -m app …`: the todo app's Flask CLI (`run` for development; use
+`make app` or `gunicorn -c python:app.gunicorn_conf` to serve it)."""
+
+from __future__ import annotations
+
+import sys
+
+import click
+from flask import Flask
+from flask.cli import FlaskGroup
+
+from app import create_app
+
+
+def _create_app() -> Flask:
+    """A bad or missing setting is the operator's to fix: one line, exit 1."""
+    try:
+        return create_app()
+    except ValueError as exc:
+        raise click.ClickException(str(exc)) from None
+
+
+cli = FlaskGroup(create_app=_create_app, load_dotenv=True)
+
+if __name__ == "__main__":
+    sys.exit(cli(prog_name="python -m app"))

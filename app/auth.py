@@ -1,0 +1,151 @@
+"""Logging in and out at the issuer, and who the current user is.
+
+The session cookie (`app_session`, HttpOnly) holds one random login token;
+tokens live in `app_logins` (see app/logins.py). A successful login replaces
+whatever session the browser had (no session fixation); logging out deletes
+the login here, revokes its refresh token and ends the issuer's session too
+(RP-initiated logout), so that "Log in" asks for a password again.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+from urllib.parse import urlencode, urlsplit
+
+from authlib.common.errors import AuthlibBaseError
+from flask import Blueprint, current_app, flash, g, redirect, render_template, session, url_for
+from flask.typing import ResponseReturnValue
+from requests import RequestException
+from werkzeug.wrappers import Response
+
+from app import oidc
+from app.config import AppConfig
+from app.logins import IssuerUnreachable, Login, LoginStore, SessionExpired
+
+bp = Blueprint("auth", __name__)
+
+_LOGIN = "login"
+
+
+def _store() -> LoginStore:
+    return current_app.extensions["logins"]
+
+
+def _login_token() -> str | None:
+    token = session.get(_LOGIN)
+    return token if isinstance(token, str) else None
+
+
+def current_login() -> Login | None:
+    """Who is logged in, without refreshing (for page chrome). Cached per request."""
+    if "login" not in g:
+        token = _login_token()
+        g.login = _store().get(token) if token else None
+    return g.login
+
+
+def fresh_login() -> Login:
+    """The current login with an access token good for the next queries.
+
+    Raises SessionExpired when there is no login, or the issuer refused to
+    refresh it, and IssuerUnreachable when it could not be asked.
+    """
+    token = _login_token()
+    if token is None:
+        raise SessionExpired("not logged in")
+    g.login = _store().fresh(token, oidc.refresh)
+    return g.login
+
+
+def login_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., ResponseReturnValue]:
+    """Run `view` only for a logged-in user, with `g.login` fresh."""
+
+    @wraps(view)
+    def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
+        if _login_token() is None:
+            flash("Please sign in first.", "info")
+            return redirect(url_for("todos.index"), code=303)
+        fresh_login()
+        return view(*args, **kwargs)
+
+    return wrapped
+
+
+def _authorize_redirect() -> Response:
+    config: AppConfig = current_app.config["APP"]
+    oidc.metadata()
+    try:
+        return oidc.issuer().authorize_redirect(config.redirect_uri)
+    except RequestException as error:
+        raise IssuerUnreachable(type(error).__name__) from None
+
+
+@bp.get("/login")
+def login() -> ResponseReturnValue:
+    if current_login() is not None:
+        return redirect(url_for("todos.index"))
+    return _authorize_redirect()
+
+
+@bp.get("/signup")
+def signup() -> ResponseReturnValue:
+    """The issuer's sign-up page, which continues to our authorization request."""
+    if current_login() is not None:
+        return redirect(url_for("todos.index"))
+    config: AppConfig = current_app.config["APP"]
+    authorize = urlsplit(_authorize_redirect().location)
+    next_url = f"{authorize.path}?{authorize.query}"
+    return redirect(f"{config.issuer_url}/signup?{urlencode({'next': next_url})}")
+
+
+@bp.get("/auth/callback")
+def callback() -> ResponseReturnValue:
+    try:
+        token = oidc.issuer().authorize_access_token()
+    except RequestException as error:
+        raise IssuerUnreachable(type(error).__name__) from None
+    except AuthlibBaseError as error:
+        reason = getattr(error, "description", None) or error.error or "unknown error"
+        cancelled = error.error == "access_denied"
+        page = render_template("login_failed.html", reason=reason, cancelled=cancelled)
+        return page, 400
+    userinfo = token.get("userinfo") or {}
+    if not userinfo.get("sub"):
+        return render_template("login_failed.html", reason="no ID token", cancelled=False), 400
+    login_token = _store().create(token, userinfo)
+    session.clear()
+    session.permanent = True
+    session[_LOGIN] = login_token
+    g.pop("login", None)
+    return redirect(url_for("todos.index"), code=303)
+
+
+@bp.post("/logout")
+def logout() -> ResponseReturnValue:
+    token = _login_token()
+    login = _store().delete(token) if token else None
+    session.clear()
+    g.pop("login", None)
+    if login is None:
+        return redirect(url_for("todos.index"), code=303)
+    if login.refresh_token:
+        oidc.revoke(login.refresh_token)
+    end_session = oidc.logout_url(login.id_token)
+    if end_session is None:
+        flash(
+            "You are signed out here; the login service could not be reached to end its session.",
+            "warning",
+        )
+        return redirect(url_for("todos.index"), code=303)
+    return redirect(end_session, code=303)
+
+
+def forget_login() -> None:
+    """Drop a login the issuer or the database no longer accepts."""
+    token = _login_token()
+    if token:
+        _store().delete(token)
+    session.pop(_LOGIN, None)
+    g.pop("login", None)

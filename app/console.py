@@ -1,0 +1,52 @@
+"""SQL from the browser, as in Neon's Clerk and Descope samples.
+
+The page's script asks us for the user's current access token and sends SQL
+straight to the SQL endpoint with it: the app is not in the path, so
+whatever the browser sees, RLS alone decided. The token is the same
+short-lived (15 min by default) access token the app itself uses, handed out
+only to a same-origin POST carrying the CSRF token, and never cached.
+"""
+
+from __future__ import annotations
+
+from urllib.parse import urlsplit, urlunsplit
+
+from flask import Blueprint, current_app, g, jsonify, render_template
+from flask.typing import ResponseReturnValue
+
+from app import database
+from app.auth import fresh_login, login_required
+from app.config import AppConfig
+
+bp = Blueprint("console", __name__)
+
+
+def public_connection_string(config: AppConfig) -> str:
+    """The connection string without any password: the browser needs only
+    the role, host and database (the token is the credential)."""
+    parts = urlsplit(config.database_authenticated_url)
+    host = parts.hostname or ""
+    netloc = f"{parts.username}@{host}" if parts.username else host
+    if parts.port:
+        netloc += f":{parts.port}"
+    return urlunsplit((parts.scheme, netloc, parts.path, "", ""))
+
+
+@bp.get("/sql")
+@login_required
+def page() -> ResponseReturnValue:
+    return render_template("console.html")
+
+
+@bp.post("/sql/token")
+def token() -> ResponseReturnValue:
+    fresh_login()
+    config: AppConfig = current_app.config["APP"]
+    response = jsonify(
+        access_token=g.login.access_token,
+        expires_at=int(g.login.access_expires_at),
+        endpoint=database.sql_endpoint(config),
+        connection_string=public_connection_string(config),
+    )
+    response.headers["Cache-Control"] = "no-store"
+    return response

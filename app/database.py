@@ -1,0 +1,50 @@
+"""One Neon HTTP client per request, carrying the logged-in user's token.
+
+Each thread keeps one `requests.Session` so that connections to the SQL
+endpoint stay alive across requests; a response hook adds each round trip's
+time to the request's `Server-Timing` (`db`), which is how the benchmark tells
+the app's own overhead from the database's.
+"""
+
+from __future__ import annotations
+
+import threading
+
+import requests
+from flask import current_app, g
+
+from app.config import AppConfig
+from app.sqlhttp import NeonHTTP, derive_endpoint
+
+_local = threading.local()
+
+
+def _record_timing(response: requests.Response, *_args: object, **_kwargs: object) -> None:
+    g.db_seconds = g.get("db_seconds", 0.0) + response.elapsed.total_seconds()
+
+
+def _http() -> requests.Session:
+    session = getattr(_local, "session", None)
+    if session is None:
+        session = requests.Session()
+        session.hooks["response"].append(_record_timing)
+        _local.session = session
+    return session
+
+
+def sql_endpoint(config: AppConfig) -> str:
+    """The endpoint the app (and the browser console) sends SQL to."""
+    return config.sql_endpoint or derive_endpoint(
+        config.database_authenticated_url, with_token=True
+    )
+
+
+def client(access_token: str) -> NeonHTTP:
+    config: AppConfig = current_app.config["APP"]
+    return NeonHTTP(
+        config.database_authenticated_url,
+        auth_token=access_token,
+        endpoint=sql_endpoint(config),
+        timeout=config.http_timeout,
+        session=_http(),
+    )

@@ -1,0 +1,123 @@
+"""Every failure a user can cause or meet, as a page that says what happened.
+
+Nothing here shows a stack trace. Scripts (the SQL console, the enhanced
+forms) ask for JSON with `Accept: application/json` and get the same facts
+as `{"error": ..., "message": ...}`.
+"""
+
+from __future__ import annotations
+
+from flask import Flask, current_app, flash, jsonify, redirect, render_template, request, url_for
+from flask.typing import ResponseReturnValue
+from flask_wtf.csrf import CSRFError
+from werkzeug.exceptions import HTTPException
+
+from app.auth import forget_login
+from app.config import AppConfig
+from app.database import sql_endpoint
+from app.logins import IssuerUnreachable, SessionExpired
+from app.sqlhttp import EndpointUnreachable, NeonDbError
+from app.todos import InvalidTask
+
+# SQLSTATE classes that mean "the schema is not there": migrations not applied.
+_NOT_SET_UP = ("42P01", "42883", "3F000", "3D000")
+
+
+def _wants_json() -> bool:
+    return request.accept_mimetypes.best == "application/json"
+
+
+def error_page(status: int, error: str, title: str, message: str) -> ResponseReturnValue:
+    if _wants_json():
+        return jsonify(error=error, message=message), status
+    return render_template("error.html", status=status, title=title, message=message), status
+
+
+def _session_expired(_error: SessionExpired) -> ResponseReturnValue:
+    forget_login()
+    message = "Your session has expired. Please sign in again."
+    if _wants_json():
+        return jsonify(error="session_expired", message=message, login=url_for("auth.login")), 401
+    flash(message, "warning")
+    return redirect(url_for("todos.index"), code=303)
+
+
+def _issuer_unreachable(_error: IssuerUnreachable) -> ResponseReturnValue:
+    config: AppConfig = current_app.config["APP"]
+    return error_page(
+        503,
+        "issuer_unreachable",
+        "The login service is unreachable",
+        f"The issuer at {config.issuer_url} did not answer. Your todos are safe; "
+        "try again in a moment.",
+    )
+
+
+def _database_unreachable(_error: EndpointUnreachable) -> ResponseReturnValue:
+    config: AppConfig = current_app.config["APP"]
+    return error_page(
+        503,
+        "database_unreachable",
+        "The database is unreachable",
+        f"The SQL endpoint at {sql_endpoint(config)} did not answer. "
+        "Nothing was changed; try again in a moment.",
+    )
+
+
+def _database_error(error: NeonDbError) -> ResponseReturnValue:
+    """Map the endpoint's answer to what the user can do about it."""
+    if error.status >= 500:
+        return _database_unreachable(EndpointUnreachable(error.message))
+    if not error.code and error.status in (400, 401, 403):
+        # The endpoint refused the token itself (expired, revoked key, wrong
+        # audience): only a new login helps.
+        current_app.logger.warning("the SQL endpoint refused the token: %s", error.message)
+        return _session_expired(SessionExpired(error.message))
+    if error.code in _NOT_SET_UP:
+        return error_page(
+            503,
+            "database_not_set_up",
+            "The database is not set up",
+            f"{error.message}. Apply the schema with `make migrate` (or `make neon-setup`).",
+        )
+    if error.code == "42501":
+        return error_page(403, "forbidden", "The database refused", error.message)
+    if error.code.startswith(("22", "23")):
+        return error_page(400, "invalid_input", "The database rejected the input", error.message)
+    current_app.logger.error("unexpected database error: %s", error)
+    return error_page(502, "database_error", "The database answered with an error", error.message)
+
+
+def _invalid_task(error: InvalidTask) -> ResponseReturnValue:
+    return error_page(400, "invalid_task", "That todo cannot be saved", str(error))
+
+
+def _csrf_failed(_error: CSRFError) -> ResponseReturnValue:
+    return error_page(
+        400,
+        "csrf_failed",
+        "This form has expired",
+        "The form was open too long or came from another site. Go back, reload the page and try again.",
+    )
+
+
+def _http_error(error: HTTPException) -> ResponseReturnValue:
+    code = error.code or 500
+    description = error.description if code < 500 else "Something went wrong on our side."
+    return error_page(code, error.name.lower().replace(" ", "_"), error.name, description)
+
+
+def _unexpected(_error: Exception) -> ResponseReturnValue:
+    current_app.logger.exception("unhandled error")
+    return error_page(500, "internal_error", "Something went wrong", "The error has been logged.")
+
+
+def init_app(app: Flask) -> None:
+    app.register_error_handler(SessionExpired, _session_expired)
+    app.register_error_handler(IssuerUnreachable, _issuer_unreachable)
+    app.register_error_handler(EndpointUnreachable, _database_unreachable)
+    app.register_error_handler(NeonDbError, _database_error)
+    app.register_error_handler(InvalidTask, _invalid_task)
+    app.register_error_handler(CSRFError, _csrf_failed)
+    app.register_error_handler(HTTPException, _http_error)
+    app.register_error_handler(Exception, _unexpected)

@@ -1,0 +1,86 @@
+// The browser queries the SQL endpoint directly, with the user's access
+// token: Neon's HTTP protocol, no app in between.
+"use strict";
+
+const form = document.getElementById("console");
+const status = document.getElementById("console-status");
+const output = document.getElementById("console-result");
+let cached = null;
+
+async function accessToken() {
+  if (cached && cached.expires_at - Date.now() / 1000 > 30) return cached;
+  const response = await fetch(form.dataset.tokenUrl, {
+    method: "POST",
+    headers: { "X-CSRFToken": form.dataset.csrf, Accept: "application/json" },
+    credentials: "same-origin",
+  });
+  const body = await response.json();
+  if (response.status === 401) {
+    window.location.assign(body.login);
+    throw new Error(body.message);
+  }
+  if (!response.ok) throw new Error(body.message || `token request failed (${response.status})`);
+  cached = body;
+  return cached;
+}
+
+function render(result) {
+  output.replaceChildren();
+  const table = document.createElement("table");
+  table.className = "result";
+  const head = table.createTHead().insertRow();
+  for (const field of result.fields) {
+    const th = document.createElement("th");
+    th.textContent = field.name;
+    head.appendChild(th);
+  }
+  const body = table.createTBody();
+  for (const row of result.rows) {
+    const tr = body.insertRow();
+    for (const field of result.fields) {
+      const value = row[field.name];
+      tr.insertCell().textContent = value !== null && typeof value === "object" ? JSON.stringify(value) : String(value);
+    }
+  }
+  output.appendChild(table);
+}
+
+async function run(sql) {
+  status.className = "";
+  status.textContent = "Running…";
+  try {
+    const token = await accessToken();
+    const response = await fetch(token.endpoint, {
+      method: "POST",
+      headers: {
+        "Content-Type": "application/json",
+        Authorization: `Bearer ${token.access_token}`,
+        "Neon-Connection-String": token.connection_string,
+      },
+      body: JSON.stringify({ query: sql, params: [] }),
+    });
+    const result = await response.json();
+    if (!response.ok) {
+      status.className = "error";
+      status.textContent = `The database refused: ${result.message}${result.code ? ` (${result.code})` : ""}`;
+      output.replaceChildren();
+      return;
+    }
+    status.textContent = `${result.command} — ${result.rowCount ?? result.rows.length} row(s)`;
+    render(result);
+  } catch (error) {
+    status.className = "error";
+    status.textContent = `Could not reach the SQL endpoint: ${error.message}`;
+  }
+}
+
+form.addEventListener("submit", (event) => {
+  event.preventDefault();
+  run(document.getElementById("sql").value);
+});
+form.querySelectorAll("button[data-sql]").forEach((button) => {
+  button.addEventListener("click", () => {
+    document.getElementById("sql").value = button.dataset.sql;
+    run(button.dataset.sql);
+  });
+});

@@ -1,0 +1,111 @@
+"""Todos, read and written as the logged-in user through Neon's SQL over HTTP.
+
+There are no ownership checks here on purpose: the database's Row-Level
+Security is the authorization. The queries still say `user_id =
+auth.user_id()`, as Neon's guides recommend, so that the planner uses the
+(user_id, inserted_at) index; a todo the policies hide simply is not found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from app.sqlhttp import NeonHTTP
+
+MAX_TASK_LENGTH = 500
+
+# Postgres ids are bigint: anything larger cannot name a row (and would make
+# Postgres answer 22003 instead of "not found").
+MAX_ID = 2**63 - 1
+
+_COLUMNS = "id, task, is_complete, inserted_at"
+
+
+class InvalidTask(ValueError):
+    """The text of a todo is empty or too long; the message says which."""
+
+
+@dataclass(frozen=True)
+class Todo:
+    id: int
+    task: str
+    is_complete: bool
+    inserted_at: str
+
+    @classmethod
+    def from_row(cls, row: dict[str, Any]) -> Todo:
+        return cls(int(row["id"]), row["task"], bool(row["is_complete"]), row["inserted_at"])
+
+
+def clean_task(raw: str | None) -> str:
+    task = (raw or "").strip()
+    if not task:
+        raise InvalidTask("A todo needs some text.")
+    if len(task) > MAX_TASK_LENGTH:
+        raise InvalidTask(f"A todo can be at most {MAX_TASK_LENGTH} characters long.")
+    return task
+
+
+class Todos:
+    """The current user's todos; `db` carries their access token."""
+
+    def __init__(self, db: NeonHTTP) -> None:
+        self.db = db
+
+    def list(self) -> list[Todo]:
+        result = self.db.query(
+            f"SELECT {_COLUMNS} FROM todos WHERE user_id = auth.user_id()"
+            " ORDER BY inserted_at DESC, id DESC"
+        )
+        return [Todo.from_row(row) for row in result.rows]
+
+    def get(self, todo_id: int) -> Todo | None:
+        if not 0 < todo_id <= MAX_ID:
+            return None
+        result = self.db.query(
+            f"SELECT {_COLUMNS} FROM todos WHERE id = $1 AND user_id = auth.user_id()",
+            [todo_id],
+        )
+        return Todo.from_row(result.rows[0]) if result.rows else None
+
+    def add(self, task: str) -> Todo:
+        result = self.db.query(
+            f"INSERT INTO todos (task, user_id) VALUES ($1, auth.user_id()) RETURNING {_COLUMNS}",
+            [clean_task(task)],
+        )
+        return Todo.from_row(result.rows[0])
+
+    def set_complete(self, todo_id: int, done: bool) -> Todo | None:
+        return self._update(todo_id, "is_complete = $2", done)
+
+    def rename(self, todo_id: int, task: str) -> Todo | None:
+        return self._update(todo_id, "task = $2", clean_task(task))
+
+    def delete(self, todo_id: int) -> bool:
+        if not 0 < todo_id <= MAX_ID:
+            return False
+        result = self.db.query(
+            "DELETE FROM todos WHERE id = $1 AND user_id = auth.user_id()", [todo_id]
+        )
+        return bool(result.row_count)
+
+    def _update(self, todo_id: int, assignment: str, value: object) -> Todo | None:
+        if not 0 < todo_id <= MAX_ID:
+            return None
+        result = self.db.query(
+            f"UPDATE todos SET {assignment} WHERE id = $1 AND user_id = auth.user_id()"
+            f" RETURNING {_COLUMNS}",
+            [todo_id, value],
+        )
+        return Todo.from_row(result.rows[0]) if result.rows else None
+
+
+def database_view(db: NeonHTTP) -> dict[str, Any]:
+    """What the database itself knows about this request: the role it runs
+    as and the claims `pg_session_jwt` (or the local compat schema) verified."""
+    result = db.query(
+        "SELECT current_user AS role, auth.user_id() AS user_id, auth.session() AS session,"
+        " (SELECT count(*) FROM todos) AS visible_todos"
+    )
+    return result.rows[0]
