@@ -6,7 +6,7 @@ VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 
-.PHONY: run test bench lint db-up db-down migrate keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy clean
+.PHONY: run test bench lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -16,8 +16,9 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# DEMO=1 also creates the demo users alice@example.com and bob@example.com.
 run: $(STAMP)
-	$(PY) -m stack run
+	$(PY) -m stack run $(if $(DEMO),--demo-users,)
 
 test: $(STAMP)
 	$(PY) -m pytest
@@ -37,6 +38,11 @@ db-down: $(STAMP)
 
 migrate: $(STAMP)
 	$(PY) -m stack migrate
+
+# Applies sql/ to a real Neon database: DATABASE_URL is its owner connection string.
+neon-setup: $(STAMP)
+	@test -n "$$DATABASE_URL" || { echo "make neon-setup: set DATABASE_URL to your Neon database's owner connection string (postgresql://neondb_owner:…@…/neondb)" >&2; exit 2; }
+	$(PY) -m stack migrate --database-url "$$DATABASE_URL"
 
 proxy: $(STAMP)
 	$(PY) -m proxy
@@ -60,6 +66,11 @@ keys-revoke: $(STAMP)
 # The issuer alone, as in production (settings in issuer/gunicorn_conf.py).
 issuer: $(STAMP)
 	$(VENV)/bin/gunicorn -c python:issuer.gunicorn_conf
+
+# The todo app alone (settings in app/gunicorn_conf.py); it needs APP_CLIENT_ID and
+# APP_CLIENT_SECRET (`make run` keeps the ones it registered in .data/app-client.json).
+app: $(STAMP)
+	$(VENV)/bin/gunicorn -c python:app.gunicorn_conf
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

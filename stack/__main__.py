@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from dotenv import find_dotenv, load_dotenv
 
 from stack import migrate, postgres, supervisor
 
@@ -57,6 +58,9 @@ def db_url() -> None:
 )
 def migrate_command(database_url: str | None) -> None:
     """Apply sql/ idempotently (default: the embedded server under DATA_DIR)."""
+    if database_url is not None and not database_url.strip():
+        # libpq would read an empty URL as "the local default server".
+        raise click.UsageError("--database-url is empty (is DATABASE_URL set?)")
     try:
         if database_url is not None:
             migrate.apply_neon(database_url)
@@ -68,9 +72,17 @@ def migrate_command(database_url: str | None) -> None:
 
 
 @cli.command("run")
-def run_command() -> None:
-    """Start PostgreSQL, the issuer and the proxy; print the URLs; Ctrl-C stops all."""
-    sys.exit(supervisor.run(Path(os.environ.get("DATA_DIR", ".data"))))
+@click.option(
+    "--demo-users",
+    is_flag=True,
+    help="Also create alice@example.com and bob@example.com with the passwords "
+    "printed at start (for trying the app on your machine only).",
+)
+def run_command(demo_users: bool) -> None:
+    """Start PostgreSQL, the issuer, the proxy and the todo app; print the URLs;
+    Ctrl-C stops all. Settings come from the environment and an optional .env."""
+    load_dotenv(find_dotenv(usecwd=True))  # from the working directory, as Flask does
+    sys.exit(supervisor.run(Path(os.environ.get("DATA_DIR", ".data")), demo_users))
 
 
 if __name__ == "__main__":

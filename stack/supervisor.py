@@ -1,9 +1,10 @@
 """`make run`: the whole local stack in one terminal, stopped cleanly by Ctrl-C.
 
-Order matters: PostgreSQL first (migrated), then the issuer's key ring, then the
-issuer (whose JWKS the proxy fetches) and the proxy. Every service is a child
-process on a production server; if one dies, everything stops and the exit
-status says so, rather than leaving a half-running stack behind.
+Order matters: PostgreSQL first (migrated), then the issuer's key ring and the
+todo app's OAuth client, then the issuer (whose JWKS the proxy fetches), the
+proxy, and the app (which needs both). Every service is a child process on a
+production server; if one dies, everything stops and the exit status says so,
+rather than leaving a half-running stack behind.
 """
 
 from __future__ import annotations
@@ -18,10 +19,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import click
+from sqlalchemy import Engine
 
+from issuer import db
 from issuer.config import Config
 from issuer.keyring import KeyRing, KeyRingError, RingExists
-from stack import migrate, postgres
+from issuer.oauth.clients import ClientError
+from stack import app_client, demo_users, migrate, postgres
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -38,20 +42,45 @@ class Service:
     url: str
 
 
+def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
+    """The children's environment: `environ` plus the defaults that tie them together.
+
+    Each service has its own defaults; here the ones that must agree are
+    derived from a single setting (a bind address, DATA_DIR), so that moving
+    one port or the data directory moves every reference to it. Whatever the
+    operator set wins.
+    """
+    env = dict(environ)
+    env.setdefault("DATA_DIR", str(data_dir))
+    issuer_bind = env.setdefault("ISSUER_BIND", "127.0.0.1:8001")
+    env.setdefault("ISSUER_URL", f"http://{issuer_bind}")
+    env.setdefault("PROXY_JWKS_URL", f"http://{issuer_bind}/.well-known/jwks.json")
+    proxy = f"{env.get('PROXY_HOST', '127.0.0.1')}:{env.get('PROXY_PORT', '4444')}"
+    env.setdefault("NEON_HTTP_ENDPOINT", f"http://{proxy}/sql")
+    env.setdefault("DATABASE_AUTHENTICATED_URL", "postgresql://authenticated@localhost/neondb")
+    app_bind = env.setdefault("APP_BIND", "127.0.0.1:8000")
+    env.setdefault("APP_URL", f"http://{app_bind}")
+    env.setdefault("APP_DATA_DIR", str(data_dir))
+    env.setdefault("APP_DATABASE_URL", f"sqlite:///{data_dir / 'app.sqlite3'}")
+    return env
+
+
+def _host_port(bind: str) -> tuple[str, int]:
+    host, port = bind.rsplit(":", 1)
+    return host, int(port)
+
+
 def services(env: dict[str, str]) -> list[Service]:
-    """The stack's HTTP services, configured from the same environment they will see."""
-    issuer_bind = env.get("ISSUER_BIND", "127.0.0.1:8001")
-    issuer_host, issuer_port = issuer_bind.rsplit(":", 1)
+    """The stack's HTTP services in start order, from the environment they will see."""
+    venv_bin = Path(sys.executable).parent
     proxy_host = env.get("PROXY_HOST", "127.0.0.1")
     proxy_port = int(env.get("PROXY_PORT", "4444"))
-    venv_bin = Path(sys.executable).parent
     return [
         Service(
             "issuer",
             [str(venv_bin / "gunicorn"), "-c", "python:issuer.gunicorn_conf"],
-            issuer_host,
-            int(issuer_port),
-            env.get("ISSUER_URL", f"http://{issuer_bind}"),
+            *_host_port(env["ISSUER_BIND"]),
+            env["ISSUER_URL"],
         ),
         Service(
             "proxy",
@@ -59,6 +88,12 @@ def services(env: dict[str, str]) -> list[Service]:
             proxy_host,
             proxy_port,
             f"http://{proxy_host}:{proxy_port}/sql",
+        ),
+        Service(
+            "app",
+            [str(venv_bin / "gunicorn"), "-c", "python:app.gunicorn_conf"],
+            *_host_port(env["APP_BIND"]),
+            env["APP_URL"],
         ),
     ]
 
@@ -76,16 +111,29 @@ def wait_listening(service: Service, process: subprocess.Popen[bytes]) -> None:
     raise click.ClickException(f"{service.name} did not listen on {service.host}:{service.port}")
 
 
-def ensure_key_ring() -> None:
+def issuer_config() -> Config:
+    try:
+        return Config.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+
+
+def issuer_engine(config: Config) -> Engine:
+    """The issuer's database, its tables created (as the issuer itself would on start)."""
+    try:
+        engine = db.engine_for(config.database_url)
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    db.create_all(engine)
+    return engine
+
+
+def ensure_key_ring(config: Config) -> None:
     """Create the issuer's key ring on first run; keep it on every later run.
 
     The ring decides whether it exists (under its own lock), so two first runs
     cannot both create one.
     """
-    try:
-        config = Config.from_env()
-    except ValueError as error:
-        raise click.ClickException(str(error)) from None
     try:
         manifest = KeyRing(config.keys_dir, passphrase=config.keys_passphrase).init()
     except RingExists:
@@ -93,6 +141,32 @@ def ensure_key_ring() -> None:
     except KeyRingError as error:
         raise click.ClickException(f"key ring: {error}") from None
     click.echo(f"created the key ring in {config.keys_dir}: active {manifest.active.kid}")
+
+
+def ensure_app_client(env: dict[str, str], engine: Engine, data_dir: Path) -> None:
+    """Put the todo app's client credentials in `env`, registering the app if needed.
+
+    Credentials the operator set (both APP_CLIENT_ID and APP_CLIENT_SECRET)
+    are used as they are, and nothing is registered.
+    """
+    given = [name for name in ("APP_CLIENT_ID", "APP_CLIENT_SECRET") if env.get(name)]
+    if len(given) == 2:
+        return
+    if given:
+        raise click.ClickException(
+            f"{given[0]} is set without its pair: set both APP_CLIENT_ID and "
+            "APP_CLIENT_SECRET, or neither to let `make run` register the app"
+        )
+    try:
+        credentials, change = app_client.ensure(
+            engine, env["APP_URL"], data_dir / app_client.FILE_NAME
+        )
+    except ClientError as error:
+        raise click.ClickException(f"APP_URL: {error}") from None
+    if change is not None:
+        click.echo(change)
+    env["APP_CLIENT_ID"] = credentials.client_id
+    env["APP_CLIENT_SECRET"] = credentials.client_secret
 
 
 def stop_all(children: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
@@ -108,10 +182,19 @@ def stop_all(children: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
             process.wait()
 
 
-def run(data_dir: Path) -> int:
+def print_urls(children: list[tuple[Service, subprocess.Popen[bytes]]], database_url: str) -> None:
+    """The app first: it is the one to open."""
+    by_name = {service.name: service for service, _ in children}
+    click.echo("\nThe stack is up:")
+    click.echo(f"  {'app':<8} {by_name['app'].url}  <- open this")
+    for name in ("issuer", "proxy"):
+        click.echo(f"  {name:<8} {by_name[name].url}")
+    click.echo(f"  {'database':<8} {database_url}  (DATABASE_URL, owner)")
+
+
+def run(data_dir: Path, with_demo_users: bool = False) -> int:
     """Start everything, print the URLs, and supervise until Ctrl-C or a child's death."""
-    env = dict(os.environ)
-    env.setdefault("DATA_DIR", str(data_dir))
+    env = stack_env(dict(os.environ), data_dir)
     stopping = False
 
     def request_stop(signum: int, _frame: object) -> None:
@@ -125,16 +208,25 @@ def run(data_dir: Path) -> int:
     status = 0
     try:
         database = migrate.apply_local(postgres.start(data_dir / "pg"))
-        ensure_key_ring()
+        config = issuer_config()
+        ensure_key_ring(config)
+        engine = issuer_engine(config)
+        try:
+            ensure_app_client(env, engine, data_dir)
+            created = demo_users.ensure(engine) if with_demo_users else []
+        finally:
+            engine.dispose()
         for service in services(env):
             # New process group: Ctrl-C reaches us only, and we stop children in order.
             process = subprocess.Popen(service.argv, env=env, start_new_session=True)  # noqa: S603
             children.append((service, process))
             wait_listening(service, process)
-        click.echo("\nThe stack is up:")
-        for service in children:
-            click.echo(f"  {service[0].name:<8} {service[0].url}")
-        click.echo(f"  {'database':<8} {database.owner_url}  (DATABASE_URL, owner)")
+        print_urls(children, database.owner_url)
+        if with_demo_users:
+            click.echo("\nDemo users (--demo-users):")
+            for email, password in demo_users.DEMO_USERS:
+                note = "created" if email in created else "already there, password unchanged"
+                click.echo(f"  {email:<18} {password}  ({note})")
         click.echo("\nCtrl-C stops everything.")
         while not stopping:
             for service, process in children:
