@@ -16,3 +16,6 @@ worker_class = "gthread"
 threads = int(os.environ.get("APP_THREADS", 4))
 keepalive = 5
 preload_app = False
+# One control socket path per OS user by default; the stack's three servers
+# would take it over from each other, and nothing here uses it.
+control_socket_disable = True

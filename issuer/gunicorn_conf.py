@@ -35,6 +35,9 @@ threads = int(os.environ.get("ISSUER_THREADS", 4))
 keepalive = 5
 # Every worker builds its own app (database engine, key ring) after the fork.
 preload_app = False
+# One control socket path per OS user by default; the stack's three servers
+# would take it over from each other, and nothing here uses it.
+control_socket_disable = True
 
 
 def post_worker_init(worker) -> None:

@@ -71,4 +71,8 @@ def gunicorn_options(
         "errorlog": "-",
         "loglevel": "warning",
         "preload_app": False,
+        # gunicorn's runtime control socket defaults to one path per OS user
+        # (~/.gunicorn/gunicorn.ctl): every server of the stack would take it
+        # over from the previous one. Nothing here uses it.
+        "control_socket_disable": True,
     }
