@@ -1,6 +1,7 @@
-"""`make run` for real: the supervisor starts PostgreSQL, issuer and proxy; a token
-from the issuer's CLI queries todos through the proxy under RLS; a key rotation
-does not break verification; Ctrl-C stops everything; a restart keeps the data."""
+"""`make run` for real: the supervisor starts PostgreSQL, issuer, proxy and the todo
+app; a token from the issuer's CLI queries todos through the proxy under RLS; a key
+rotation does not break verification; Ctrl-C stops everything; a restart keeps the
+data, the keys and the app's OAuth client; `--demo-users` adds the demo accounts."""
 
 from __future__ import annotations
 
@@ -9,10 +10,13 @@ import os
 import shutil
 import signal
 import socket
+import stat
 import subprocess
 import sys
 import tempfile
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -34,7 +38,7 @@ def free_port() -> int:
 def stack_env() -> Iterator[dict[str, str]]:
     # Outside pytest's temp root, as for `pg_server` (see tests/conftest.py).
     tmp_path = Path(tempfile.mkdtemp(prefix="neon-own-login-stack-"))
-    issuer_port, proxy_port = free_port(), free_port()
+    issuer_port, proxy_port, app_port = free_port(), free_port(), free_port()
     issuer = f"http://127.0.0.1:{issuer_port}"
     yield dict(
         os.environ,
@@ -48,15 +52,18 @@ def stack_env() -> Iterator[dict[str, str]]:
         PROXY_PORT=str(proxy_port),
         PROXY_WORKERS="1",
         PROXY_JWKS_URL=f"{issuer}/.well-known/jwks.json",
+        APP_BIND=f"127.0.0.1:{app_port}",
+        APP_WORKERS="1",
     )
     shutil.rmtree(tmp_path, ignore_errors=True)
 
 
 class Stack:
-    def __init__(self, env: dict[str, str]) -> None:
+    def __init__(self, env: dict[str, str], *options: str) -> None:
         self.env = env
+        self.app_url = f"http://{env['APP_BIND']}"
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "stack", "run"],
+            [sys.executable, "-m", "stack", "run", *options],
             env=env,
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
@@ -92,6 +99,20 @@ class Stack:
         assert done.returncode == 0, done.stderr
         return done.stdout.strip()
 
+    def app_status(self, path: str) -> int:
+        """The app's answer to GET `path`, once its workers answer at all."""
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                with urllib.request.urlopen(self.app_url + path, timeout=5) as response:
+                    return response.status
+            except urllib.error.HTTPError as error:
+                return error.code
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
     def client(self, subject: str) -> NeonHTTP:
         token = self.issuer("token", "mint", "--sub", subject)
         endpoint = f"http://127.0.0.1:{self.env['PROXY_PORT']}/sql"
@@ -109,7 +130,18 @@ def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
 def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
     stack: Stack, stack_env: dict[str, str]
 ) -> None:
-    assert any("proxy" in line and "/sql" in line for line in stack.output)
+    urls = [line.split()[0] for line in stack.output if line.startswith("  ")]
+    assert urls == ["app", "issuer", "proxy", "database"], "".join(stack.output)
+    assert f"  app      {stack.app_url}  <- open this\n" in stack.output
+    assert stack.app_status("/healthz") == 200
+    credentials_file = Path(stack_env["DATA_DIR"]) / "app-client.json"
+    assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
+    credentials = json.loads(credentials_file.read_text())
+    assert credentials["client_id"] == "todo-app"
+    assert stack.issuer("clients", "list").splitlines() == [
+        "todo-app\tconfidential\tauthorization_code,refresh_token\tfirst-party\tTodo app"
+    ]
+    assert stack.issuer("users", "list") == "", "no demo users unless asked for"
     alice, bob = stack.client("alice"), stack.client("bob")
     alice.query("insert into todos (task) values ($1)", ["alice's secret"])
     assert alice.query("select task from todos").rows == [{"task": "alice's secret"}]
@@ -128,12 +160,21 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
     assert stack.stop() == 0, "".join(stack.output)
     assert postgres.running(Path(stack_env["DATA_DIR"]) / "pg") is None, "".join(stack.output)
 
-    again = Stack(stack_env)
+    again = Stack(stack_env, "--demo-users")
     try:
         assert stack.client("alice").query("select task from todos").rows == [
             {"task": "alice's secret"}
         ]
         kids_after = json.loads(again.issuer("keys", "list", "--json"))
         assert {k["kid"] for k in kids_before["keys"]} <= {k["kid"] for k in kids_after["keys"]}
+        assert json.loads(credentials_file.read_text()) == credentials, "the client is reused"
+        assert len(again.issuer("clients", "list").splitlines()) == 1
+        assert not any("registered" in line for line in again.output), "".join(again.output)
+        assert again.app_status("/healthz") == 200
+        emails = {json.loads(u)["email"] for u in again.issuer("users", "list", "--json").split()}
+        assert emails == {"alice@example.com", "bob@example.com"}
+        shown = "".join(again.output)
+        assert "alice@example.com  alice-demo-password" in shown
+        assert "bob@example.com    bob-demo-password" in shown
     finally:
         assert again.stop() == 0
