@@ -117,6 +117,7 @@ class LoginStore:
         login = self.get(login_token)
         with self.engine.begin() as conn:
             conn.execute(delete(logins).where(logins.c.id == secret_digest(login_token)))
+        self._lock_path(login_token).unlink(missing_ok=True)
         return login
 
     def fresh(self, login_token: str, refresh: Callable[[str], Mapping[str, Any]]) -> Login:
@@ -160,7 +161,10 @@ class LoginStore:
             raise SessionExpired("no such login")
         return login
 
+    def _lock_path(self, login_token: str) -> Path:
+        name = hashlib.sha256(b"lock:" + login_token.encode()).hexdigest()[:32]
+        return self.lock_dir / f"{name}.lock"
+
     def _lock(self, login_token: str) -> FileLock:
         self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        name = hashlib.sha256(b"lock:" + login_token.encode()).hexdigest()[:32]
-        return FileLock(self.lock_dir / f"{name}.lock", timeout=REFRESH_LOCK_TIMEOUT_S)
+        return FileLock(self._lock_path(login_token), timeout=REFRESH_LOCK_TIMEOUT_S)
