@@ -21,9 +21,11 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from app.sqlhttp import NeonDbError, NeonHTTP
 from stack import postgres
+from tests.app.live import hidden_field
 
 CONNECTION = "postgresql://authenticated@localhost/neondb"
 
@@ -113,6 +115,18 @@ class Stack:
                     raise
                 time.sleep(0.2)
 
+    def log_in(self, email: str, password: str) -> requests.Session:
+        """A browser-like session, logged in to the app through the issuer's pages."""
+        browser = requests.Session()
+        page = browser.get(f"{self.app_url}/login", timeout=15)
+        assert page.url.startswith(f"{self.env['ISSUER_URL']}/login"), page.url
+        token = hidden_field(page.text, "csrf_token")
+        data = {"email": email, "password": password, "csrf_token": token}
+        done = browser.post(page.url, data=data, timeout=15)
+        assert done.status_code == 200, done.text
+        assert done.url == f"{self.app_url}/", done.url
+        return browser
+
     def client(self, subject: str) -> NeonHTTP:
         token = self.issuer("token", "mint", "--sub", subject)
         endpoint = f"http://127.0.0.1:{self.env['PROXY_PORT']}/sql"
@@ -176,5 +190,16 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
         shown = "".join(again.output)
         assert "alice@example.com  alice-demo-password" in shown
         assert "bob@example.com    bob-demo-password" in shown
+
+        # The app logs in with the reused client secret and queries through the proxy.
+        browser = again.log_in("alice@example.com", "alice-demo-password")
+        page = browser.get(f"{again.app_url}/", timeout=15)
+        data = {
+            "task": "written through the app",
+            "csrf_token": hidden_field(page.text, "csrf_token"),
+        }
+        added = browser.post(f"{again.app_url}/todos", data=data, timeout=15)
+        assert added.status_code == 200, added.text
+        assert "written through the app" in added.text
     finally:
         assert again.stop() == 0
