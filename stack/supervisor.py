@@ -20,6 +20,7 @@ from pathlib import Path
 
 import click
 from sqlalchemy import Engine
+from sqlalchemy.exc import DBAPIError
 
 from issuer import db
 from issuer.config import Config
@@ -124,7 +125,12 @@ def issuer_engine(config: Config) -> Engine:
         engine = db.engine_for(config.database_url)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
-    db.create_all(engine)
+    try:
+        db.create_all(engine)
+    except DBAPIError as error:
+        engine.dispose()
+        # The driver's own words: the URL (and its password) stay out of them.
+        raise click.ClickException(f"the issuer's database: {error.orig}") from None
     return engine
 
 
@@ -182,9 +188,9 @@ def stop_all(children: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
             process.wait()
 
 
-def print_urls(children: list[tuple[Service, subprocess.Popen[bytes]]], database_url: str) -> None:
+def print_urls(started: list[Service], database_url: str) -> None:
     """The app first: it is the one to open."""
-    by_name = {service.name: service for service, _ in children}
+    by_name = {service.name: service for service in started}
     click.echo("\nThe stack is up:")
     click.echo(f"  {'app':<8} {by_name['app'].url}  <- open this")
     for name in ("issuer", "proxy"):
@@ -221,11 +227,11 @@ def run(data_dir: Path, with_demo_users: bool = False) -> int:
             process = subprocess.Popen(service.argv, env=env, start_new_session=True)  # noqa: S603
             children.append((service, process))
             wait_listening(service, process)
-        print_urls(children, database.owner_url)
+        print_urls([service for service, _ in children], database.owner_url)
         if with_demo_users:
             click.echo("\nDemo users (--demo-users):")
             for email, password in demo_users.DEMO_USERS:
-                note = "created" if email in created else "already there, password unchanged"
+                note = "created" if email in created else "existing account, left as it was"
                 click.echo(f"  {email:<18} {password}  ({note})")
         click.echo("\nCtrl-C stops everything.")
         while not stopping:

@@ -17,6 +17,7 @@ from sqlalchemy import Engine, select
 
 from issuer import db
 from issuer.accounts import users
+from issuer.config import Config
 from issuer.oauth import clients
 from issuer.oauth.clients import ClientError, clients_table
 from stack import app_client, demo_users, supervisor
@@ -227,3 +228,17 @@ def test_migrate_refuses_an_empty_database_url(tmp_path):
     assert done.returncode == 2
     assert "--database-url is empty" in done.stderr
     assert list(tmp_path.iterdir()) == []
+
+
+@pytest.mark.parametrize(
+    ("url", "message"),
+    [
+        ("postgresql://nobody:hunter2@127.0.0.1:1/issuer", "the issuer's database: connection"),
+        ("mysql://nobody:hunter2@127.0.0.1/issuer", "unsupported database URL scheme"),
+    ],
+)
+def test_an_unusable_issuer_database_is_a_clear_error_without_its_password(url, message):
+    with pytest.raises(click.ClickException) as refused:
+        supervisor.issuer_engine(Config(database_url=url))
+    assert message in refused.value.format_message()
+    assert "hunter2" not in refused.value.format_message()
