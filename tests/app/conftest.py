@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import shutil
 import tempfile
 from collections.abc import Callable, Iterator
@@ -20,8 +21,11 @@ from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from proxy.config import ProxyConfig
 from stack.migrate import LocalDatabase
-from tests.app.live import PASSWORD, LiveServer, Stack
+from tests.app.live import PASSWORD, LiveServer, Stack, start_stack
 from tests.proxy.support import Proxy, base_config
+
+QUICK_TOKEN_TTL = 5
+QUICK_REFRESH_MARGIN = 3
 
 
 @pytest.fixture(scope="session")
@@ -91,3 +95,42 @@ def make_user(stack: Stack) -> Callable[[str], str]:
         return email
 
     return make
+
+
+@pytest.fixture(scope="session")
+def quick_stack(
+    neon_db: LocalDatabase, start_proxy: Callable[[ProxyConfig], Proxy]
+) -> Iterator[Stack]:
+    """A second stack whose access tokens last 5 s and are refreshed with 3 s left,
+    so that refreshes (and key rotations) happen within a test."""
+    root = Path(tempfile.mkdtemp(prefix="neon-own-login-quick-"))
+    live = start_stack(
+        root,
+        neon_db,
+        start_proxy,
+        issuer_changes={"access_token_ttl": QUICK_TOKEN_TTL},
+        app_changes={"refresh_margin": QUICK_REFRESH_MARGIN},
+    )
+    yield live
+    for server in (live.app_server, live.issuer_server):
+        server.stop()
+    shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture
+def app_variant(stack: Stack) -> Iterator[Callable[..., str]]:
+    """Serve the stack's app again with some settings changed (an issuer or SQL
+    endpoint nobody answers at); returns its URL. It shares the app's storage
+    and secret key, so a browser logged in to the stack is logged in there too
+    (cookies do not tell loopback ports apart)."""
+    servers: list[LiveServer] = []
+
+    def serve(**changes: object) -> str:
+        server = LiveServer()
+        server.app = create_app(dataclasses.replace(stack.app.config["APP"], **changes))
+        servers.append(server)
+        return server.url
+
+    yield serve
+    for server in servers:
+        server.stop()

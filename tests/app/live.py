@@ -9,15 +9,35 @@ each app is created once its own URL is known.
 
 from __future__ import annotations
 
+import base64
+import json
 import re
+import socket
 import threading
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import requests
 from flask import Flask
+from sqlalchemy import delete, select
 from werkzeug.serving import BaseWSGIServer, make_server
+
+from app import create_app
+from app.config import AppConfig
+from app.storage import logins
+from issuer import create_app as create_issuer
+from issuer.accounts import users
+from issuer.config import Config as IssuerConfig
+from issuer.db import get_engine
+from issuer.keyring import KeyRing
+from issuer.oauth import clients
+from issuer.oauth.clients import Registration
+from proxy.config import ProxyConfig
+from stack.migrate import LocalDatabase
+from tests.proxy.support import Proxy, base_config
 
 HTTP_TIMEOUT = 15
 PASSWORD = "correct horse battery staple"
@@ -83,7 +103,11 @@ def log_in(stack: Stack, email: str, password: str = PASSWORD) -> requests.Sessi
     assert page.url.startswith(f"{stack.issuer_url}/login"), page.url
     done = browser.post(
         page.url,
-        data={"email": email, "password": password, "csrf_token": hidden_field(page.text, "csrf_token")},
+        data={
+            "email": email,
+            "password": password,
+            "csrf_token": hidden_field(page.text, "csrf_token"),
+        },
         timeout=HTTP_TIMEOUT,
     )
     assert done.status_code == 200, done.text
@@ -94,3 +118,103 @@ def log_in(stack: Stack, email: str, password: str = PASSWORD) -> requests.Sessi
 def csrf(browser: requests.Session, stack: Stack) -> str:
     page = browser.get(f"{stack.app_url}/", timeout=HTTP_TIMEOUT)
     return hidden_field(page.text, "csrf_token")
+
+
+def closed_port_url() -> str:
+    """A loopback URL nothing listens on: the port was free a moment ago and is closed now."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    return f"http://127.0.0.1:{port}"
+
+
+def assert_no_crash(response: requests.Response) -> None:
+    """What no response may ever be: a 500, or a page that leaks a stack trace."""
+    for hop in (*response.history, response):
+        assert hop.status_code != 500, hop.text
+        assert "Traceback" not in hop.text, hop.text
+        assert 'File "' not in hop.text, hop.text
+
+
+def login_row(app: Flask, sub: str) -> Any:
+    """The app's server-side login of `sub` (exactly one expected)."""
+    with app.extensions["app_db"].connect() as conn:
+        rows = conn.execute(select(logins).where(logins.c.sub == sub)).all()
+    assert len(rows) == 1, rows
+    return rows[0]
+
+
+def forget_logins(app: Flask, sub: str) -> None:
+    """End every login of `sub` on the server side, as an expired or revoked session would."""
+    with app.extensions["app_db"].begin() as conn:
+        conn.execute(delete(logins).where(logins.c.sub == sub))
+
+
+def session_cookie(browser: requests.Session) -> dict[str, Any]:
+    """The app's session cookie, decoded (Flask signs it, it does not encrypt it)."""
+    value = browser.cookies["app_session"]
+    compressed = value.startswith(".")
+    payload = value.lstrip(".").split(".", 1)[0]
+    data = base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4))
+    return json.loads(zlib.decompress(data) if compressed else data)
+
+
+def start_stack(
+    root: Path,
+    neon_db: LocalDatabase,
+    start_proxy: Callable[[ProxyConfig], Proxy],
+    *,
+    issuer_changes: dict[str, Any] | None = None,
+    app_changes: dict[str, Any] | None = None,
+) -> Stack:
+    """Issuer, proxy and app under `root`, wired as `make run` wires them, with
+    settings changed (a short access-token lifetime, a refresh margin)."""
+    issuer_server, app_server = LiveServer(), LiveServer()
+    issuer_config = IssuerConfig(
+        issuer_url=issuer_server.url,
+        keys_dir=root / "keys",
+        database_url=f"sqlite:///{root / 'issuer.sqlite3'}",
+        data_dir=root / "issuer-data",
+        secret_key="issuer-test-secret-key-not-for-production",
+        **(issuer_changes or {}),
+    )
+    KeyRing(issuer_config.keys_dir).init()
+    issuer = create_issuer(issuer_config)
+    issuer_server.app = issuer
+    proxy = start_proxy(base_config(neon_db, f"{issuer_server.url}/.well-known/jwks.json"))
+    with issuer.app_context():
+        client, secret = clients.register(
+            get_engine(),
+            Registration(
+                name="Todo app",
+                redirect_uris=(f"{app_server.url}/auth/callback",),
+                post_logout_redirect_uris=(f"{app_server.url}/",),
+                public=False,
+                first_party=True,
+                scope="openid profile email",
+            ),
+        )
+    assert secret is not None
+    app = create_app(
+        AppConfig(
+            app_url=app_server.url,
+            issuer_url=issuer_server.url,
+            client_id=client.client_id,
+            client_secret=secret,
+            sql_endpoint=f"{proxy.url}/sql",
+            database_url=f"sqlite:///{root / 'app.sqlite3'}",
+            data_dir=root / "app-data",
+            secret_key="app-test-secret-key-not-for-production",
+            **(app_changes or {}),
+        )
+    )
+    app_server.app = app
+    return Stack(issuer, issuer_server, proxy.url, app, app_server, client.client_id, secret)
+
+
+def create_user(stack: Stack, email: str) -> str:
+    """Create a user at `stack`'s issuer (once per email); returns the email."""
+    if email not in stack.users:
+        with stack.issuer.app_context():
+            stack.users[email] = users.create_user(get_engine(), email, PASSWORD).id
+    return email
