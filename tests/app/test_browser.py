@@ -1,0 +1,298 @@
+"""End to end in a real headless Chromium: sign up, todos, isolation under
+RLS, SQL from the browser, what the database sees, and logging out.
+
+Each person has a browser context of their own (their own cookie jar); the
+stack behind the browser is the live one of tests/app/live.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Callable, Iterator
+from urllib.parse import urlsplit
+
+import pytest
+from playwright.sync_api import Browser, Response, expect, sync_playwright
+
+from tests.app.browser import ENHANCED_FORM, Person, launch, new_context, run_sql
+from tests.app.live import Stack
+
+pytestmark = pytest.mark.browser
+
+WITH_AND_WITHOUT_JS = [
+    pytest.param(True, id="javascript"),
+    pytest.param(False, id="no-javascript"),
+]
+CONNECTION_STRING = "postgresql://authenticated@localhost/neondb"
+INSUFFICIENT_PRIVILEGE = "42501"
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def person(browser: Browser, stack: Stack) -> Iterator[Callable[..., Person]]:
+    """Open a new browser context (a new person); all are closed after the test."""
+    contexts = []
+
+    def open_context(*, javascript: bool = True) -> Person:
+        context = new_context(browser, javascript=javascript)
+        contexts.append(context)
+        return Person(context.new_page(), stack, javascript)
+
+    yield open_context
+    for context in contexts:
+        context.close()
+
+
+def _posted_to(path: str) -> Callable[[Response], bool]:
+    return lambda response: (
+        response.request.method == "POST" and urlsplit(response.url).path == path
+    )
+
+
+@pytest.mark.parametrize("javascript", WITH_AND_WITHOUT_JS)
+def test_sign_up_then_add_toggle_edit_and_delete(person, javascript: bool) -> None:
+    alice = person(javascript=javascript)
+    email = f"alice.signup.{'js' if javascript else 'nojs'}@example.com"
+    alice.sign_up(email)
+    alice.expect_todos([])
+
+    alice.add("buy milk")
+    alice.expect_todos(["buy milk"])
+    alice.add("write tests")
+    alice.add("ship it")
+    alice.expect_todos(["ship it", "write tests", "buy milk"])
+
+    alice.mark_done("write tests")
+    alice.expect_todos(["ship it", "write tests", "buy milk"], done=("write tests",))
+    alice.mark_not_done("write tests")
+    alice.expect_todos(["ship it", "write tests", "buy milk"])
+
+    alice.edit("buy milk", "buy oat milk")
+    alice.expect_todos(["ship it", "write tests", "buy oat milk"])
+
+    alice.delete("ship it")
+    alice.expect_todos(["write tests", "buy oat milk"])
+
+    # What the page showed is what the server stored.
+    alice.reload()
+    alice.expect_signed_in(email)
+    alice.expect_todos(["write tests", "buy oat milk"])
+
+    # With JavaScript the list forms post in the background (and deleting
+    # asks first); without it they are plain form posts, and still work.
+    kinds = {kind for kind, path in alice.posts if ENHANCED_FORM.match(path)}
+    assert kinds == ({"fetch"} if javascript else {"document"}), alice.posts
+    assert alice.dialogs == (["Delete this todo?"] if javascript else [])
+
+
+@pytest.mark.parametrize("javascript", WITH_AND_WITHOUT_JS)
+def test_empty_task_is_refused_inline(person, make_user, javascript: bool) -> None:
+    erin = person(javascript=javascript)
+    erin.log_in(make_user(f"erin.empty.{'js' if javascript else 'nojs'}@example.com"))
+    erin.add("keep me")
+    page = erin.page
+
+    for raw in ("", "   "):
+        erin.reload()
+        expect(page.locator("#task-error")).to_have_count(0)
+        page.get_by_label("New todo").fill(raw)
+        with page.expect_response(_posted_to("/todos")) as answer:
+            page.get_by_role("button", name="Add", exact=True).click()
+        assert answer.value.status == 400
+        expect(page.get_by_role("alert")).to_have_text("A todo needs some text.")
+        expect(page.get_by_label("New todo")).to_have_attribute("aria-invalid", "true")
+        erin.expect_todos(["keep me"])
+
+    # Emptying a todo's text is refused the same way, and changes nothing.
+    erin.reload()
+    (todo_id,) = erin.todo_ids()
+    page.get_by_role("link", name="Edit: keep me", exact=True).click()
+    page.get_by_label("Text").fill(" ")
+    with page.expect_response(_posted_to(f"/todos/{todo_id}/edit")) as answer:
+        page.get_by_role("button", name="Save").click()
+    assert answer.value.status == 400
+    expect(page.get_by_role("alert")).to_have_text("A todo needs some text.")
+
+    erin.reload()
+    erin.expect_todos(["keep me"])
+
+
+def test_bob_cannot_see_or_change_alices_todos(person, stack: Stack, make_user) -> None:
+    alice = person()
+    alice.log_in(make_user("alice.rls@example.com"))
+    alice.add("alice: pay rent")
+    alice.add("alice: call mum")
+    alice.mark_done("alice: pay rent")
+    alice_todos = (["alice: call mum", "alice: pay rent"], ("alice: pay rent",))
+    alice_ids = alice.todo_ids()
+    alice_sub = alice.database_user_id()
+    assert alice_sub == stack.users["alice.rls@example.com"]
+
+    bob = person()
+    bob.log_in(make_user("bob.rls@example.com"))
+    bob.expect_todos([])
+    bob.add("bob: water plants")
+    bob.expect_todos(["bob: water plants"])
+
+    # Through the app: Alice's todo simply is not there for Bob.
+    answer = bob.page.goto(f"{stack.app_url}/todos/{alice_ids[0]}/edit")
+    assert answer is not None
+    assert answer.status == 404
+    expect(bob.page.get_by_role("heading", level=1)).to_have_text("Not Found")
+
+    # Straight at the SQL endpoint with Bob's own token: RLS is all there is.
+    bob.reload()
+    grant = bob.access_token()
+    assert grant["endpoint"] == stack.sql_url
+    assert grant["connection_string"] == CONNECTION_STRING
+    assert grant["expires_at"] > time.time()
+
+    seen = run_sql(grant, "SELECT task, user_id FROM todos")
+    assert seen.status_code == 200, seen.text
+    assert seen.json()["rows"] == [
+        {"task": "bob: water plants", "user_id": stack.users["bob.rls@example.com"]}
+    ]
+    by_owner = run_sql(grant, "SELECT id FROM todos WHERE user_id = $1", [alice_sub])
+    assert by_owner.status_code == 200, by_owner.text
+    assert by_owner.json()["rows"] == []
+
+    for statement, params in (
+        (
+            "UPDATE todos SET task = 'pwned', is_complete = false WHERE id = ANY($1::bigint[])",
+            [alice_ids],
+        ),
+        ("UPDATE todos SET task = 'pwned' WHERE user_id = $1", [alice_sub]),
+        ("UPDATE todos SET task = 'pwned' WHERE true", []),
+        ("DELETE FROM todos WHERE id = ANY($1::bigint[])", [alice_ids]),
+        ("DELETE FROM todos WHERE user_id = $1", [alice_sub]),
+    ):
+        changed = run_sql(grant, statement, params)
+        assert changed.status_code == 200, (statement, changed.text)
+        expected = 1 if statement.endswith("WHERE true") else 0  # Bob's own row only
+        assert changed.json()["rowCount"] == expected, (statement, changed.json())
+
+    planted = run_sql(
+        grant, "INSERT INTO todos (task, user_id) VALUES ('from bob', $1)", [alice_sub]
+    )
+    assert planted.status_code == 400, planted.text
+    assert planted.json()["code"] == INSUFFICIENT_PRIVILEGE, planted.json()
+    handed_over = run_sql(grant, "UPDATE todos SET user_id = $1", [alice_sub])
+    assert handed_over.status_code == 400, handed_over.text
+    assert handed_over.json()["code"] == INSUFFICIENT_PRIVILEGE, handed_over.json()
+
+    # Alice's own session still shows her todos exactly as she left them.
+    alice.reload()
+    alice.expect_todos(*alice_todos)
+    assert alice.todo_ids() == alice_ids
+    bob.reload()
+    bob.expect_todos(["pwned"])
+
+
+def test_sql_console_reaches_only_own_rows(person, stack: Stack, make_user) -> None:
+    alice = person()
+    alice.log_in(make_user("alice.console@example.com"))
+    alice.add("alice: diary")
+
+    bob = person()
+    bob.log_in(make_user("bob.console@example.com"))
+    bob.add("bob: one")
+    bob.add("bob: two")
+    bob_sub = stack.users["bob.console@example.com"]
+
+    page = bob.page
+    page.get_by_role("link", name="SQL from the browser").click()
+    status = page.locator("#console-status")
+    cells = page.locator("#console-result tbody td")
+
+    page.get_by_role("button", name="Count every row").click()
+    expect(status).to_have_text("SELECT — 1 row(s)")
+    expect(cells).to_have_text(["2"])
+
+    page.get_by_label("SQL").fill("SELECT id, task, is_complete, user_id FROM todos ORDER BY id")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(status).to_have_text("SELECT — 2 row(s)")
+    expect(page.locator("#console-result th")).to_have_text(
+        ["id", "task", "is_complete", "user_id"]
+    )
+    expect(page.locator("#console-result tbody td:nth-child(2)")).to_have_text(
+        ["bob: one", "bob: two"]
+    )
+    expect(page.locator("#console-result tbody td:nth-child(4)")).to_have_text([bob_sub, bob_sub])
+
+    page.get_by_role("button", name="Change others' todos").click()
+    expect(status).to_have_text("UPDATE — 0 row(s)")
+    expect(cells).to_have_count(0)
+
+    page.get_by_label("SQL").fill("SELEC id FROM todos")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(status).to_have_text('The database refused: syntax error at or near "SELEC" (42601)')
+    expect(status).to_have_class("error")
+
+    alice_sub = stack.users["alice.console@example.com"]
+    page.get_by_label("SQL").fill(f"INSERT INTO todos (task, user_id) VALUES ('x', '{alice_sub}')")
+    page.get_by_role("button", name="Run", exact=True).click()
+    expect(status).to_have_text(
+        'The database refused: new row violates row-level security policy for table "todos"'
+        f" ({INSUFFICIENT_PRIVILEGE})"
+    )
+
+    alice.reload()
+    alice.expect_todos(["alice: diary"])
+    bob.reload()
+    bob.expect_todos(["bob: two", "bob: one"])
+
+
+def test_session_page_shows_what_the_database_sees(person, stack: Stack, make_user) -> None:
+    email = make_user("carol.session@example.com")
+    carol = person()
+    carol.log_in(email)
+    carol.add("one")
+    carol.add("two")
+
+    page = carol.page
+    page.get_by_role("link", name="What the database sees").click()
+    expect(page.get_by_role("heading", level=1)).to_have_text("What the database sees")
+    expect(page.get_by_test_id("db-role")).to_have_text("authenticated")
+    expect(page.get_by_test_id("db-user-id")).to_have_text(stack.users[email])
+    expect(page.get_by_test_id("db-visible")).to_have_text("2")
+    claims = json.loads(page.get_by_test_id("db-session").inner_text())
+    assert claims["sub"] == stack.users[email]
+    assert claims["iss"] == stack.issuer_url
+    assert claims["exp"] > time.time()
+
+
+def test_log_out_ends_the_session_at_app_and_issuer(person, stack: Stack, make_user) -> None:
+    email = make_user("dave.logout@example.com")
+    dave = person()
+    dave.log_in(email)
+    cookies = dave.page.context.cookies()
+    assert {"app_session", "issuer_session"} <= {cookie["name"] for cookie in cookies}
+
+    # Control: while the session lives, its cookies replayed elsewhere are logged in.
+    replay = person()
+    replay.page.context.add_cookies(cookies)
+    replay.reload()
+    replay.expect_signed_in(email)
+    replay.page.goto(f"{stack.issuer_url}/account")
+    expect(replay.page.get_by_role("heading", level=1)).to_have_text("Your account")
+
+    dave.page.get_by_role("button", name="Log out").click()
+    dave.expect_signed_out()
+    dave.page.get_by_role("link", name="Log in", exact=True).click()
+    dave.expect_password_form()
+
+    # The old cookies are dead on both servers, not merely dropped by the browser.
+    stale = person()
+    stale.page.context.add_cookies(cookies)
+    stale.reload()
+    stale.expect_signed_out()
+    stale.page.goto(f"{stack.issuer_url}/account")
+    stale.expect_password_form()
