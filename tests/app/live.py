@@ -31,7 +31,7 @@ from app.storage import logins
 from issuer import create_app as create_issuer
 from issuer.accounts import users
 from issuer.config import Config as IssuerConfig
-from issuer.db import get_engine
+from issuer.db import get_engine, secret_digest
 from issuer.keyring import KeyRing
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
@@ -136,12 +136,13 @@ def assert_no_crash(response: requests.Response) -> None:
         assert 'File "' not in hop.text, hop.text
 
 
-def login_row(app: Flask, sub: str) -> Any:
-    """The app's server-side login of `sub` (exactly one expected)."""
+def login_row(app: Flask, browser: requests.Session) -> Any:
+    """The app's server-side login behind `browser`'s session cookie."""
+    login_id = secret_digest(session_cookie(browser)["login"])
     with app.extensions["app_db"].connect() as conn:
-        rows = conn.execute(select(logins).where(logins.c.sub == sub)).all()
-    assert len(rows) == 1, rows
-    return rows[0]
+        row = conn.execute(select(logins).where(logins.c.id == login_id)).first()
+    assert row is not None, "no login behind this cookie"
+    return row
 
 
 def forget_logins(app: Flask, sub: str) -> None:

@@ -229,7 +229,7 @@ def test_a_revoked_refresh_token_means_signing_in_again(alice, app_variant) -> N
     """The issuer refuses the refresh (the family was revoked): the login is
     dropped and the user is asked to sign in, with nothing else lost."""
     stack = alice.stack
-    refresh_token = login_row(stack.app, alice.sub).refresh_token
+    refresh_token = login_row(stack.app, alice.browser).refresh_token
     revoked = requests.post(
         f"{stack.issuer_url}/revoke",
         data={"token": refresh_token, "token_type_hint": "refresh_token"},
