@@ -1,0 +1,1 @@
+"""Load: many simulated users against the production servers of `python -m stack run`."""

@@ -1,0 +1,118 @@
+"""`python -m stack run` as an operator starts it, in a temporary directory.
+
+The load test must hit what users run: the supervisor, PostgreSQL, and the
+issuer, proxy and app on gunicorn with their default workers. Only ports,
+directories and the short token lifetime that makes refreshes happen during
+a short run are set here. Everything the children print (gunicorn's logs and
+the issuer's audit trail) goes to one file, read after the run; a pipe would
+block the servers once nobody drained it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import psutil
+
+from stack import postgres
+
+START_TIMEOUT_S = 90.0
+STOP_TIMEOUT_S = 30.0
+READY_LINE = "Ctrl-C stops everything."
+
+# Settings a developer's shell may carry that would point the stack elsewhere.
+_INHERITED_PREFIXES = ("APP_", "ISSUER_", "PROXY_", "NEON_", "DATABASE_")
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+class ProductionStack:
+    """The supervised stack on free loopback ports, its state under `base`."""
+
+    def __init__(self, base: Path, settings: dict[str, str]) -> None:
+        self.base = base
+        self.data_dir = base / "data"
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.log_path = base / "stack.log"
+        issuer_port, proxy_port, app_port = free_port(), free_port(), free_port()
+        self.issuer_url = f"http://127.0.0.1:{issuer_port}"
+        self.app_url = f"http://127.0.0.1:{app_port}"
+        self.issuer_database_url = f"sqlite:///{self.data_dir / 'issuer.sqlite3'}"
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
+        env.update(
+            PYTHONUNBUFFERED="1",
+            DATA_DIR=str(self.data_dir),
+            ISSUER_DATA_DIR=str(self.data_dir),
+            ISSUER_KEYS_DIR=str(base / "keys"),
+            ISSUER_DATABASE_URL=self.issuer_database_url,
+            ISSUER_BIND=f"127.0.0.1:{issuer_port}",
+            ISSUER_URL=self.issuer_url,
+            PROXY_PORT=str(proxy_port),
+            PROXY_JWKS_URL=f"{self.issuer_url}/.well-known/jwks.json",
+            APP_BIND=f"127.0.0.1:{app_port}",
+            APP_URL=self.app_url,
+            **settings,
+        )
+        self.env = env
+        self.process: subprocess.Popen[bytes] | None = None
+
+    def start(self) -> None:
+        """Start the supervisor and wait until it says every service is up."""
+        with self.log_path.open("wb") as log:
+            # cwd is the temporary directory: no `.env` of the checkout is read.
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "stack", "run"],
+                cwd=self.base,
+                env=self.env,
+                stdout=log,
+                stderr=subprocess.STDOUT,
+            )
+        deadline = time.monotonic() + START_TIMEOUT_S
+        while time.monotonic() < deadline:
+            if READY_LINE in self.output():
+                return
+            if self.process.poll() is not None:
+                break
+            time.sleep(0.2)
+        self.stop()
+        raise AssertionError(f"the stack did not come up:\n{self.output()}")
+
+    def stop(self) -> int | None:
+        """Ctrl-C, as an operator stops it; kill everything it started if that hangs."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            # Its children run in their own sessions: remember them before any kill.
+            children = psutil.Process(self.process.pid).children(recursive=True)
+            self.process.send_signal(signal.SIGINT)
+            try:
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+            except subprocess.TimeoutExpired:
+                for child in children:
+                    with contextlib.suppress(psutil.NoSuchProcess):
+                        child.kill()
+                self.process.kill()
+                self.process.wait(timeout=STOP_TIMEOUT_S)
+                postgres.stop(self.data_dir / "pg", mode="immediate", timeout=STOP_TIMEOUT_S)
+        return self.process.returncode
+
+    def output(self) -> str:
+        """Everything the supervisor and its services have printed so far."""
+        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def database_url(self) -> str:
+        """The superuser's URL of `neondb` on the running embedded server."""
+        server = postgres.running(self.data_dir / "pg")
+        assert server is not None, "embedded PostgreSQL is not running"
+        return server.url(dbname="neondb")
