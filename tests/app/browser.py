@@ -15,7 +15,16 @@ from urllib.parse import urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, BrowserContext, Dialog, Page, Playwright, Request, expect
+from playwright.sync_api import (
+    Browser,
+    BrowserContext,
+    ConsoleMessage,
+    Dialog,
+    Page,
+    Playwright,
+    Request,
+    expect,
+)
 
 from tests.app.live import HTTP_TIMEOUT, PASSWORD, Stack
 
@@ -95,10 +104,18 @@ class Person:
     posts: list[tuple[str, str]] = field(default_factory=list)
     # Messages of the dialogs the page opened (each one accepted).
     dialogs: list[str] = field(default_factory=list)
+    # Uncaught script errors and Content-Security-Policy violations.
+    script_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self.page.on("request", self._record_post)
         self.page.on("dialog", self._accept)
+        self.page.on("pageerror", lambda error: self.script_errors.append(str(error)))
+        self.page.on("console", self._record_violation)
+
+    def _record_violation(self, message: ConsoleMessage) -> None:
+        if message.type == "error" and "Content Security Policy" in message.text:
+            self.script_errors.append(message.text)
 
     def _record_post(self, request: Request) -> None:
         if request.method == "POST":
