@@ -44,13 +44,17 @@ class Jwk:
 
 
 def b64url_decode(text: str) -> bytes:
-    """Strict unpadded base64url, as JWS requires."""
+    """Strict unpadded base64url, as JWS requires: canonical too (unused trailing
+    bits zero), so a token has one spelling, as with Neon's decoder."""
     if "=" in text or any(c in text for c in "+/ \n\r\t"):
         raise ValueError("not base64url")
     try:
-        return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        data = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
     except (binascii.Error, ValueError):
         raise ValueError("not base64url") from None
+    if base64.urlsafe_b64encode(data).rstrip(b"=") != text.encode():
+        raise ValueError("not canonical base64url")
+    return data
 
 
 def _uint(value: object) -> int:

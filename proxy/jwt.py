@@ -10,6 +10,7 @@ by the token (`jwk`, `jku`, `x5u`, `x5c`) is never looked at.
 from __future__ import annotations
 
 import json
+import math
 import threading
 import time
 from collections.abc import Sequence
@@ -99,8 +100,10 @@ class TokenValidator:
         if (
             ("exp" in claims and expires is None)
             or ("nbf" in claims and not_before is None)
+            or ("sub" in claims and not isinstance(claims["sub"], str))
             or not isinstance(audiences, list)
             or not all(isinstance(a, str) for a in audiences)
+            or not _storable(claims)
         ):
             raise AuthError(NOT_A_JWT)
         kid = header.get("kid")
@@ -140,11 +143,45 @@ class TokenValidator:
 def _json_object(segment: str) -> dict[str, Any]:
     try:
         value = json.loads(b64url_decode(segment))
-    except (ValueError, UnicodeDecodeError):
+    except (ValueError, UnicodeDecodeError, RecursionError):
+        # RecursionError: an 8 KiB token holds thousands of nested brackets.
         raise AuthError(NOT_A_JWT) from None
     if not isinstance(value, dict):
         raise AuthError(NOT_A_JWT)
     return value
+
+
+def _storable(claims: dict[str, Any]) -> bool:
+    """Whether the claims are strict JSON that the session's jsonb holds as sent.
+
+    Python's parser also takes NaN, Infinity, numbers beyond a double and unpaired
+    surrogate escapes, which strict parsers (Neon's among them) refuse, and jsonb
+    cannot store NUL in a string. Walked without recursion: the nesting is deep
+    enough to hit Python's recursion limit.
+    """
+    pending: list[Any] = [claims]
+    while pending:
+        value = pending.pop()
+        if isinstance(value, str):
+            if "\0" in value or (not value.isascii() and not _is_utf8(value)):
+                return False
+        elif isinstance(value, float):
+            if not math.isfinite(value):
+                return False
+        elif isinstance(value, dict):
+            pending.extend(value)
+            pending.extend(value.values())
+        elif isinstance(value, list):
+            pending.extend(value)
+    return True
+
+
+def _is_utf8(text: str) -> bool:
+    try:
+        text.encode()
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _number(value: Any) -> float | None:
