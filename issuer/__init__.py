@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, jwks, keys_cli, oauth
+from issuer import accounts, db, jwks, keys_cli, oauth, query_string
 from issuer.config import Config
 from issuer.keyring import KeyRing
 
@@ -14,6 +14,7 @@ def create_app(config: Config | None = None) -> Flask:
     config = config or Config.from_env()
     app = Flask(__name__)
     app.config["ISSUER"] = config
+    query_string.init_app(app)
     db.init_app(app)
     accounts.init_app(app)
     app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)

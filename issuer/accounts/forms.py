@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from flask import request
 from flask_wtf import FlaskForm
 from wtforms import Field, Form, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
@@ -9,6 +10,21 @@ from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
 from issuer.accounts.emails import InvalidEmailError, normalize_email
 from issuer.accounts.models import EMAIL_MAX_LENGTH
 from issuer.accounts.passwords import PASSWORD_MAX_LENGTH, PASSWORD_MIN_LENGTH
+
+
+class PageForm(FlaskForm):
+    """A form our HTML pages post: read from a urlencoded or multipart body only.
+
+    Flask-WTF also reads a JSON body as form data, and fails with a TypeError (a
+    500) unless the JSON is an object of strings. No page of ours posts JSON, so a
+    JSON body counts as no form data and fails validation like any empty form.
+    """
+
+    class Meta(FlaskForm.Meta):
+        def wrap_formdata(self, form, formdata):
+            if request.is_json:
+                return None
+            return super().wrap_formdata(form, formdata)
 
 
 def _valid_email(_form: Form, field: Field) -> None:
@@ -32,7 +48,7 @@ def _email_field() -> StringField:
     )
 
 
-class LoginForm(FlaskForm):
+class LoginForm(PageForm):
     email = _email_field()
     password = PasswordField(
         "Password",
@@ -46,7 +62,7 @@ class LoginForm(FlaskForm):
     )
 
 
-class SignupForm(FlaskForm):
+class SignupForm(PageForm):
     email = _email_field()
     password = PasswordField(
         "Password",
@@ -72,5 +88,5 @@ class SignupForm(FlaskForm):
     )
 
 
-class LogoutForm(FlaskForm):
+class LogoutForm(PageForm):
     """No fields: the CSRF token alone proves the click came from our page."""

@@ -22,6 +22,13 @@ class AccessTokenValidator(JWTBearerTokenValidator):
     def get_jwks(self):
         return self.published_keys()
 
+    def validate_token(self, token, scopes, request, **kwargs) -> None:
+        # RFC 9068 (via RFC 8693): `scope` is a space-separated string; authlib
+        # calls .strip() on whatever it is, so another type would be a 500.
+        if not isinstance(token.get("scope", ""), str):
+            raise InvalidTokenError(description="The token's scope is not a string.")
+        super().validate_token(token, scopes, request, **kwargs)
+
 
 def resource_protector(config: Config, audience: str, keys: PublishedKeys) -> ResourceProtector:
     protector = ResourceProtector()

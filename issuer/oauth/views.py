@@ -13,11 +13,11 @@ from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oidc.core.errors import ConsentRequiredError
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
-from flask_wtf import FlaskForm
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import SubmitField
 
 from issuer import accounts
+from issuer.accounts.forms import PageForm
 from issuer.oauth import params
 from issuer.oauth.server import AuthorizationServer
 from issuer.oauth.userinfo import user_info
@@ -28,12 +28,12 @@ bp = Blueprint("oauth", __name__)
 DISCOVERY_MAX_AGE = 3600
 
 
-class ConsentForm(FlaskForm):
+class ConsentForm(PageForm):
     allow = SubmitField("Allow")
     deny = SubmitField("Deny")
 
 
-class LogoutConfirmForm(FlaskForm):
+class LogoutConfirmForm(PageForm):
     confirm = SubmitField("Log out")
 
 
