@@ -1,10 +1,12 @@
 # Two commands on a fresh machine: `make run` and `make test`.
-# Everything else (the venv, embedded PostgreSQL) is set up on first use.
+# Everything else (the venv, embedded PostgreSQL, Debian's chromium for the
+# browser tests) is set up on first use.
 
 PYTHON ?= python3
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
+CHROMIUM := /usr/bin/chromium
 
 .PHONY: run test bench lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
 
@@ -16,11 +18,19 @@ $(STAMP): pyproject.toml
 
 venv: $(STAMP)
 
+# The browser tests drive Debian's chromium (Playwright never downloads one).
+$(CHROMIUM):
+	@if [ "$$(id -u)" -eq 0 ]; then \
+		export DEBIAN_FRONTEND=noninteractive && apt-get update && apt-get install -y chromium; \
+	else \
+		echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium' once." >&2; exit 1; \
+	fi
+
 # DEMO=1 also creates the demo users alice@example.com and bob@example.com.
 run: $(STAMP)
 	$(PY) -m stack run $(if $(DEMO),--demo-users,)
 
-test: $(STAMP)
+test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest
 
 bench: $(STAMP)

@@ -33,7 +33,8 @@ def _store() -> LoginStore:
     return current_app.extensions["logins"]
 
 
-def _login_token() -> str | None:
+def login_token() -> str | None:
+    """The login id the browser's session holds, whether or not it is still valid."""
     token = session.get(_LOGIN)
     return token if isinstance(token, str) else None
 
@@ -41,7 +42,7 @@ def _login_token() -> str | None:
 def current_login() -> Login | None:
     """Who is logged in, without refreshing (for page chrome). Cached per request."""
     if "login" not in g:
-        token = _login_token()
+        token = login_token()
         g.login = _store().get(token) if token else None
     return g.login
 
@@ -52,7 +53,7 @@ def fresh_login() -> Login:
     Raises SessionExpired when there is no login, or the issuer refused to
     refresh it, and IssuerUnreachable when it could not be asked.
     """
-    token = _login_token()
+    token = login_token()
     if token is None:
         raise SessionExpired("not logged in")
     g.login = _store().fresh(token, oidc.refresh)
@@ -64,7 +65,7 @@ def login_required(view: Callable[..., ResponseReturnValue]) -> Callable[..., Re
 
     @wraps(view)
     def wrapped(*args: Any, **kwargs: Any) -> ResponseReturnValue:
-        if _login_token() is None:
+        if login_token() is None:
             flash("Please sign in first.", "info")
             return redirect(url_for("todos.index"), code=303)
         fresh_login()
@@ -114,17 +115,17 @@ def callback() -> ResponseReturnValue:
     userinfo = token.get("userinfo") or {}
     if not userinfo.get("sub"):
         return render_template("login_failed.html", reason="no ID token", cancelled=False), 400
-    login_token = _store().create(token, userinfo)
+    new_login = _store().create(token, userinfo)
     session.clear()
     session.permanent = True
-    session[_LOGIN] = login_token
+    session[_LOGIN] = new_login
     g.pop("login", None)
     return redirect(url_for("todos.index"), code=303)
 
 
 @bp.post("/logout")
 def logout() -> ResponseReturnValue:
-    token = _login_token()
+    token = login_token()
     login = _store().delete(token) if token else None
     session.clear()
     g.pop("login", None)
@@ -144,7 +145,7 @@ def logout() -> ResponseReturnValue:
 
 def forget_login() -> None:
     """Drop a login the issuer or the database no longer accepts."""
-    token = _login_token()
+    token = login_token()
     if token:
         _store().delete(token)
     session.pop(_LOGIN, None)

@@ -39,6 +39,10 @@ def _session_expired(_error: SessionExpired) -> ResponseReturnValue:
     if _wants_json():
         return jsonify(error="session_expired", message=message, login=url_for("auth.login")), 401
     flash(message, "warning")
+    if request.endpoint == "todos.index":
+        # Rendered, not redirected: a cookie the browser keeps re-sending
+        # (a stale copy) must not turn into a redirect loop.
+        return render_template("welcome.html")
     return redirect(url_for("todos.index"), code=303)
 
 

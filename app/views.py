@@ -7,7 +7,7 @@ from flask import Blueprint, abort, flash, g, redirect, render_template, request
 from flask.typing import ResponseReturnValue
 
 from app import database
-from app.auth import current_login, fresh_login, login_required
+from app.auth import fresh_login, login_required, login_token
 from app.todos import InvalidTask, Todo, Todos, clean_task, database_view
 
 bp = Blueprint("todos", __name__)
@@ -29,9 +29,9 @@ def _back_to_list() -> ResponseReturnValue:
 
 @bp.get("/")
 def index() -> ResponseReturnValue:
-    if current_login() is None:
+    if login_token() is None:
         return render_template("welcome.html")
-    fresh_login()
+    fresh_login()  # a login ended server-side says so, rather than looking logged out
     return _list_page()
 
 

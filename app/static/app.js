@@ -21,7 +21,8 @@ document.addEventListener("submit", async (event) => {
     if (!main) throw new Error("unexpected answer");
     document.querySelector("main").replaceWith(main);
     document.title = page.title;
-    if (response.url && response.url !== window.location.href) history.replaceState(null, "", response.url);
+    // Only a redirect names a page to show; a refused post (400) stays where it was.
+    if (response.redirected && response.url !== window.location.href) history.replaceState(null, "", response.url);
     const next = main.querySelector("[aria-invalid='true'], input[name='task']");
     if (next) next.focus();
   } catch (_error) {

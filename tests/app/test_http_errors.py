@@ -242,7 +242,6 @@ def test_a_revoked_refresh_token_means_signing_in_again(alice, app_variant) -> N
     response = alice.browser.get(f"{stale}/", timeout=HTTP_TIMEOUT)
     assert_no_crash(response)
     assert response.status_code == 200
-    assert response.history[0].status_code == 303
     assert response.url == f"{stale}/"
     assert EXPIRED in response.text
     # The login is gone for good, on the real app too.
