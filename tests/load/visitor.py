@@ -27,7 +27,7 @@ import requests
 
 from tests.app.live import hidden_field
 
-HTTP_TIMEOUT = 20
+HTTP_TIMEOUT = 15
 PASSWORD = "load test password, not for production"
 # Between the second tab's reloads: enough to leave most of the traffic to the
 # writes, short enough that its requests still meet the first tab's refreshes.
@@ -146,7 +146,7 @@ class Visitor:
         """One user action, chosen at random with weights like a real session's."""
         actions: list[tuple[Callable[[], None], int]] = [
             (self.add, 30),
-            (self.list, 15),
+            (self.show_list, 15),
             (self.probe, 10),
         ]
         if self.ledger:
@@ -198,7 +198,7 @@ class Visitor:
             self.registry.remove(todo_id)
             self._compare("delete", seen)
 
-    def list(self) -> None:
+    def show_list(self) -> None:
         seen = self._list("list", self._get("/"))
         if seen is not None:
             self._compare("list", seen)
@@ -207,7 +207,8 @@ class Visitor:
         """Reach for another user's todo by id, as an attacker would: always 404."""
         todo_id = self.registry.foreign(self.email, self.rng)
         if todo_id is None:
-            return self.list()
+            self.show_list()
+            return
         self.actions["probe"] += 1
         kind = self.rng.choice(("toggle", "edit", "rename", "delete"))
         if kind == "edit":
@@ -218,9 +219,14 @@ class Visitor:
             answer = self._post(
                 f"/todos/{todo_id}/{kind}", **({"done": "true"} if kind == "toggle" else {})
             )
-        if answer.status_code != 404 or answer.history:
-            self.leaks.append(f"probe {kind} of foreign todo {todo_id}: {answer.status_code}")
-        self._check_leaks(answer.text, f"probe {kind}")
+        if answer.status_code == 404 and not answer.history:
+            self._check_leaks(answer.text, f"probe {kind}")
+        elif 'data-testid="user-email"' not in answer.text:
+            self._problem(f"probe {kind} (signed out?)", answer)
+        else:
+            self.leaks.append(
+                f"probe {kind} of foreign todo {todo_id}: {answer.status_code} at {answer.url}"
+            )
 
     def reload_in_second_tab(self, deadline: float) -> None:
         """Another tab of this login (same cookies) reloading the list until `deadline`.
