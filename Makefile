@@ -50,9 +50,9 @@ migrate: $(STAMP)
 	$(PY) -m stack migrate
 
 # Applies sql/ to a real Neon database: DATABASE_URL is its owner connection string.
+# Applies sql/ to the Neon database of DATABASE_URL (environment or .env).
 neon-setup: $(STAMP)
-	@test -n "$$DATABASE_URL" || { echo "make neon-setup: set DATABASE_URL to your Neon database's owner connection string (postgresql://neondb_owner:…@…/neondb)" >&2; exit 2; }
-	$(PY) -m stack migrate --database-url "$$DATABASE_URL"
+	$(PY) -m stack neon-setup
 
 proxy: $(STAMP)
 	$(PY) -m proxy

@@ -71,6 +71,24 @@ def migrate_command(database_url: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+@cli.command("neon-setup")
+def neon_setup_command() -> None:
+    """Apply sql/ to your Neon database: DATABASE_URL (the neondb_owner
+    connection string, from the environment or .env, as in Neon's guides)."""
+    load_dotenv(find_dotenv(usecwd=True))
+    database_url = os.environ.get("DATABASE_URL", "").strip()
+    if not database_url:
+        raise click.UsageError(
+            "set DATABASE_URL (in the environment or .env) to your Neon database's owner "
+            "connection string: postgresql://neondb_owner:…@ep-….neon.tech/neondb"
+        )
+    try:
+        migrate.apply_neon(database_url)
+    except migrate.MigrationError as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo("migrated: pg_session_jwt, grants, todos and its policies")
+
+
 @cli.command("run")
 @click.option(
     "--demo-users",

@@ -202,19 +202,30 @@ def without_database_url() -> dict[str, str]:
 
 
 def test_neon_setup_refuses_to_run_without_database_url(tmp_path):
-    # -o: never rebuild the venv from a test, even when pyproject.toml is newer.
+    # From an empty directory, so that no developer's .env is read.
     done = subprocess.run(
-        ["make", "--no-print-directory", "-o", ".venv/.installed", "neon-setup"],
-        cwd=ROOT,
-        env={**without_database_url(), "DATA_DIR": str(tmp_path)},
+        [sys.executable, "-m", "stack", "neon-setup"],
+        cwd=tmp_path,
+        env={**without_database_url(), "DATA_DIR": str(tmp_path), "PYTHONPATH": str(ROOT)},
         capture_output=True,
         text=True,
         timeout=60,
     )
-    assert done.returncode != 0
+    assert done.returncode == 2
     assert "DATABASE_URL" in done.stderr
     assert "Traceback" not in done.stderr
     assert list(tmp_path.iterdir()) == [], "nothing local was started or migrated"
+
+
+def test_make_neon_setup_is_the_stack_command():
+    done = subprocess.run(
+        ["make", "--no-print-directory", "-n", "-o", ".venv/.installed", "neon-setup"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.stdout.strip().endswith("-m stack neon-setup")
 
 
 def test_migrate_refuses_an_empty_database_url(tmp_path):
