@@ -12,7 +12,7 @@ from pathlib import Path
 
 from bench.report import Figure, machine, table, write_json
 
-SUITES: list[str] = ["issuer_http", "accounts", "minting", "proxy", "rls"]
+SUITES: list[str] = ["issuer_http", "accounts", "minting", "proxy", "rls", "app"]
 
 
 def main(argv: list[str]) -> int:
