@@ -4,7 +4,9 @@ Only ES256 (P-256, raw 64-byte r||s signatures) and RS256 are accepted, the
 header must name a `kid` found in a JWKS that an auth rule grants the requested
 role, `exp`/`nbf` get 30 s of leeway, `aud` is checked only when the rule
 configures one, and `iss` is not checked. Key material embedded in or pointed to
-by the token (`jwk`, `jku`, `x5u`, `x5c`) is never looked at.
+by the token (`jwk`, `jku`, `x5u`, `x5c`) is never looked at. The claims become
+the session's `auth.session()`, so they must be strict JSON that jsonb holds
+as sent, with a string `sub`; anything else is malformed, never a 500.
 """
 
 from __future__ import annotations

@@ -9,7 +9,6 @@ over loopback HTTP.
 
 from __future__ import annotations
 
-import dataclasses
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -68,6 +67,6 @@ def issuer_app(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
         secret_key="fuzz-secret-key",
     )
     KeyRing(config.keys_dir).init()
-    app = create_issuer(dataclasses.replace(config))
+    app = create_issuer(config)
     yield app
     app.extensions["db"].dispose()
