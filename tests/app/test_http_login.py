@@ -9,13 +9,16 @@ and the issuer's session; every page carries the security headers.
 from __future__ import annotations
 
 import copy
+import json
 import re
 from collections.abc import Callable
 from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 
 import pytest
 import requests
+from sqlalchemy import select, update
 
+from app.storage import oauth_states
 from issuer.db import secret_digest
 from tests.app.live import (
     HTTP_TIMEOUT,
@@ -204,6 +207,38 @@ def test_a_code_injected_into_another_browsers_login_is_refused(stack, alice) ->
     attacker = requests.Session()
     failed = callback(stack, attacker, code=code, state=new_state(stack, attacker))
     assert failed.status_code == 400
+    assert not signed_in(stack, attacker)
+
+
+def test_an_id_token_minted_for_another_login_is_refused(stack, alice) -> None:
+    """The ID token's nonce must be the one this browser's login sent: here the
+    app's record of it is changed, as if the code had been minted for another login."""
+    browser = requests.Session()
+    url = until_callback(stack, browser, alice)
+    key = f"_state_issuer_{parse_qs(urlsplit(url).query)['state'][0]}"
+    where = oauth_states.c.key == key
+    with stack.app.extensions["app_db"].begin() as conn:
+        saved = json.loads(conn.execute(select(oauth_states.c.value).where(where)).scalar_one())
+        saved["data"]["nonce"] = "a-nonce-of-another-login"
+        conn.execute(update(oauth_states).where(where).values(value=json.dumps(saved)))
+    failed = browser.get(url, timeout=HTTP_TIMEOUT)
+    assert_no_crash(failed)
+    assert failed.status_code == 400
+    assert "Sign-in could not be completed" in failed.text
+    assert not signed_in(stack, browser)
+
+
+def test_a_planted_session_cookie_gains_nothing_from_the_victims_login(stack, alice) -> None:
+    """Session fixation: an attacker starts a login, plants that session cookie in
+    the victim's browser and keeps a copy; the victim signs in, the copy does not."""
+    attacker = requests.Session()
+    new_state(stack, attacker)
+    planted = attacker.cookies["app_session"]
+    victim = requests.Session()
+    victim.cookies.set("app_session", planted, domain=urlsplit(stack.app_url).hostname, path="/")
+    done = victim.get(until_callback(stack, victim, alice), timeout=HTTP_TIMEOUT)
+    assert alice in done.text
+    assert victim.cookies["app_session"] != planted
     assert not signed_in(stack, attacker)
 
 
