@@ -20,6 +20,7 @@ from playwright.sync_api import (
     BrowserContext,
     ConsoleMessage,
     Dialog,
+    Locator,
     Page,
     Playwright,
     Request,
@@ -98,7 +99,6 @@ class Person:
 
     page: Page
     stack: Stack
-    javascript: bool
     # (resource type, path) of every POST the page sent: "fetch" for an
     # enhanced form, "document" for a plain one.
     posts: list[tuple[str, str]] = field(default_factory=list)
@@ -197,7 +197,7 @@ class Person:
         self.page.get_by_role("button", name=f"Delete: {task}", exact=True).click()
         expect(self.page.locator(".flash")).to_have_text(["Todo deleted."])
 
-    def _check(self, task: str, *, done: bool) -> Any:
+    def _check(self, task: str, *, done: bool) -> Locator:
         label = f"{'Mark not done' if done else 'Mark done'}: {task}"
         return self.page.get_by_role("button", name=label, exact=True)
 

@@ -47,7 +47,7 @@ def person(browser: Browser, stack: Stack) -> Iterator[OpenPerson]:
 
     def open_context(*, javascript: bool = True) -> Person:
         context = new_context(browser, javascript=javascript)
-        people.append(Person(context.new_page(), stack, javascript))
+        people.append(Person(context.new_page(), stack))
         return people[-1]
 
     yield open_context
