@@ -193,20 +193,21 @@ def test_bob_cannot_see_or_change_alices_todos(
     assert by_owner.status_code == 200, by_owner.text
     assert by_owner.json()["rows"] == []
 
-    for statement, params in (
+    # (statement, parameters, rows it may change: Bob's own only)
+    for statement, params, changes in (
         (
             "UPDATE todos SET task = 'pwned', is_complete = false WHERE id = ANY($1::bigint[])",
             [alice_ids],
+            0,
         ),
-        ("UPDATE todos SET task = 'pwned' WHERE user_id = $1", [alice_sub]),
-        ("UPDATE todos SET task = 'pwned' WHERE true", []),
-        ("DELETE FROM todos WHERE id = ANY($1::bigint[])", [alice_ids]),
-        ("DELETE FROM todos WHERE user_id = $1", [alice_sub]),
+        ("UPDATE todos SET task = 'pwned' WHERE user_id = $1", [alice_sub], 0),
+        ("DELETE FROM todos WHERE id = ANY($1::bigint[])", [alice_ids], 0),
+        ("DELETE FROM todos WHERE user_id = $1", [alice_sub], 0),
+        ("UPDATE todos SET task = 'pwned' WHERE true", [], 1),
     ):
         changed = run_sql(grant, statement, params)
         assert changed.status_code == 200, (statement, changed.text)
-        expected = 1 if statement.endswith("WHERE true") else 0  # Bob's own row only
-        assert changed.json()["rowCount"] == expected, (statement, changed.json())
+        assert changed.json()["rowCount"] == changes, (statement, changed.json())
 
     planted = run_sql(
         grant, "INSERT INTO todos (task, user_id) VALUES ('from bob', $1)", [alice_sub]
