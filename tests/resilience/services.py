@@ -90,11 +90,11 @@ class Service:
         self._wait_group_gone()
 
     def stop(self) -> None:
-        """A graceful stop (SIGTERM), escalated to SIGKILL after 10 s."""
+        """A graceful stop (SIGTERM), escalated to SIGKILL after 5 s."""
         if self.process.poll() is None:
             os.killpg(self.process.pid, signal.SIGTERM)
             with contextlib.suppress(subprocess.TimeoutExpired):
-                self.process.wait(timeout=10)
+                self.process.wait(timeout=5)
         self.kill()
 
     def _wait_group_gone(self) -> None:

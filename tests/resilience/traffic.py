@@ -25,6 +25,9 @@ import requests
 from stack.migrate import LocalDatabase
 from tests.resilience.services import CONNECTION, HTTP_TIMEOUT, Deployment, stored_todos
 
+# After a failure a client waits this long before trying again, as drivers back off.
+BACKOFF = 0.02
+
 
 def token_header(token: str) -> dict[str, Any]:
     head = token.split(".")[0]
@@ -119,15 +122,17 @@ class Client(threading.Thread):
         tally.acked.setdefault(self.client_id, set())
 
     def run(self) -> None:
-        while not self.stop.is_set():
-            token = self.get_token()
-            if token is None:
-                self.stop.wait(0.05)
-                continue
-            expires = token_claims(token)["exp"]
-            hold_until = min(time.time() + self.rng.uniform(0.2, 8.0), expires - 1)
-            while not self.stop.is_set() and time.time() < hold_until:
-                self.query(token)
+        with self.http:
+            while not self.stop.is_set():
+                token = self.get_token()
+                if token is None:
+                    self.stop.wait(BACKOFF)
+                    continue
+                expires = token_claims(token)["exp"]
+                hold_until = min(time.time() + self.rng.uniform(0.2, 8.0), expires - 1)
+                while not self.stop.is_set() and time.time() < hold_until:
+                    if not self.query(token):
+                        self.stop.wait(BACKOFF)
 
     def get_token(self) -> str | None:
         try:
@@ -149,7 +154,7 @@ class Client(threading.Thread):
             self.tally.kids_issued[token_header(token)["kid"]] += 1
         return token
 
-    def query(self, token: str) -> None:
+    def query(self, token: str) -> bool:
         kid = token_header(token)["kid"]
         self.sequence += 1
         inserting = self.sequence % 3 == 0
@@ -169,19 +174,20 @@ class Client(threading.Thread):
                 )
         except requests.RequestException as error:
             self.tally.fail("query", None, type(error).__name__, kid)
-            return
+            return False
         if response.status_code != 200:
             self.tally.fail("query", response.status_code, response.text, kid)
-            return
+            return False
         row = response.json()["rows"][0]
         if row["user_id"] != self.client_id:
             self.tally.fail("query", 200, f"identity {row['user_id']!r}", kid)
-            return
+            return False
         with self.tally.lock:
             self.tally.queries += 1
             self.tally.last_accepted[kid] = time.time()
             if inserting:
                 self.tally.acked[self.client_id].add(int(row["id"]))
+        return True
 
 
 class Traffic:
