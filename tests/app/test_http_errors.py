@@ -14,9 +14,10 @@ import psycopg
 import pytest
 import requests
 
-from stack.migrate import LocalDatabase
+from stack.migrate import OWNER, SQL_DIR, LocalDatabase
 from tests.app.live import (
     HTTP_TIMEOUT,
+    LiveServer,
     Stack,
     assert_no_crash,
     closed_port_url,
@@ -96,6 +97,25 @@ def test_a_task_of_501_characters_is_a_400_and_500_are_saved(alice, neon_db) -> 
     assert rows_of(neon_db, alice.sub) == before
     assert alice.post("/todos", task="y" * 500).status_code == 200
     assert [task for _, task, _ in rows_of(neon_db, alice.sub)].count("y" * 500) == 1
+
+
+def test_a_huge_task_is_a_400_and_writes_nothing(alice, neon_db) -> None:
+    before = rows_of(neon_db, alice.sub)
+    response = alice.post("/todos", task="x" * 1_000_000)
+    assert response.status_code == 400
+    assert rows_of(neon_db, alice.sub) == before
+
+
+@pytest.mark.parametrize("task", ["before\x00after", "\x00"])
+def test_a_nul_byte_is_a_400_and_keeps_the_session(alice, neon_db, task) -> None:
+    """Postgres text cannot hold NUL: a bad input, not a reason to sign in again."""
+    before = rows_of(neon_db, alice.sub)
+    response = alice.post("/todos", task=task)
+    assert response.status_code == 400
+    assert EXPIRED not in response.text
+    assert rows_of(neon_db, alice.sub) == before
+    page = alice.browser.get(f"{alice.stack.app_url}/", timeout=HTTP_TIMEOUT)
+    assert "Signed in as" in page.text
 
 
 def test_renaming_to_nothing_is_a_400_and_keeps_the_text(alice, neon_db) -> None:
@@ -308,6 +328,49 @@ def test_an_unreachable_issuer_is_a_503_naming_the_login_service(stack, app_vari
         assert "The login service is unreachable" in page.text
     as_json = requests.get(f"{down}/login", headers=JSON, timeout=HTTP_TIMEOUT)
     assert (as_json.status_code, as_json.json()["error"]) == (503, "issuer_unreachable")
+
+
+def test_an_issuer_answering_503_is_a_503_naming_the_login_service(stack, app_variant) -> None:
+    unavailable = LiveServer()  # answers 503 to everything until it gets an app
+    try:
+        down = app_variant(issuer_url=unavailable.url)
+        page = requests.get(f"{down}/login", timeout=HTTP_TIMEOUT)
+        assert_no_crash(page)
+        assert page.status_code == 503
+        assert "The login service is unreachable" in page.text
+    finally:
+        unavailable.stop()
+
+
+@pytest.fixture(scope="module")
+def half_migrated(neon_db: LocalDatabase) -> str:
+    """A database with the `auth` schema and the roles' grants but no `todos`
+    (`sql/schema/20_todos.sql` never applied); returns its owner's URL."""
+    name = "half_migrated"
+    with psycopg.connect(neon_db.superuser_url, autocommit=True, connect_timeout=10) as conn:
+        conn.execute(f"DROP DATABASE IF EXISTS {name}")
+        conn.execute(f"CREATE DATABASE {name} OWNER {OWNER}")
+    owner_url = neon_db.server.url(OWNER, name)
+    with psycopg.connect(owner_url, autocommit=True, connect_timeout=10) as conn:
+        for part in ("local/20_auth.sql", "schema/10_privileges.sql"):
+            conn.execute((SQL_DIR / part).read_bytes())
+    return owner_url
+
+
+def test_a_database_without_the_schema_is_a_503_that_says_so(
+    alice, neon_db, start_proxy, app_variant, half_migrated
+) -> None:
+    jwks = f"{alice.stack.issuer_url}/.well-known/jwks.json"
+    proxy = start_proxy(base_config(neon_db, jwks, admin_url=half_migrated))
+    bare = app_variant(
+        sql_endpoint=f"{proxy.url}/sql",
+        database_authenticated_url="postgresql://authenticated@localhost/half_migrated",
+    )
+    page = alice.browser.get(f"{bare}/", timeout=HTTP_TIMEOUT)
+    assert_no_crash(page)
+    assert page.status_code == 503
+    assert "The database is not set up" in page.text
+    assert "make migrate" in page.text
 
 
 def test_a_refresh_while_the_issuer_is_down_is_a_503_and_keeps_the_login(

@@ -242,6 +242,19 @@ def test_a_planted_session_cookie_gains_nothing_from_the_victims_login(stack, al
     assert not signed_in(stack, attacker)
 
 
+def test_an_attackers_authorization_response_does_not_log_the_victim_in(stack, make_user) -> None:
+    """Login CSRF: the attacker's own code and state, sent to the victim's browser,
+    do not match any login the victim's browser started."""
+    attacker = requests.Session()
+    url = until_callback(stack, attacker, make_user("login-mallory@example.com"))
+    victim = requests.Session()
+    new_state(stack, victim)
+    failed = victim.get(url, timeout=HTTP_TIMEOUT)
+    assert_no_crash(failed)
+    assert failed.status_code == 400
+    assert not signed_in(stack, victim)
+
+
 def test_a_declined_login_says_so(stack) -> None:
     browser = requests.Session()
     declined = callback(stack, browser, error="access_denied", state=new_state(stack, browser))
