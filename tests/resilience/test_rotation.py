@@ -29,11 +29,11 @@ from tests.resilience.services import (
     Deployment,
     wait_for,
 )
-from tests.resilience.traffic import Traffic, get_token, sql, token_header
+from tests.resilience.traffic import Traffic, get_token, sql, token_claims, token_header
 
 CLIENTS = 3
 ROTATIONS = 4
-TOKEN_TTL = 6
+TOKEN_TTL = 9
 # The proxy's background JWKS refresh (Neon: 300 s), compressed.
 AUTO_RENEW = 300 / TIME_SCALE
 # How long the proxy remembers a token it validated (proxy.jwt.CACHE_TTL), compressed.
@@ -62,14 +62,40 @@ def wait_until_proxy_holds_next(deployment: Deployment, published_at: float) -> 
     raise AssertionError(f"the proxy never fetched the JWKS {etag} in time; access log:\n{log}")
 
 
+class Hammer(threading.Thread):
+    """Presents one token to the proxy over and over, each time on a new connection
+    (so that every proxy worker sees it), and records what the proxy answered;
+    until stopped, or until one second before the token expires."""
+
+    def __init__(self, deployment: Deployment, token: str) -> None:
+        super().__init__(name="hammer", daemon=True)
+        self.deployment, self.token = deployment, token
+        self.until = token_claims(token)["exp"] - 1
+        self.answers: list[tuple[float, int, str]] = []
+        self.done = threading.Event()
+
+    def run(self) -> None:
+        while not self.done.is_set() and time.time() < self.until:
+            response = sql(None, self.deployment.sql_url, self.token, "select auth.user_id() as s")
+            self.answers.append((time.time(), response.status_code, response.text))
+            self.done.wait(0.02)
+
+    def stop(self) -> None:
+        self.done.set()
+        self.join(timeout=HTTP_TIMEOUT + 5)
+
+
 def test_rotations_under_live_traffic_reject_no_valid_token(
     deploy: Callable[..., Deployment], neon_db: LocalDatabase
 ) -> None:
     deployment = deploy(neon_db, token_ttl=TOKEN_TTL)
     deployment.start_issuer()
     deployment.start_proxy()
-    credentials = deployment.register_clients(CLIENTS)
+    *credentials, canary_client = deployment.register_clients(CLIENTS + 1)
     actives = [next(k["kid"] for k in deployment.list_keys() if k["state"] == "active")]
+    # The worst case for a retiring key: a token it signed just before the rotation,
+    # used until it expires.
+    canaries: list[Hammer] = []
     retired_at: dict[str, float] = {}  # no earlier than the ring's own retired_at
     pruned: list[str] = []
     published_at = time.time()  # `keys init` published the first next key before this
@@ -77,6 +103,8 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
     with Traffic(deployment, credentials) as traffic:
         for _ in range(ROTATIONS):
             wait_until_proxy_holds_next(deployment, published_at)
+            canaries.append(Hammer(deployment, get_token(deployment, canary_client)))
+            canaries[-1].start()
             out = deployment.cli("keys", "rotate", "--force")
             published_at = retired_at[actives[-1]] = time.time()
             actives.append(out.split("active  ")[1].split()[0])
@@ -85,6 +113,8 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
             pruned += [line.split()[1] for line in out.splitlines() if line.startswith("pruned")]
         # Let the last promoted key sign for a while too.
         time.sleep(RING_REFRESH + 1.5)
+        for canary in canaries:
+            canary.join(timeout=TOKEN_TTL + HTTP_TIMEOUT)
     tally = traffic.tally
     out = deployment.cli("keys", "prune")
     pruned += [line.split()[1] for line in out.splitlines() if line.startswith("pruned")]
@@ -100,42 +130,27 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
         f"({sum(map(len, tally.acked.values()))} inserts), {len(tally.failures)} failures, "
         f"tokens per active key {[tally.kids_issued[kid] for kid in actives]}, "
         f"keys used after retirement {len(retired_then_used)}, "
-        f"proxy JWKS fetches {deployment.proxy_fetches()}"
+        f"proxy JWKS fetches {deployment.proxy_fetches()}, canary probes "
+        f"{sum(len(c.answers) for c in canaries)}"
     )
     assert tally.failures == []
+    for canary, kid in zip(canaries, actives, strict=False):
+        assert [a for a in canary.answers if a[1] != 200] == [], kid
+        # ...and it was still in use after every proxy had refetched the JWKS.
+        refetched = retired_at[kid] + RING_REFRESH + AUTO_RENEW + FETCH_SLACK
+        assert canary.answers[-1][0] > refetched, kid
     # The traffic really did straddle every rotation, with every key in every role.
     assert all(tally.kids_issued[kid] > 0 for kid in actives), tally.kids_issued
     assert set(tally.kids_issued) == set(actives)
     assert len(retired_then_used) >= ROTATIONS // 2, retired_then_used
     assert tally.queries >= 50 * ROTATIONS
     # Retired keys were pruned on schedule and disappeared from the JWKS.
-    assert len(pruned) >= 2, pruned
+    assert pruned, "no retired key became prunable during the run"
     assert overdue == []
     assert set(pruned) <= set(actives[:-1])
     assert not set(pruned) & deployment.published_kids()
     assert deployment.proxy_fetches() >= ROTATIONS
     tally.assert_writes_kept(deployment.database)
-
-
-class Hammer(threading.Thread):
-    """Presents one token to the proxy over and over, each time on a new connection
-    (so that every proxy worker sees it), and records what the proxy answered."""
-
-    def __init__(self, deployment: Deployment, token: str) -> None:
-        super().__init__(name="hammer", daemon=True)
-        self.deployment, self.token = deployment, token
-        self.answers: list[tuple[float, int, str]] = []
-        self.done = threading.Event()
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            response = sql(None, self.deployment.sql_url, self.token, "select auth.user_id() as s")
-            self.answers.append((time.time(), response.status_code, response.text))
-            self.done.wait(0.02)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join(timeout=HTTP_TIMEOUT + 5)
 
 
 def test_emergency_revoke_fails_the_key_everywhere_within_the_documented_bound(
