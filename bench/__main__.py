@@ -74,8 +74,8 @@ def main(argv: list[str]) -> int:
             parser.error(f"cannot read {args.from_json}: {error}")
         report = args.from_json
     else:
-        figures = run(args.suites or SUITES)
         machine = this_machine()
+        figures = run(args.suites or SUITES)
         partial = bool(args.suites) and set(args.suites) != set(SUITES)
         report = RESULTS / ("subset.json" if partial else "latest.json")
         write(report, to_json(figures, machine))

@@ -20,12 +20,16 @@ class Machine:
     os: str
     python: str
     postgresql: str
-    date: str  # UTC, ISO 8601, when the run finished
+    date: str  # UTC, ISO 8601, when the run started
+    # 1-minute load average when the run started: other work on a shared machine
+    # skews every figure (None in reports from before it was recorded).
+    load: float | None = None
 
     def summary(self) -> str:
+        load = "" if self.load is None else f", load {self.load:.1f} at start"
         return (
             f"{self.cpu}, {self.cores} cores, {self.ram_gib:.1f} GiB RAM, {self.os}, "
-            f"Python {self.python}, PostgreSQL {self.postgresql}"
+            f"Python {self.python}, PostgreSQL {self.postgresql}{load}"
         )
 
     def json(self) -> dict[str, Any]:
@@ -33,7 +37,7 @@ class Machine:
 
     @classmethod
     def from_json(cls, data: dict[str, Any]) -> Machine:
-        return cls(**{name: data[name] for name in cls.__dataclass_fields__})
+        return cls(**{name: data[name] for name in cls.__dataclass_fields__ if name in data})
 
 
 def this_machine() -> Machine:
@@ -45,6 +49,7 @@ def this_machine() -> Machine:
         python=f"{platform.python_version()} ({platform.python_implementation()})",
         postgresql=_postgresql_version(),
         date=datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        load=round(os.getloadavg()[0], 2),
     )
 
 

@@ -32,6 +32,7 @@ MACHINE = Machine(
     python="3.11.7 (CPython)",
     postgresql="18.6",
     date="2026-11-23T05:00:00Z",
+    load=0.42,
 )
 FIGURES = [
     Figure("issuer_http", "POST /token req/s", "req/s", 4000.0, "constant WSGI", 16000.0,
@@ -71,7 +72,8 @@ def test_table_is_headed_by_the_machine_and_aligned() -> None:
     lines = table(FIGURES, MACHINE).splitlines()
     assert lines[0] == (
         "machine: Test CPU 9000 (x86_64), 2 cores, 7.8 GiB RAM, "
-        "Debian GNU/Linux 12 (bookworm), kernel 6.1, Python 3.11.7 (CPython), PostgreSQL 18.6"
+        "Debian GNU/Linux 12 (bookworm), kernel 6.1, Python 3.11.7 (CPython), PostgreSQL 18.6, "
+        "load 0.4 at start"
     )
     assert lines[1] == "date: 2026-11-23T05:00:00Z"
     header, rule, *rows = lines[2:]
@@ -108,7 +110,7 @@ def test_json_round_trips_and_carries_machine_ratio_and_met() -> None:
     assert payload["machine"] == {
         "cpu": "Test CPU 9000 (x86_64)", "cores": 2, "ram_gib": 7.8,
         "os": "Debian GNU/Linux 12 (bookworm), kernel 6.1", "python": "3.11.7 (CPython)",
-        "postgresql": "18.6", "date": "2026-11-23T05:00:00Z",
+        "postgresql": "18.6", "date": "2026-11-23T05:00:00Z", "load": 0.42,
     }  # fmt: skip
     assert payload["figures"][0]["ratio"] == 0.25 and payload["figures"][0]["met"] is False
     assert payload["figures"][-1]["ratio"] is None
@@ -219,9 +221,16 @@ def test_cli_refuses_bad_arguments_before_running_anything(argv, capsys) -> None
     assert "error:" in capsys.readouterr().err
 
 
+def test_reports_from_before_the_load_was_recorded_still_read() -> None:
+    payload = json.loads(to_json(FIGURES, MACHINE))
+    del payload["machine"]["load"]
+    figures, machine = from_json(json.dumps(payload))
+    assert machine.load is None and "load" not in machine.summary() and figures == FIGURES
+
+
 def test_this_machine_is_described() -> None:
     machine = this_machine()
-    assert machine.cores >= 1 and machine.ram_gib > 0
+    assert machine.cores >= 1 and machine.ram_gib > 0 and machine.load >= 0
     assert re.fullmatch(r"\d+(\.\d+)?", machine.postgresql), machine.postgresql
     assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", machine.date)
     assert machine.python.split()[0].count(".") == 2
