@@ -329,6 +329,7 @@ def _check_headers(response: requests.Response) -> tuple[float, float]:
     for directive in ("default-src 'self'", "frame-ancestors 'none'", "object-src 'none'"):
         assert directive in policy
     assert response.headers["X-Content-Type-Options"] == "nosniff"
+    assert response.headers["Referrer-Policy"] == "same-origin"
     assert response.headers["Cache-Control"] == "no-store"
     timing = TIMING.match(response.headers["Server-Timing"])
     assert timing, response.headers["Server-Timing"]
@@ -348,3 +349,23 @@ def test_pages_carry_security_headers_and_server_timing(stack, alice) -> None:
     assert static.status_code == 200
     assert static.headers["X-Content-Type-Options"] == "nosniff"
     assert static.headers.get("Cache-Control") != "no-store"
+
+
+def test_no_other_origin_may_read_the_console_token(stack, alice) -> None:
+    """No CORS on the app: a page on another origin cannot read `/sql/token`."""
+    browser = log_in(stack, alice)
+    evil = {"Origin": "http://evil.example"}
+    preflight = browser.options(
+        f"{stack.app_url}/sql/token",
+        headers={**evil, "Access-Control-Request-Method": "POST"},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert_no_crash(preflight)
+    granted = browser.post(
+        f"{stack.app_url}/sql/token",
+        headers={**evil, "X-CSRFToken": csrf(browser, stack)},
+        timeout=HTTP_TIMEOUT,
+    )
+    for response in (preflight, granted):
+        assert "Access-Control-Allow-Origin" not in response.headers
+        assert "Access-Control-Allow-Credentials" not in response.headers
