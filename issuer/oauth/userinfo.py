@@ -38,7 +38,9 @@ def resource_protector(config: Config, audience: str, keys: PublishedKeys) -> Re
 
 def user_info(token: dict) -> dict:
     """The claims about the token's user that its scope releases, plus custom claims."""
-    user = accounts.get_user(token["sub"])
+    sub = token["sub"]
+    # Only a string can name a user, and PostgreSQL text cannot even hold a NUL.
+    user = accounts.get_user(sub) if isinstance(sub, str) and "\0" not in sub else None
     if user is None or user.disabled:
         raise InvalidTokenError(description="The user of this token is gone or disabled.")
     scope = token.get("scope", "")

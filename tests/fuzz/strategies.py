@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 from hypothesis import strategies as st
 
 # Everything Python's json module writes, NaN and Infinity included (it emits them
@@ -30,3 +33,25 @@ header_text = st.text(
     alphabet=st.characters(min_codepoint=0, max_codepoint=0xFF, exclude_characters="\r\n"),
     max_size=60,
 )
+
+NOW = int(time.time())
+
+
+def _time(now: int) -> st.SearchStrategy[Any]:
+    """Times well clear of the 30 s leeway edges (for as long as a test session
+    lasts after import), or any JSON at all."""
+    offsets = st.sampled_from([-86_400, -3_600, -600, 3_600, 86_400])
+    return st.one_of(offsets.map(lambda offset: now + offset), json_values)
+
+
+# JWT claims: the registered ones Neon reads, each plausible or any JSON, plus any others.
+token_claims = st.fixed_dictionaries(
+    {},
+    optional={
+        "sub": st.one_of(st.text(max_size=12), json_values),
+        "exp": _time(NOW),
+        "nbf": _time(NOW),
+        "aud": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values),
+        "iss": json_values,
+    },
+).flatmap(lambda registered: json_objects.map(lambda extra: {**extra, **registered}))

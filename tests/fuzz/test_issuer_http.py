@@ -315,6 +315,24 @@ def test_a_json_body_is_no_form_data(issuer: Issuer, path: str, body: bytes) -> 
     assert answer.status == 400
 
 
+@pytest.mark.parametrize("sub", ["\0", "a\0b", 5, ["x"], {"id": "x"}])
+def test_an_access_token_whose_sub_cannot_name_a_user_is_refused(issuer: Issuer, sub: Any) -> None:
+    now = int(time.time())
+    claims = {
+        "iss": "http://127.0.0.1:8001",
+        "sub": sub,
+        "aud": "http://127.0.0.1:8001",
+        "exp": now + 600,
+        "iat": now,
+        "jti": "j",
+        "client_id": "fuzz-web",
+        "scope": "openid",
+    }
+    token = sign_jwt(issuer.app.extensions["keyring"], claims, typ="at+jwt")
+    answer = request(issuer, "GET", "/userinfo", headers={"Authorization": f"Bearer {token}"})
+    assert answer.status == 401
+
+
 @pytest.mark.parametrize("scope", [False, 5, {"openid": True}, ["openid"]])
 def test_an_access_token_whose_scope_is_not_a_string_is_refused(issuer: Issuer, scope: Any) -> None:
     now = int(time.time())

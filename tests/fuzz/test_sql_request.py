@@ -18,7 +18,8 @@ from hypothesis import currently_in_test_context, event, given, settings
 from hypothesis import strategies as st
 
 from proxy.jwt import NOT_A_JWT
-from tests.fuzz.strategies import header_text, json_values
+from tests.fuzz.strategies import header_text, json_values, token_claims
+from tests.fuzz.tokens import signed
 from tests.fuzz.wsgi import Answer, assert_clean, call, environ
 from tests.proxy.support import SigningKey, b64, b64json
 
@@ -137,6 +138,22 @@ def test_any_header_values(
 def test_other_methods_and_paths(proxy_app: Flask, method: str, path: str) -> None:
     answer = call(proxy_app, environ(method, path))
     assert_clean(answer, {204, 400, 404, 405})
+
+
+@settings(max_examples=150, deadline=None)
+@given(claims=token_claims)
+def test_signed_tokens_with_any_claims_reach_the_session_or_are_400(
+    proxy_app: Flask, fuzz_keys: tuple[SigningKey, ...], claims: dict[str, Any]
+) -> None:
+    """Validation and the session hand-off agree: what the validator accepts, jsonb holds."""
+    key = fuzz_keys[0]
+    token = signed(key, {"alg": key.alg, "kid": key.kid}, claims)
+    body = b'{"query": "select auth.session() as s, auth.user_id() as u"}'
+    answer = post(proxy_app, body, base_headers(token))
+    if answer.status == 200:
+        (row,) = json.loads(answer.body)["rows"]
+        assert row["s"].keys() == claims.keys()
+        assert row["u"] == claims.get("sub")
 
 
 def raw_token(key: SigningKey, payload: str, header: str | None = None) -> str:

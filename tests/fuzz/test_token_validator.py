@@ -21,7 +21,8 @@ from proxy.errors import AuthError
 from proxy.jwks import JwksCache
 from proxy.jwt import LEEWAY, TokenValidator
 from proxy.rules import AuthRule
-from tests.fuzz.strategies import json_objects, json_values
+from tests.fuzz.strategies import NOW, json_values, token_claims
+from tests.fuzz.tokens import signed
 from tests.proxy.support import SigningKey, b64, b64json
 
 ROLE = "authenticated"
@@ -31,12 +32,6 @@ B64URL = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_"
 @pytest.fixture(scope="module")
 def validator(fuzz_jwks: str) -> TokenValidator:
     return TokenValidator([AuthRule("fuzz", fuzz_jwks, None, (ROLE,))], JwksCache())
-
-
-def signed(key: SigningKey, header: dict[str, Any], claims: dict[str, Any]) -> str:
-    """A JWS over exactly this header and these claims (json.dumps: NaN written bare)."""
-    signing_input = f"{b64json(header)}.{b64json(claims)}"
-    return f"{signing_input}.{b64(key.signature(signing_input.encode()))}"
 
 
 def check(validator: TokenValidator, token: str) -> dict[str, Any] | None:
@@ -66,13 +61,6 @@ def test_unsigned_garbage_is_refused(validator: TokenValidator, token: str) -> N
     assert check(validator, token) is None
 
 
-def _time(now: int) -> st.SearchStrategy[Any]:
-    """Times well clear of the 30 s leeway edges, or any JSON at all."""
-    offsets = st.sampled_from([-86_400, -3_600, -120, 120, 3_600, 86_400])
-    return st.one_of(offsets.map(lambda offset: now + offset), json_values)
-
-
-NOW = int(time.time())
 KEYS = {0: ("ES256", "fuzz-ec"), 1: ("RS256", "fuzz-rsa")}
 
 
@@ -91,18 +79,6 @@ def _header(key_index: int) -> st.SearchStrategy[dict[str, Any]]:
             optional=extras,
         ),
     )
-
-
-claims = st.fixed_dictionaries(
-    {},
-    optional={
-        "sub": st.one_of(st.text(max_size=12), json_values),
-        "exp": _time(NOW),
-        "nbf": _time(NOW),
-        "aud": st.one_of(st.lists(st.text(max_size=5), max_size=3), json_values),
-        "iss": json_values,
-    },
-).flatmap(lambda registered: json_objects.map(lambda extra: {**extra, **registered}))
 
 
 def _seconds(value: Any) -> float | None:
@@ -153,7 +129,7 @@ def neon_accepts(key: SigningKey, header: dict[str, Any], claims: dict[str, Any]
 @settings(max_examples=500, deadline=None)
 @given(
     signer=st.integers(0, 1).flatmap(lambda i: st.tuples(st.just(i), _header(i))),
-    claims=claims,
+    claims=token_claims,
 )
 def test_signed_tokens_are_accepted_exactly_by_neons_rules(
     validator: TokenValidator, fuzz_keys: tuple[SigningKey, ...], signer, claims
