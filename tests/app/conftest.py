@@ -21,11 +21,15 @@ from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from proxy.config import ProxyConfig
 from stack.migrate import LocalDatabase
-from tests.app.live import PASSWORD, LiveServer, Stack, start_stack
+from tests.app.live import (
+    PASSWORD,
+    QUICK_REFRESH_MARGIN,
+    QUICK_TOKEN_TTL,
+    LiveServer,
+    Stack,
+    start_stack,
+)
 from tests.proxy.support import Proxy, base_config
-
-QUICK_TOKEN_TTL = 5
-QUICK_REFRESH_MARGIN = 3
 
 
 @pytest.fixture(scope="session")

@@ -41,6 +41,9 @@ from tests.proxy.support import Proxy, base_config
 
 HTTP_TIMEOUT = 15
 PASSWORD = "correct horse battery staple"
+# `quick_stack`: access tokens last 5 s and are refreshed with less than 3 s left.
+QUICK_TOKEN_TTL = 5
+QUICK_REFRESH_MARGIN = 3
 
 
 class LiveServer:

@@ -19,9 +19,9 @@ from typing import Any
 import pytest
 import requests
 
-from tests.app.conftest import QUICK_REFRESH_MARGIN
 from tests.app.live import (
     HTTP_TIMEOUT,
+    QUICK_REFRESH_MARGIN,
     Stack,
     assert_no_crash,
     create_user,
