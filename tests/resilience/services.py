@@ -23,7 +23,7 @@ import psycopg
 import requests
 
 from issuer.db import engine_for
-from issuer.keyring import KeyRing, KeyState, Manifest
+from issuer.keyring import REFRESH_INTERVAL, KeyRing, KeyState, Manifest
 from issuer.keys.store import TEMP_PREFIX
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
@@ -38,8 +38,8 @@ CONNECTION = "postgresql://authenticated@localhost/neondb"
 
 # Neon's proxy durations are divided by this in the proxy under test (see scaled_proxy.py).
 TIME_SCALE = 100
-# An issuer process notices a key-ring change made elsewhere within this (issuer.keyring).
-RING_REFRESH = 1.0
+# An issuer process notices a key-ring change made by another process within this.
+RING_REFRESH = REFRESH_INTERVAL
 # The issuer's access log: path, status, the ETag sent, and who asked.
 ACCESS_LOG_FORMAT = '%(U)s %(s)s %({etag}o)s "%(a)s"'
 PROXY_USER_AGENT = "neon-proxy-local"
@@ -120,6 +120,7 @@ class Deployment:
     database: LocalDatabase
     token_ttl: int = 9  # ISSUER_ACCESS_TOKEN_TTL: 900 s / TIME_SCALE
     proxy_workers: int = 2
+    proxy_threads: int = 4
     issuer_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
     issuer: Service | None = None
@@ -155,16 +156,16 @@ class Deployment:
             ISSUER_DATABASE_URL=f"sqlite:///{self.root / 'issuer.sqlite3'}",
             ISSUER_ACCESS_TOKEN_TTL=str(self.token_ttl),
             ISSUER_LEEWAY="1",  # 30 s / TIME_SCALE, rounded up to whole seconds
-            ISSUER_JWKS_MAX_AGE="3",
+            # Advisory only: Neon's proxy, like ours, keeps its own schedule.
+            ISSUER_JWKS_MAX_AGE=str(300 // TIME_SCALE),
             PROXY_HOST="127.0.0.1",
             PROXY_PORT=str(self.proxy_port),
             PROXY_WORKERS=str(self.proxy_workers),
-            PROXY_THREADS="4",
+            PROXY_THREADS=str(self.proxy_threads),
             PROXY_DATABASE_HOST=str(server.socket_dir),
             PROXY_DATABASE_PORT=str(server.port),
             PROXY_ADMIN_URL=self.database.owner_url,
             PROXY_JWKS_URL=f"{self.issuer_url}/.well-known/jwks.json",
-            PROXY_POOL_TIMEOUT="3",
             RESILIENCE_TIME_SCALE=str(TIME_SCALE),
         )
 
@@ -188,21 +189,18 @@ class Deployment:
 
     # The issuer's CLI, as an operator runs it.
 
-    def cli(self, *args: str, stdin: str | None = None) -> str:
-        done = self.run_cli(*args, stdin=stdin)
-        assert done.returncode == 0, f"issuer {' '.join(args)}: {done.stderr}"
-        return done.stdout
-
-    def run_cli(self, *args: str, stdin: str | None = None) -> subprocess.CompletedProcess[str]:
-        return subprocess.run(
+    def cli(self, *args: str) -> str:
+        """`python -m issuer ARGS`; its stdout, after checking that it succeeded."""
+        done = subprocess.run(
             [sys.executable, "-m", "issuer", *args],
             env=self.env,
             cwd=REPO,
-            input=stdin,
             capture_output=True,
             text=True,
             timeout=CLI_TIMEOUT,
         )
+        assert done.returncode == 0, f"issuer {' '.join(args)}: {done.stderr}"
+        return done.stdout
 
     def spawn_cli(self, *args: str) -> subprocess.Popen[str]:
         return subprocess.Popen(
@@ -230,6 +228,10 @@ class Deployment:
         finally:
             engine.dispose()
         return [(client.client_id, secret) for client, secret in registered if secret]
+
+    def committed_at(self) -> float:
+        """When the last key-ring change was committed: the manifest's atomic replace."""
+        return (self.keys_dir / "manifest.json").stat().st_mtime
 
     def list_keys(self) -> list[dict]:
         return json.loads(self.cli("keys", "list", "--json"))["keys"]

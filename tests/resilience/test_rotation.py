@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import proxy.jwks
+import proxy.jwt
 from stack.migrate import LocalDatabase
 from tests.resilience.services import (
     HTTP_TIMEOUT,
@@ -34,17 +36,17 @@ from tests.resilience.traffic import Traffic, get_token, sql, token_claims, toke
 CLIENTS = 3
 ROTATIONS = 4
 TOKEN_TTL = 9
-# The proxy's background JWKS refresh (Neon: 300 s), compressed.
-AUTO_RENEW = 300 / TIME_SCALE
-# How long the proxy remembers a token it validated (proxy.jwt.CACHE_TTL), compressed.
-VALIDATED_TOKEN_CACHE = 300 / TIME_SCALE
+# The proxy's background JWKS refresh (Neon: 5 min), compressed.
+AUTO_RENEW = proxy.jwks.AUTO_RENEW / TIME_SCALE
+# How long the proxy remembers a token it validated, compressed.
+VALIDATED_TOKEN_CACHE = proxy.jwt.CACHE_TTL / TIME_SCALE
 # A JWKS fetch on loopback, and a busy 2-core machine scheduling it.
 FETCH_SLACK = 1.0
 # The README: issuer processes pick up a revocation within a second; verifiers that
-# cached the JWKS accept the key until they refetch (Neon: after 5 minutes).
+# cached the JWKS accept the key until they refetch (Neon: after about 5 minutes).
 DOCUMENTED_BOUND = RING_REFRESH + AUTO_RENEW + FETCH_SLACK
-# The local proxy can take longer: a token validated just before its JWKS refresh
-# stays in its validated-token cache, which is not tied to the key set (reported).
+# The local proxy can take up to one validated-token cache lifetime longer: a token
+# validated just before the JWKS refresh stays cached, whatever the new key set says.
 PROXY_BOUND = DOCUMENTED_BOUND + VALIDATED_TOKEN_CACHE
 
 
@@ -88,6 +90,9 @@ class Hammer(threading.Thread):
 def test_rotations_under_live_traffic_reject_no_valid_token(
     deploy: Callable[..., Deployment], neon_db: LocalDatabase
 ) -> None:
+    """Clients keep getting tokens and querying while the ring is rotated and pruned
+    as an operator would: not one request fails, tokens of retired keys keep working
+    until they expire, pruned keys leave the JWKS, no acknowledged write is lost."""
     deployment = deploy(neon_db, token_ttl=TOKEN_TTL)
     deployment.start_issuer()
     deployment.start_proxy()
@@ -96,7 +101,7 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
     # The worst case for a retiring key: a token it signed just before the rotation,
     # used until it expires.
     canaries: list[Hammer] = []
-    retired_at: dict[str, float] = {}  # no earlier than the ring's own retired_at
+    retired_at: dict[str, float] = {}
     pruned: list[str] = []
     published_at = time.time()  # `keys init` published the first next key before this
 
@@ -106,7 +111,7 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
             canaries.append(Hammer(deployment, get_token(deployment, canary_client)))
             canaries[-1].start()
             out = deployment.cli("keys", "rotate", "--force")
-            published_at = retired_at[actives[-1]] = time.time()
+            published_at = retired_at[actives[-1]] = deployment.committed_at()
             actives.append(out.split("active  ")[1].split()[0])
             # As cron would run it right after each rotation.
             out = deployment.cli("keys", "prune")
@@ -135,10 +140,10 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
     )
     assert tally.failures == []
     for canary, kid in zip(canaries, actives, strict=False):
+        assert token_header(canary.token)["kid"] == kid
         assert [a for a in canary.answers if a[1] != 200] == [], kid
-        # ...and it was still in use after every proxy had refetched the JWKS.
-        refetched = retired_at[kid] + RING_REFRESH + AUTO_RENEW + FETCH_SLACK
-        assert canary.answers[-1][0] > refetched, kid
+        # ...and it was still in use a whole JWKS refresh period after the rotation.
+        assert canary.answers[-1][0] > retired_at[kid] + AUTO_RENEW, kid
     # The traffic really did straddle every rotation, with every key in every role.
     assert all(tally.kids_issued[kid] > 0 for kid in actives), tally.kids_issued
     assert set(tally.kids_issued) == set(actives)
@@ -153,9 +158,12 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
     tally.assert_writes_kept(deployment.database)
 
 
-def test_emergency_revoke_fails_the_key_everywhere_within_the_documented_bound(
+def test_emergency_revoke_unpublishes_the_key_and_every_proxy_worker_refuses_it_in_time(
     deploy: Callable[..., Deployment], neon_db: LocalDatabase
 ) -> None:
+    """`keys revoke KID --yes` on the active key, under traffic: the issuer stops
+    publishing it within its one-second reload, and the proxy refuses its tokens
+    once its JWKS cache has been refreshed; tokens of the promoted key never fail."""
     # Tokens outlive the whole measurement, so only the revocation can refuse them.
     deployment = deploy(neon_db, token_ttl=120)
     deployment.start_issuer()
@@ -173,8 +181,7 @@ def test_emergency_revoke_fails_the_key_everywhere_within_the_documented_bound(
         started = time.time()
         out = deployment.cli("keys", "revoke", leaked, "--yes")
         assert f"revoked {leaked}" in out
-        # The commit point is the atomic replace of the manifest.
-        committed = (deployment.keys_dir / "manifest.json").stat().st_mtime
+        committed = deployment.committed_at()
         unpublished = wait_for(lambda: leaked not in deployment.published_kids(), 5)
         # Keep watching well past the bound: an acceptance after it is a failure.
         time.sleep(max(0.0, committed + PROXY_BOUND + 2 - time.time()))
@@ -187,14 +194,13 @@ def test_emergency_revoke_fails_the_key_everywhere_within_the_documented_bound(
         f"\nemergency revoke: the issuer's JWKS dropped the key "
         f"{unpublished - committed:.2f} s after the manifest was committed, the proxy last "
         f"accepted it {accepted[-1] - committed:.2f} s after (README's bound "
-        f"{DOCUMENTED_BOUND:.1f} s, the local proxy's {PROXY_BOUND:.1f} s; unscaled "
-        f"{DOCUMENTED_BOUND * TIME_SCALE:.0f} s and {PROXY_BOUND * TIME_SCALE:.0f} s), "
+        f"{DOCUMENTED_BOUND:.1f} s, the local proxy's {PROXY_BOUND:.1f} s), "
         f"{len(hammer.answers)} probes; traffic "
         f"{tally.tokens} tokens, {tally.queries} queries, {len(tally.failures)} refused "
         f"with the revoked key"
     )
     assert started <= committed
-    assert unpublished - committed <= RING_REFRESH + 0.5
+    assert unpublished - committed <= RING_REFRESH + FETCH_SLACK
     assert accepted[-1] - committed <= PROXY_BOUND
     assert len(refused) >= 50
     assert {status for _, status, _ in refused} == {400}
