@@ -17,6 +17,7 @@ from urllib.parse import urlencode, urlsplit
 from authlib.common.errors import AuthlibBaseError
 from flask import Blueprint, current_app, flash, g, redirect, render_template, session, url_for
 from flask.typing import ResponseReturnValue
+from joserfc.errors import JoseError
 from requests import RequestException
 from werkzeug.wrappers import Response
 
@@ -107,7 +108,8 @@ def callback() -> ResponseReturnValue:
         token = oidc.issuer().authorize_access_token()
     except RequestException as error:
         raise IssuerUnreachable(type(error).__name__) from None
-    except AuthlibBaseError as error:
+    except (AuthlibBaseError, JoseError) as error:
+        # JoseError: the ID token itself is invalid (signature, iss, aud, exp, nonce).
         reason = getattr(error, "description", None) or error.error or "unknown error"
         cancelled = error.error == "access_denied"
         page = render_template("login_failed.html", reason=reason, cancelled=cancelled)

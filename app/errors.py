@@ -23,6 +23,18 @@ from app.todos import InvalidTask
 _NOT_SET_UP = ("42P01", "42883", "3F000", "3D000")
 
 
+# What the endpoint says (code "") when it refuses the bearer token itself,
+# as opposed to the request (Neon answers both with HTTP 400).
+_TOKEN_REFUSALS = ("jwt", "jwk", "token", "signature", "key id", "audience")
+
+
+def _refuses_token(error: NeonDbError) -> bool:
+    if error.status in (401, 403):
+        return True
+    message = error.message.lower()
+    return error.status == 400 and any(word in message for word in _TOKEN_REFUSALS)
+
+
 def _wants_json() -> bool:
     return request.accept_mimetypes.best == "application/json"
 
@@ -72,11 +84,16 @@ def _database_error(error: NeonDbError) -> ResponseReturnValue:
     """Map the endpoint's answer to what the user can do about it."""
     if error.status >= 500:
         return _database_unreachable(EndpointUnreachable(error.message))
-    if not error.code and error.status in (400, 401, 403):
+    if not error.code and _refuses_token(error):
         # The endpoint refused the token itself (expired, revoked key, wrong
         # audience): only a new login helps.
         current_app.logger.warning("the SQL endpoint refused the token: %s", error.message)
         return _session_expired(SessionExpired(error.message))
+    if not error.code:
+        current_app.logger.error("the SQL endpoint refused the request: %s", error.message)
+        return error_page(
+            400, "request_refused", "The database refused the request", error.message
+        )
     if error.code in _NOT_SET_UP:
         return error_page(
             503,

@@ -8,6 +8,7 @@ auth.user_id()`, as Neon's guides recommend, so that the planner uses the
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,8 @@ MAX_TASK_LENGTH = 500
 MAX_ID = 2**63 - 1
 
 _COLUMNS = "id, task, is_complete, inserted_at"
+
+_UNSTORABLE = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
 
 
 class InvalidTask(ValueError):
@@ -44,6 +47,9 @@ def clean_task(raw: str | None) -> str:
         raise InvalidTask("A todo needs some text.")
     if len(task) > MAX_TASK_LENGTH:
         raise InvalidTask(f"A todo can be at most {MAX_TASK_LENGTH} characters long.")
+    if _UNSTORABLE.search(task):
+        # Postgres text cannot hold NUL, and JSON cannot carry lone surrogates.
+        raise InvalidTask("A todo cannot contain control characters.")
     return task
 
 
