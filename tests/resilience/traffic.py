@@ -2,10 +2,10 @@
 
 Each `Client` is one confidential OAuth client. It gets an access token by
 `client_credentials`, uses it for a random part of its lifetime (never past
-`exp - 1 s`, so every token it presents is valid), then gets a new one. Its
-queries alternate between `select auth.user_id()` (checked against its own
-id) and inserting a todo under RLS; every insert the proxy acknowledged is
-remembered, so a test can check that none was lost. Whatever goes wrong is
+`exp - 1 s`, so every token it presents is valid), then gets a new one. For
+every two `select auth.user_id()` it inserts a todo under RLS; both must come
+back with its own id, and every insert the proxy acknowledged is remembered,
+so a test can check that none was lost. Whatever goes wrong is
 recorded as a `Failure` with the token's kid, never raised in the thread.
 """
 
