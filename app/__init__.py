@@ -38,6 +38,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
         SESSION_COOKIE_SAMESITE="Lax",
         SESSION_COOKIE_SECURE=config.secure_cookies,
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=config.session_lifetime),
+        # The login's lifetime is enforced server-side; re-signing the cookie
+        # on every response would only cost time.
+        SESSION_REFRESH_EACH_REQUEST=False,
         WTF_CSRF_TIME_LIMIT=None,
     )
     CSRFProtect(app)
