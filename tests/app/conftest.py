@@ -11,25 +11,17 @@ from pathlib import Path
 import pytest
 
 from app import create_app
-from app.config import AppConfig
-from issuer import create_app as create_issuer
-from issuer.accounts import users
-from issuer.config import Config
-from issuer.db import get_engine
-from issuer.keyring import KeyRing
-from issuer.oauth import clients
-from issuer.oauth.clients import Registration
 from proxy.config import ProxyConfig
 from stack.migrate import LocalDatabase
 from tests.app.live import (
-    PASSWORD,
     QUICK_REFRESH_MARGIN,
     QUICK_TOKEN_TTL,
     LiveServer,
     Stack,
+    create_user,
     start_stack,
 )
-from tests.proxy.support import Proxy, base_config
+from tests.proxy.support import Proxy
 
 
 @pytest.fixture(scope="session")
@@ -44,61 +36,16 @@ def stack(
     stack_dir: Path, neon_db: LocalDatabase, start_proxy: Callable[[ProxyConfig], Proxy]
 ) -> Iterator[Stack]:
     """Issuer, proxy and app, wired as `make run` wires them."""
-    issuer_server, app_server = LiveServer(), LiveServer()
-    issuer_config = Config(
-        issuer_url=issuer_server.url,
-        keys_dir=stack_dir / "keys",
-        database_url=f"sqlite:///{stack_dir / 'issuer.sqlite3'}",
-        data_dir=stack_dir / "issuer-data",
-        secret_key="issuer-test-secret-key-not-for-production",
-    )
-    KeyRing(issuer_config.keys_dir).init()
-    issuer = create_issuer(issuer_config)
-    issuer_server.app = issuer
-    proxy = start_proxy(base_config(neon_db, f"{issuer_server.url}/.well-known/jwks.json"))
-    with issuer.app_context():
-        client, secret = clients.register(
-            get_engine(),
-            Registration(
-                name="Todo app",
-                redirect_uris=(f"{app_server.url}/auth/callback",),
-                post_logout_redirect_uris=(f"{app_server.url}/",),
-                public=False,
-                first_party=True,
-                scope="openid profile email",
-            ),
-        )
-    assert secret is not None
-    app = create_app(
-        AppConfig(
-            app_url=app_server.url,
-            issuer_url=issuer_server.url,
-            client_id=client.client_id,
-            client_secret=secret,
-            sql_endpoint=f"{proxy.url}/sql",
-            database_url=f"sqlite:///{stack_dir / 'app.sqlite3'}",
-            data_dir=stack_dir / "app-data",
-            secret_key="app-test-secret-key-not-for-production",
-        )
-    )
-    app_server.app = app
-    live = Stack(issuer, issuer_server, proxy.url, app, app_server, client.client_id, secret)
+    live = start_stack(stack_dir, neon_db, start_proxy)
     yield live
-    for server in (app_server, issuer_server):
+    for server in (live.app_server, live.issuer_server):
         server.stop()
 
 
 @pytest.fixture
 def make_user(stack: Stack) -> Callable[[str], str]:
     """Create a user at the issuer (once per email); returns the email."""
-
-    def make(email: str) -> str:
-        if email not in stack.users:
-            with stack.issuer.app_context():
-                stack.users[email] = users.create_user(get_engine(), email, PASSWORD).id
-        return email
-
-    return make
+    return lambda email: create_user(stack, email)
 
 
 @pytest.fixture(scope="session")
