@@ -45,10 +45,17 @@ NOT_A_JWT = "Provided authentication token is not a valid JWT encoding"
 
 @dataclass(frozen=True)
 class _Cached:
-    """A token that passed every check; `nbf` cannot become unmet as time moves on."""
+    """A token that passed every check; `nbf` cannot become unmet as time moves on.
+
+    The key that verified it is remembered too: a hit counts only while that key
+    is still published, so the cache never outlives a revoked key (and the hit
+    keeps the key set's background refresh going).
+    """
 
     claims: dict[str, Any]
     until: float
+    kid: str
+    jwks_url: str
 
 
 class TokenValidator:
@@ -74,17 +81,23 @@ class TokenValidator:
             raise AuthError("Provided authentication token is too large")
         now = self._clock()
         cached = self._cache.get((token, role))
-        if cached is not None and now < cached.until:
+        if (
+            cached is not None
+            and now < cached.until
+            and self._jwks.key_set(cached.jwks_url).find(cached.kid, refetch_unknown=False)
+        ):
             return cached.claims
-        claims, expires = self._check(token, role, now)
+        claims, expires, kid, rule = self._check(token, role, now)
         until = min(now + CACHE_TTL, expires + LEEWAY if expires is not None else now + CACHE_TTL)
         with self._cache_lock:
             if len(self._cache) >= CACHE_ENTRIES:
                 self._cache.clear()
-            self._cache[(token, role)] = _Cached(claims, until)
+            self._cache[(token, role)] = _Cached(claims, until, kid, rule.jwks_url)
         return claims
 
-    def _check(self, token: str, role: str, now: float) -> tuple[dict[str, Any], float | None]:
+    def _check(
+        self, token: str, role: str, now: float
+    ) -> tuple[dict[str, Any], float | None, str, AuthRule]:
         parts = token.split(".")
         if len(parts) != 3:
             raise AuthError(NOT_A_JWT)
@@ -125,7 +138,7 @@ class TokenValidator:
             raise AuthError("JWT token has expired")
         if not_before is not None and not_before >= now + LEEWAY:
             raise AuthError("JWT token is not yet ready to use")
-        return claims, expires
+        return claims, expires, kid, rule
 
     def _find_key(self, kid: str, role: str) -> tuple[Jwk, AuthRule]:
         rules = [rule for rule in self._rules if role in rule.role_names]

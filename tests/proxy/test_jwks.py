@@ -129,3 +129,29 @@ def test_a_cached_token_still_expires(
     assert status(proxy, jwt) == (200, "short")
     clock.offset += 60 + 31
     assert status(proxy, jwt) == (400, "JWT token has expired")
+
+
+def test_a_cached_token_dies_with_its_key(
+    start_proxy: Callable[..., Proxy], neon_db: Any, jwks_server: JwksServer
+) -> None:
+    """The validated-token cache must not keep honouring a key the JWKS dropped
+    (an emergency revocation): its hits count only while the key is published."""
+    path = f"/revoke-{uuid.uuid4().hex}/jwks.json"
+    leaked, kept = new_ec_key(), new_ec_key()
+    clock = Clock()
+    proxy = start(start_proxy, neon_db, jwks_server.publish(path, leaked, kept), clock)
+    assert status(proxy, token(kept, clock, "first"))[0] == 200
+    # Validated (and cached for 5 min) just before the key set's refresh is due.
+    clock.offset += 299
+    jwt = token(leaked, clock, "cached")
+    assert status(proxy, jwt) == (200, "cached")
+
+    jwks_server.publish(path, kept)
+    clock.offset += 2
+    status(proxy, token(kept, clock, "trigger"))  # starts the background refresh
+    deadline = time.monotonic() + 5
+    while jwks_server.count(path) < 2 and time.monotonic() < deadline:
+        time.sleep(0.02)
+    assert jwks_server.count(path) == 2
+    time.sleep(0.2)
+    assert status(proxy, jwt) == (400, "jwk not found")
