@@ -26,6 +26,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import encode_dss_signature
 
 from proxy.errors import AuthError
 from proxy.jwks import Clock, Jwk, JwksCache, b64url_decode
+from proxy.pgtext import storable
 from proxy.rules import AuthRule
 
 LEEWAY = 30.0
@@ -118,7 +119,7 @@ class TokenValidator:
             or ("sub" in claims and not isinstance(claims["sub"], str))
             or not isinstance(audiences, list)
             or not all(isinstance(a, str) for a in audiences)
-            or not _storable(claims)
+            or not _storable_claims(claims)
         ):
             raise AuthError(NOT_A_JWT)
         kid = header.get("kid")
@@ -166,7 +167,7 @@ def _json_object(segment: str) -> dict[str, Any]:
     return value
 
 
-def _storable(claims: dict[str, Any]) -> bool:
+def _storable_claims(claims: dict[str, Any]) -> bool:
     """Whether the claims are strict JSON that the session's jsonb holds as sent.
 
     Python's parser also takes NaN, Infinity, numbers beyond a double and unpaired
@@ -178,7 +179,7 @@ def _storable(claims: dict[str, Any]) -> bool:
     while pending:
         value = pending.pop()
         if isinstance(value, str):
-            if "\0" in value or (not value.isascii() and not _is_utf8(value)):
+            if not storable(value):
                 return False
         elif isinstance(value, float):
             if not math.isfinite(value):
@@ -188,14 +189,6 @@ def _storable(claims: dict[str, Any]) -> bool:
             pending.extend(value.values())
         elif isinstance(value, list):
             pending.extend(value)
-    return True
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
     return True
 
 

@@ -17,6 +17,7 @@ from typing import Any
 from psycopg.postgres import types as pg_types
 
 from proxy.errors import AuthError, ProxyError
+from proxy.pgtext import storable
 
 CONNECTION_STRING = "Neon-Connection-String"
 RAW_TEXT_OUTPUT = "Neon-Raw-Text-Output"
@@ -152,18 +153,9 @@ def _statement(item: Any) -> Statement:
     ):
         if text is None:
             continue
-        # Postgres text cannot hold NUL, and lone surrogates are not UTF-8.
-        if "\0" in text or not _is_utf8(text):
+        if not storable(text):
             raise _bad_body(f"{name} is not valid text (NUL or unpaired surrogate)")
     return Statement(item["query"], texts, array_mode)
-
-
-def _is_utf8(text: str) -> bool:
-    try:
-        text.encode()
-    except UnicodeEncodeError:
-        return False
-    return True
 
 
 def _bad_body(reason: str) -> ProxyError:
