@@ -49,7 +49,7 @@ def wait_until_proxy_holds_next(deployment: Deployment, published_at: float) -> 
     """Wait until `next` may safely sign (see the module docstring); return the JWKS ETag."""
     time.sleep(max(0.0, published_at + RING_REFRESH - time.time()))
     etag = deployment.jwks_etag()
-    deadline = time.monotonic() + 4 * AUTO_RENEW + 10
+    deadline = time.monotonic() + 4 * AUTO_RENEW + 30  # generous: CI machines are busy
     while time.monotonic() < deadline:
         old_enough = time.time() >= published_at + RING_REFRESH + AUTO_RENEW
         if old_enough and deployment.proxy_fetches(etag) >= 1:
