@@ -91,9 +91,7 @@ def _database_error(error: NeonDbError) -> ResponseReturnValue:
         return _session_expired(SessionExpired(error.message))
     if not error.code:
         current_app.logger.error("the SQL endpoint refused the request: %s", error.message)
-        return error_page(
-            400, "request_refused", "The database refused the request", error.message
-        )
+        return error_page(400, "request_refused", "The database refused the request", error.message)
     if error.code in _NOT_SET_UP:
         return error_page(
             503,
