@@ -5,9 +5,8 @@ from __future__ import annotations
 
 import sys
 
-import click
 from flask import Flask
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, NoAppException
 
 from app import create_app
 
@@ -17,7 +16,9 @@ def _create_app() -> Flask:
     try:
         return create_app()
     except ValueError as exc:
-        raise click.ClickException(str(exc)) from None
+        # NoAppException: Flask prints it as one line even while listing
+        # commands for --help, where any other error is shown as a traceback.
+        raise NoAppException(str(exc)) from None
 
 
 cli = FlaskGroup(create_app=_create_app, load_dotenv=True)
