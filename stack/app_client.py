@@ -11,8 +11,6 @@ and the former one's codes and refresh tokens go with it.
 from __future__ import annotations
 
 import json
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -20,6 +18,7 @@ from sqlalchemy import Engine
 
 from issuer.oauth import clients
 from issuer.oauth.clients import Client, Registration
+from issuer.private_files import write_atomically
 
 CLIENT_ID = "todo-app"
 FILE_NAME = "app-client.json"
@@ -98,18 +97,6 @@ def _read(path: Path) -> Credentials | None:
 def _write(path: Path, credentials: Credentials) -> None:
     """Atomically, private from the first byte: a reader sees the old file or the new one."""
     path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-    fd, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w") as file:
-            json.dump(
-                {"client_id": credentials.client_id, "client_secret": credentials.client_secret},
-                file,
-                indent=2,
-            )
-            file.write("\n")
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    body = {"client_id": credentials.client_id, "client_secret": credentials.client_secret}
+    data = (json.dumps(body, indent=2) + "\n").encode()
+    write_atomically(path, data, temp_prefix=f".{path.name}.")

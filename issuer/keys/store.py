@@ -16,7 +16,6 @@ from __future__ import annotations
 import contextlib
 import json
 import os
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,6 +35,7 @@ from issuer.keys.errors import (
     StorageError,
 )
 from issuer.keys.jwk import b64url, b64url_decode
+from issuer.private_files import sync_directory, write_atomically
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"
@@ -145,7 +145,7 @@ class KeyStore:
                 path.unlink(missing_ok=True)
                 removed.append(path.name)
         if removed:
-            self._sync_directory()
+            sync_directory(self.directory)
         return removed
 
     def _key_path(self, kid: str) -> Path:
@@ -201,25 +201,7 @@ class KeyStore:
         return Scrypt(salt=salt, length=32, n=n, r=r, p=p).derive(self._passphrase)
 
     def _write_atomically(self, path: Path, data: bytes) -> None:
-        """Temp file in the same directory, fsync, rename, fsync the directory; mode 0600."""
         try:
-            fd, tmp = tempfile.mkstemp(prefix=TEMP_PREFIX, dir=self.directory)
-            try:
-                with os.fdopen(fd, "wb") as f:
-                    f.write(data)
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, path)
-            except BaseException:
-                Path(tmp).unlink(missing_ok=True)
-                raise
-            self._sync_directory()
+            write_atomically(path, data, temp_prefix=TEMP_PREFIX)
         except OSError as exc:
             raise StorageError(f"cannot write {path}: {exc.strerror}") from None
-
-    def _sync_directory(self) -> None:
-        fd = os.open(self.directory, os.O_RDONLY | os.O_DIRECTORY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
