@@ -99,12 +99,14 @@ def hidden_field(html: str, name: str) -> str:
     return match.group(1)
 
 
-def log_in(stack: Stack, email: str, password: str = PASSWORD) -> requests.Session:
-    """A browser-like HTTP session logged in to the app through the issuer's pages."""
-    browser = requests.Session()
+def submit_login_form(
+    stack: Stack, browser: requests.Session, email: str, password: str = PASSWORD, **post: Any
+) -> requests.Response:
+    """Start the app's login and submit the issuer's password form; `post` goes to
+    that POST (e.g. `allow_redirects=False` to stop before the app's callback)."""
     page = browser.get(f"{stack.app_url}/login", timeout=HTTP_TIMEOUT)
     assert page.url.startswith(f"{stack.issuer_url}/login"), page.url
-    done = browser.post(
+    return browser.post(
         page.url,
         data={
             "email": email,
@@ -112,7 +114,14 @@ def log_in(stack: Stack, email: str, password: str = PASSWORD) -> requests.Sessi
             "csrf_token": hidden_field(page.text, "csrf_token"),
         },
         timeout=HTTP_TIMEOUT,
+        **post,
     )
+
+
+def log_in(stack: Stack, email: str, password: str = PASSWORD) -> requests.Session:
+    """A browser-like HTTP session logged in to the app through the issuer's pages."""
+    browser = requests.Session()
+    done = submit_login_form(stack, browser, email, password)
     assert done.status_code == 200, done.text
     assert done.url == f"{stack.app_url}/", done.url
     return browser

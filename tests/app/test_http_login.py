@@ -22,14 +22,13 @@ from app.storage import oauth_states
 from issuer.db import secret_digest
 from tests.app.live import (
     HTTP_TIMEOUT,
-    PASSWORD,
     Stack,
     assert_no_crash,
     csrf,
-    hidden_field,
     log_in,
     login_row,
     session_cookie,
+    submit_login_form,
 )
 
 SESSION_KEYS = {"login", "_permanent", "csrf_token", "_flashes"}
@@ -38,18 +37,7 @@ TIMING = re.compile(r"^app;dur=(\d+\.\d\d), db;dur=(\d+\.\d\d)$")
 
 def until_callback(stack: Stack, browser: requests.Session, email: str) -> str:
     """Sign in at the issuer, stopping before the app's callback; return its URL."""
-    page = browser.get(f"{stack.app_url}/login", timeout=HTTP_TIMEOUT)
-    assert page.url.startswith(f"{stack.issuer_url}/login"), page.url
-    response = browser.post(
-        page.url,
-        data={
-            "email": email,
-            "password": PASSWORD,
-            "csrf_token": hidden_field(page.text, "csrf_token"),
-        },
-        allow_redirects=False,
-        timeout=HTTP_TIMEOUT,
-    )
+    response = submit_login_form(stack, browser, email, allow_redirects=False)
     while response.is_redirect:
         location = urljoin(response.url, response.headers["Location"])
         if location.startswith(f"{stack.app_url}/auth/callback"):
