@@ -85,6 +85,10 @@ class Todos:
     def set_complete(self, todo_id: int, done: bool) -> Todo | None:
         return self._update(todo_id, "is_complete = $2", done)
 
+    def flip(self, todo_id: int) -> Todo | None:
+        """Done becomes not done and back, in one statement (no read first)."""
+        return self._update(todo_id, "is_complete = NOT is_complete")
+
     def rename(self, todo_id: int, task: str) -> Todo | None:
         return self._update(todo_id, "task = $2", clean_task(task))
 
@@ -96,13 +100,13 @@ class Todos:
         )
         return bool(result.row_count)
 
-    def _update(self, todo_id: int, assignment: str, value: object) -> Todo | None:
+    def _update(self, todo_id: int, assignment: str, *values: object) -> Todo | None:
         if not 0 < todo_id <= MAX_ID:
             return None
         result = self.db.query(
             f"UPDATE todos SET {assignment} WHERE id = $1 AND user_id = auth.user_id()"
             f" RETURNING {_COLUMNS}",
-            [todo_id, value],
+            [todo_id, *values],
         )
         return Todo.from_row(result.rows[0]) if result.rows else None
 

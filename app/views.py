@@ -55,15 +55,13 @@ def add() -> ResponseReturnValue:
 @bp.post("/todos/<int:todo_id>/toggle")
 @login_required
 def toggle(todo_id: int) -> ResponseReturnValue:
-    todos = _todos()
     done = request.form.get("done")
     if done is None:
-        done_value = not _found(todos.get(todo_id)).is_complete
+        _found(_todos().flip(todo_id))
     elif done in ("true", "false"):
-        done_value = done == "true"
+        _found(_todos().set_complete(todo_id, done == "true"))
     else:
         abort(400, "`done` must be true or false.")
-    _found(todos.set_complete(todo_id, done_value))
     return _back_to_list()
 
 
