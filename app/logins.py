@@ -13,6 +13,7 @@ threads and gunicorn workers, and whoever waited re-reads the row first.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import secrets
 import time
@@ -148,18 +149,18 @@ class LoginStore:
                 except SessionExpired:
                     self.delete(login_token)
                     raise
+                columns = _token_columns(token, time.time())
                 with self.engine.begin() as conn:
-                    conn.execute(
+                    updated = conn.execute(
                         update(logins)
                         .where(logins.c.id == secret_digest(login_token))
-                        .values(**_token_columns(token, time.time()))
-                    )
+                        .values(**columns)
+                    ).rowcount
+                if not updated:  # logged out while the refresh was in flight
+                    raise SessionExpired("no such login")
+                return dataclasses.replace(login, **columns)
         except Timeout:
             raise IssuerUnreachable("a token refresh for this session is stuck") from None
-        login = self.get(login_token)
-        if login is None:
-            raise SessionExpired("no such login")
-        return login
 
     def _lock_path(self, login_token: str) -> Path:
         name = hashlib.sha256(b"lock:" + login_token.encode()).hexdigest()[:32]
