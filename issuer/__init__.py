@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, jwks, keys_cli, oauth, query_string
+from issuer import accounts, db, jwks, keys_cli, migrations, oauth, query_string
 from issuer.config import Config
 from issuer.keyring import KeyRing
+from issuer.migrations.cli import db_cli
 
 
 def create_app(config: Config | None = None) -> Flask:
@@ -22,6 +23,6 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(keys_cli.keys)
     app.cli.add_command(keys_cli.token)
     oauth.init_app(app)
-    # Last: every blueprint above has imported the modules declaring its tables.
-    db.create_all(app.extensions["db"])
+    app.cli.add_command(db_cli)
+    migrations.upgrade(app.extensions["db"])
     return app

@@ -2,8 +2,8 @@
 
 SQLite (a file under `.data/` by default) needs nothing to run; PostgreSQL
 (`ISSUER_DATABASE_URL=postgresql://…`) lets several hosts share state. Every
-module declares its tables on `metadata`; `create_all` makes whatever is
-missing, so a fresh data directory works on first start.
+module declares its tables on `metadata`; `issuer.migrations` holds the
+versioned schema that start-up applies.
 """
 
 from __future__ import annotations
@@ -116,10 +116,10 @@ def _configure_sqlite(dbapi_connection, _record) -> None:
         cursor.close()
 
 
-def create_all(engine: Engine, tables: MetaData = metadata) -> None:
+def create_all(engine: Engine, tables: MetaData) -> None:
     """Create missing tables, once even when several workers start together.
 
-    `tables` defaults to the issuer's; the todo app passes its own.
+    Used by the todo app for its own tables; the issuer's are migrated.
     """
     if engine.dialect.name == "postgresql":
         with engine.begin() as conn:
@@ -137,8 +137,7 @@ def create_all(engine: Engine, tables: MetaData = metadata) -> None:
 def init_app(app: Flask) -> Engine:
     """Open the configured database and keep its engine on the app.
 
-    `create_app` calls `create_all` last, once every blueprint has imported
-    the module declaring its tables.
+    `create_app` migrates it last (`issuer.migrations.upgrade`).
     """
     engine = engine_for(app.config["ISSUER"].database_url)
     app.extensions["db"] = engine

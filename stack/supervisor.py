@@ -22,7 +22,7 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from issuer import db
+from issuer import db, migrations
 from issuer.config import Config
 from issuer.keyring import KeyRing, KeyRingError, RingExists
 from issuer.oauth.clients import ClientError
@@ -126,7 +126,7 @@ def issuer_engine(config: Config) -> Engine:
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     try:
-        db.create_all(engine)
+        migrations.upgrade(engine)
     except DBAPIError as error:
         engine.dispose()
         # The driver's own words: the URL (and its password) stay out of them.

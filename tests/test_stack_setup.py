@@ -15,7 +15,7 @@ import click
 import pytest
 from sqlalchemy import Engine, select
 
-from issuer import db
+from issuer import db, migrations
 from issuer.accounts import users
 from issuer.config import Config
 from issuer.oauth import clients
@@ -29,7 +29,7 @@ APP_URL = "http://127.0.0.1:8000"
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
     engine = db.engine_for(f"sqlite:///{tmp_path / 'issuer.sqlite3'}")
-    db.create_all(engine)
+    migrations.upgrade(engine)
     yield engine
     engine.dispose()
 

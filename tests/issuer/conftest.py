@@ -12,8 +12,9 @@ import pytest
 from flask import Flask
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from sqlalchemy import text
 
-from issuer import create_app, db
+from issuer import create_app, db, migrations
 from issuer.config import Config
 from issuer.keyring import KeyRing
 
@@ -98,6 +99,8 @@ def backend_config(request: pytest.FixtureRequest, issuer_config: Config) -> Con
     engine = db.engine_for(url)
     try:
         db.metadata.drop_all(engine)
+        with engine.begin() as conn:
+            conn.execute(text(f"DROP TABLE IF EXISTS {migrations.VERSION_TABLE}"))
     finally:
         engine.dispose()
     return dataclasses.replace(issuer_config, database_url=url)

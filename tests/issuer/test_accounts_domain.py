@@ -9,7 +9,7 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, func, select, update
 
-from issuer import db
+from issuer import db, migrations
 from issuer.accounts import passwords, users
 from issuer.accounts.claims import InvalidClaimError, parse_claim, validate_claims
 from issuer.accounts.emails import InvalidEmailError, normalize_email
@@ -22,7 +22,7 @@ from issuer.config import Config
 @pytest.fixture
 def engine(backend_config: Config) -> Iterator[Engine]:
     engine = db.engine_for(backend_config.database_url)
-    db.create_all(engine)
+    migrations.upgrade(engine)
     yield engine
     engine.dispose()
 
@@ -282,7 +282,7 @@ def test_concurrent_guesses_cannot_overrun_the_limit(backend_config: Config) -> 
     gunicorn workers would) are admitted at most `limit` times in total."""
     limit, guesses = 5, 16
     engines = [db.engine_for(backend_config.database_url) for _ in range(guesses)]
-    db.create_all(engines[0])
+    migrations.upgrade(engines[0])
     policy = ThrottlePolicy(per_account=limit, per_address=1000, window=900)
     barrier = threading.Barrier(guesses)
     outcomes: list[Attempt | int] = []

@@ -12,7 +12,7 @@ from flask import Flask
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from issuer import db
+from issuer import db, migrations
 from issuer.accounts.models import login_sessions
 from issuer.config import Config
 
@@ -66,7 +66,7 @@ def test_create_app_creates_the_tables(make_issuer_app: Callable[..., Flask]) ->
     engine = make_issuer_app().extensions["db"]
     tables = set(inspect(engine).get_table_names())
     assert {"users", "login_sessions", "login_failures"} <= tables
-    db.create_all(engine)  # a second start changes nothing and fails nothing
+    migrations.upgrade(engine)  # a second start changes nothing and fails nothing
     assert set(inspect(engine).get_table_names()) == tables
 
 
@@ -79,7 +79,7 @@ def test_concurrent_first_starts_create_the_schema_once(backend_config: Config) 
     def start(engine) -> None:
         try:
             barrier.wait(timeout=10)
-            db.create_all(engine)
+            migrations.upgrade(engine)
         except BaseException as exc:
             errors.append(exc)
 

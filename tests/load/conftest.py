@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from issuer import db
+from issuer import db, migrations
 from issuer.accounts import users
 from tests.load.production_stack import ProductionStack
 from tests.load.visitor import PASSWORD, email_of
@@ -43,7 +43,7 @@ def production_stack() -> Iterator[ProductionStack]:
     )
     engine = db.engine_for(stack.issuer_database_url)
     try:
-        db.create_all(engine)
+        migrations.upgrade(engine)
         for index in filter(has_account, range(VISITORS)):
             users.create_user(engine, email_of(index), PASSWORD)
     finally:

@@ -1,0 +1,1 @@
+"""Alembic revisions of the issuer's tables, oldest first."""
