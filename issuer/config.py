@@ -32,6 +32,11 @@ def _bool(name: str, default: bool) -> bool:
     raise ValueError(f"{name} must be true or false, got {raw!r}")
 
 
+#: Names the database as a resource when nothing else is configured; an issuer in
+#: front of several databases gives each its own.
+DEFAULT_DATABASE_AUDIENCE = "urn:neon:database"
+
+
 @dataclass
 class Config:
     """What an issuer process needs to know. Tests build one directly."""
@@ -40,7 +45,9 @@ class Config:
     keys_dir: Path = Path("keys")
     keys_passphrase: str | None = None
     database_url: str = "sqlite:///.data/issuer.sqlite3"
-    audience: str | None = None
+    # The audience of database tokens (RFC 8707 resource): what Neon (or the local
+    # proxy) is told to require. Only clients allowed it get tokens that carry it.
+    database_audience: str = DEFAULT_DATABASE_AUDIENCE
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     jwks_max_age: int = 300
@@ -62,12 +69,6 @@ class Config:
     # for client addresses (throttling); 0 ignores the header entirely.
     trusted_proxies: int = 0
 
-    @property
-    def access_token_audience(self) -> str:
-        """`aud` of access tokens: the configured audience (what Neon is told to
-        expect), else the issuer itself, so that every token names an audience."""
-        return self.audience or self.issuer_url
-
     @classmethod
     def from_env(cls) -> Config:
         env = os.environ
@@ -76,7 +77,10 @@ class Config:
             keys_dir=Path(env.get("ISSUER_KEYS_DIR", str(cls.keys_dir))),
             keys_passphrase=env.get("ISSUER_KEYS_PASSPHRASE") or None,
             database_url=env.get("ISSUER_DATABASE_URL", cls.database_url),
-            audience=env.get("ISSUER_AUDIENCE") or None,
+            # ISSUER_AUDIENCE is release 0.1's name: the one audience Neon was told.
+            database_audience=env.get("ISSUER_DATABASE_AUDIENCE")
+            or env.get("ISSUER_AUDIENCE")
+            or cls.database_audience,
             access_token_ttl=_int("ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
             refresh_token_ttl=_int("ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
             jwks_max_age=_int("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age),

@@ -264,7 +264,7 @@ def _parse_claims(ctx: click.Context, param: click.Parameter, values: tuple[str,
 @click.option(
     "--aud",
     "audience",
-    help="Audience (default: ISSUER_AUDIENCE, else ISSUER_URL, as /token does).",
+    help="Audience (default: ISSUER_DATABASE_AUDIENCE: a token the database accepts).",
 )
 @click.option("--scope", help="Space-separated scopes.")
 @click.option(
@@ -291,7 +291,7 @@ def mint_command(
         ring,
         issuer=config.issuer_url,
         subject=subject,
-        audience=audience if audience is not None else config.access_token_audience,
+        audience=audience if audience is not None else config.database_audience,
         ttl=ttl or config.access_token_ttl,
         scope=scope,
         extra_claims=claims,
@@ -301,6 +301,7 @@ def mint_command(
         "token.mint",
         sub=subject,
         jti=payload["jti"],
+        aud=payload.get("aud"),
         kid=ring.signing_key().kid,
         exp=payload["exp"],
     )

@@ -11,17 +11,23 @@ from flask import Flask
 
 from issuer.oauth.clients_cli import clients_cli
 from issuer.oauth.discovery import metadata_body
-from issuer.oauth.server import AuthorizationServer, access_token_audience
+from issuer.oauth import resources
+from issuer.oauth.server import AuthorizationServer
 from issuer.oauth.userinfo import resource_protector
 from issuer.oauth.views import bp
 
 
 def init_app(app: Flask) -> None:
     config = app.config["ISSUER"]
+    try:
+        resources.check_uri(config.database_audience)
+    except ValueError as error:
+        raise ValueError(f"ISSUER_DATABASE_AUDIENCE: {error}") from None
     server = AuthorizationServer(app)
     app.extensions["oauth"] = server
+    # /userinfo is the issuer's own resource: tokens for no other resource open it.
     app.extensions["oauth_resource"] = resource_protector(
-        config, access_token_audience(config), server.published_keys
+        config, config.issuer_url, server.published_keys
     )
     app.extensions["oauth_discovery"] = metadata_body(config)
     app.register_blueprint(bp)

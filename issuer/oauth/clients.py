@@ -31,9 +31,11 @@ from sqlalchemy import (
     delete,
     insert,
     select,
+    update,
 )
 
 from issuer.db import metadata, secret_digest
+from issuer.oauth import resources
 from issuer.oauth.codes import codes_table
 from issuer.oauth.refresh_tokens import refresh_tokens_table
 
@@ -58,6 +60,8 @@ clients_table = Table(
     Column("scope", Text, nullable=False),
     Column("first_party", Boolean, nullable=False),
     Column("created_at", Integer, nullable=False),
+    # JSON list of the audiences (RFC 8707 resources) its access tokens may carry.
+    Column("audiences", Text, nullable=False, server_default="[]"),
 )
 
 
@@ -78,6 +82,7 @@ class Client(ClientMixin):
     scope: str
     first_party: bool
     created_at: int
+    audiences: tuple[str, ...] = ()
 
     @property
     def is_public(self) -> bool:
@@ -160,6 +165,7 @@ class Registration:
     scope: str = "openid profile email"
     first_party: bool = False
     client_id: str | None = None
+    audiences: tuple[str, ...] = ()
 
 
 def register(engine: Engine, reg: Registration) -> tuple[Client, str | None]:
@@ -226,6 +232,7 @@ def _new_client(reg: Registration) -> tuple[Client, str | None]:
         scope=list_to_scope(list(dict.fromkeys(scope_to_list(reg.scope)))),
         first_party=reg.first_party,
         created_at=int(time.time()),
+        audiences=tuple(dict.fromkeys(reg.audiences)),
     )
     return client, secret
 
@@ -254,6 +261,15 @@ def _validate(reg: Registration, client_id: str) -> None:
         raise ClientError("client_credentials needs a confidential client (it has no user)")
     for uri in (*reg.redirect_uris, *reg.post_logout_redirect_uris):
         validate_redirect_uri(uri)
+    validate_audiences(reg.audiences)
+
+
+def validate_audiences(audiences: Iterable[str]) -> None:
+    for audience in audiences:
+        try:
+            resources.check_uri(audience)
+        except ValueError as error:
+            raise ClientError(f"audience: {error}") from None
 
 
 def _row(client: Client) -> dict[str, object]:
@@ -267,6 +283,7 @@ def _row(client: Client) -> dict[str, object]:
         "scope": client.scope,
         "first_party": client.first_party,
         "created_at": client.created_at,
+        "audiences": json.dumps(client.audiences),
     }
 
 
@@ -282,7 +299,25 @@ def _client(row: object) -> Client:
         scope=m["scope"],
         first_party=bool(m["first_party"]),
         created_at=m["created_at"],
+        audiences=tuple(json.loads(m["audiences"])),
     )
+
+
+def set_audiences(engine: Engine, client_id: str, audiences: Iterable[str]) -> Client | None:
+    """Replace what a client may obtain, keeping its secret; None if unknown.
+
+    Refresh tokens already issued keep their grant, but `/token` issues only
+    audiences the client is still allowed: a removed one ends at the next refresh.
+    """
+    wanted = tuple(dict.fromkeys(audiences))
+    validate_audiences(wanted)
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(clients_table)
+            .where(clients_table.c.client_id == client_id)
+            .values(audiences=json.dumps(wanted))
+        )
+    return load(engine, client_id) if changed.rowcount else None
 
 
 def load(engine: Engine, client_id: str) -> Client | None:

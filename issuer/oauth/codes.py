@@ -33,6 +33,8 @@ codes_table = Table(
     Column("family_id", String(64), nullable=False),
     Column("expires_at", Integer, nullable=False),
     Column("used_at", Integer),
+    # Space-separated resources (RFC 8707) the user granted with this code.
+    Column("resources", Text, nullable=False, server_default=""),
     Index("ix_oauth_authorization_codes_nonce", "client_id", "nonce"),
 )
 
@@ -48,6 +50,7 @@ class AuthorizationCode(AuthorizationCodeMixin):
     code_challenge: str
     code_challenge_method: str
     family_id: str
+    resources: str = ""
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri

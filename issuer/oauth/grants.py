@@ -25,7 +25,7 @@ from flask import current_app
 from issuer import accounts
 from issuer.audit import audit
 from issuer.db import get_engine
-from issuer.oauth import codes, refresh_tokens
+from issuer.oauth import codes, refresh_tokens, resources
 from issuer.oauth.codes import AuthorizationCode
 from issuer.oauth.refresh_tokens import RefreshToken
 from issuer.tokens import sign_jwt
@@ -39,8 +39,55 @@ def _active_user(user_id: str) -> accounts.User | None:
     return None if user is None or user.disabled else user
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+def _wanted_resources(request) -> tuple[str, ...]:
+    return resources.requested(request.payload.datalist.get("resource", []))
+
+
+class ResourceGrantMixin:
+    """RFC 8707 at the token endpoint: each grant mints for the one audience it covers."""
+
+    def granted_resources(self) -> tuple[str, ...]:
+        """What the user (or, for a service, the registration) granted."""
+        raise NotImplementedError
+
+    def generate_token(
+        self, user=None, scope=None, grant_type=None, expires_in=None, include_refresh_token=True
+    ) -> dict:
+        request = self.request
+        request.audience = resources.audience(
+            request.client.audiences, self.granted_resources(), _wanted_resources(request)
+        )
+        return self.server.token_generator.generate(
+            grant_type or self.GRANT_TYPE,
+            request.client,
+            user=user,
+            scope=scope,
+            expires_in=expires_in,
+            include_refresh_token=include_refresh_token,
+            audience=request.audience,
+        )
+
+
+class ResourceIndicators:
+    """RFC 8707 at `/authorize`: every `resource` asked for must be one the client
+    may obtain; the user consents to them and the code remembers them."""
+
+    def __call__(self, grant) -> None:
+        grant.register_hook("after_validate_authorization_request_payload", self.validate)
+
+    @staticmethod
+    def validate(grant, redirect_uri: str) -> None:
+        request = grant.request
+        request.resources = resources.authorize(
+            request.client.audiences, _wanted_resources(request)
+        )
+
+
+class AuthorizationCodeGrant(ResourceGrantMixin, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
+
+    def granted_resources(self) -> tuple[str, ...]:
+        return resources.split(self.request.authorization_code.resources)
 
     @staticmethod
     def validate_authorization_redirect_uri(request, client) -> str:
@@ -68,6 +115,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
                 code_challenge=data["code_challenge"],
                 code_challenge_method=data["code_challenge_method"],
                 family_id=codes.new_family_id(),
+                resources=resources.join(request.resources),
             ),
         )
 
@@ -93,25 +141,30 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return _active_user(authorization_code.user_id)
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):
+class RefreshTokenGrant(ResourceGrantMixin, grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = TOKEN_AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
+    def granted_resources(self) -> tuple[str, ...]:
+        return resources.split(self.request.refresh_token.resources)
+
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         """Rotate as we read: the presented token is spent whatever happens next,
-        except when it asks for more scope than it carries (checked first, so a
-        client's mistake does not cost it its token)."""
+        except when it asks for more scope or another resource than it carries
+        (checked first, so a client's mistake does not cost it its token)."""
         engine = get_engine()
-        client_id = self.request.client.get_client_id()
+        client = self.request.client
+        client_id = client.get_client_id()
         requested = self.request.payload.scope
-        if requested:
+        wanted = _wanted_resources(self.request)
+        if requested or wanted:
             live = refresh_tokens.find_live(engine, refresh_token)
-            if (
-                live is not None
-                and live.check_client(self.request.client)
-                and not set(scope_to_list(requested)) <= set(scope_to_list(live.scope))
-            ):
-                raise InvalidScopeError()
+            if live is not None and live.check_client(client):
+                if requested and not set(scope_to_list(requested)) <= set(
+                    scope_to_list(live.scope)
+                ):
+                    raise InvalidScopeError()
+                resources.audience(client.audiences, resources.split(live.resources), wanted)
         presentation = refresh_tokens.rotate(engine, refresh_token, client_id)
         if presentation.replayed_family is not None:
             audit(
@@ -131,10 +184,13 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         """Nothing to do: `authenticate_refresh_token` already rotated it."""
 
 
-class ClientCredentialsGrant(grants.ClientCredentialsGrant):
-    """Service accounts: the token's subject is the client itself."""
+class ClientCredentialsGrant(ResourceGrantMixin, grants.ClientCredentialsGrant):
+    """Service accounts: the token's subject is the client itself (see `service_subject`)."""
 
     TOKEN_ENDPOINT_AUTH_METHODS = ("client_secret_basic", "client_secret_post")
+
+    def granted_resources(self) -> tuple[str, ...]:
+        return self.request.client.audiences
 
 
 class S256CodeChallenge(CodeChallenge):

@@ -18,6 +18,8 @@ from werkzeug.datastructures import MultiDict
 MAX_PARAMS_BYTES = 8192
 #: Characters allowed in parameter names and values that may be echoed in errors.
 _SAFE = re.compile(r"[\x20\x21\x23-\x5b\x5d-\x7e]*")
+#: Parameters a request may repeat: RFC 8707 resource indicators.
+_REPEATABLE = frozenset({"resource"})
 #: Opaque values the client picks (VSCHAR, RFC 6749 appendix A): never echoed in errors.
 _OPAQUE = frozenset({"state", "nonce"})
 _VSCHAR = re.compile(r"[\x20-\x7e]*")
@@ -25,15 +27,15 @@ FORM_CONTENT_TYPE = "application/x-www-form-urlencoded"
 
 
 def check_params(params: MultiDict) -> None:
-    """Each parameter once, printable ASCII, and error-safe unless opaque."""
+    """Each parameter once (but `resource`), printable ASCII, and error-safe unless opaque."""
     for name in params:
         if not _SAFE.fullmatch(name):
             raise InvalidRequestError("Parameter names must be printable ASCII.")
         values = params.getlist(name)
-        if len(values) > 1:
+        if len(values) > 1 and name not in _REPEATABLE:
             raise InvalidRequestError(f"Parameter '{name}' is repeated.")
         pattern = _VSCHAR if name in _OPAQUE else _SAFE
-        if not pattern.fullmatch(values[0]):
+        if not all(pattern.fullmatch(value) for value in values):
             raise InvalidRequestError(f"Parameter '{name}' contains characters it may not.")
 
 

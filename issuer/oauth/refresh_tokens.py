@@ -30,6 +30,8 @@ refresh_tokens_table = Table(
     Column("expires_at", Integer, nullable=False),
     Column("rotated_at", Integer),
     Column("revoked_at", Integer),
+    # Space-separated resources (RFC 8707) granted to the family.
+    Column("resources", Text, nullable=False, server_default=""),
     Index("ix_oauth_refresh_tokens_family", "family_id"),
 )
 
@@ -46,6 +48,7 @@ class RefreshToken(TokenMixin):
     user_id: str
     scope: str
     auth_time: int
+    resources: str = ""
 
     def check_client(self, client) -> bool:
         return self.client_id == client.get_client_id()

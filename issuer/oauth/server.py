@@ -25,39 +25,83 @@ from issuer.oauth.grants import (
     ClientCredentialsGrant,
     OpenIDCode,
     RefreshTokenGrant,
+    ResourceIndicators,
     S256CodeChallenge,
 )
 from issuer.oauth.refresh_tokens import RefreshToken
 from issuer.tokens import mint_access_token
 
 
-def access_token_audience(config: Config) -> str:
-    """`aud` of access tokens: the configured audience (what Neon is told to
-    expect), else the issuer itself, so that every token names its audience."""
-    return config.audience or config.issuer_url
-
-
 class AccessTokenMinter:
-    """authlib's access-token generator hook: an RFC 9068 JWT per token."""
+    """authlib's access-token generator hook: an RFC 9068 JWT per token.
+
+    `audience` is the resource the grant chose (`issuer.oauth.resources`); a
+    token for no resource names the issuer itself, which only `/userinfo` accepts.
+    """
 
     def __init__(self, config: Config) -> None:
         self.issuer = config.issuer_url
-        self.audience = access_token_audience(config)
         self.ttl = config.access_token_ttl
 
-    def __call__(self, client, grant_type: str, user, scope: str) -> str:
-        # client_credentials has no user: the service account is the client.
-        subject = client.get_client_id() if user is None else user.id
+    def __call__(
+        self, client, grant_type: str, user, scope: str, audience: str | None = None
+    ) -> str:
         return mint_access_token(
             current_app.extensions["keyring"],
             issuer=self.issuer,
-            subject=subject,
-            audience=self.audience,
+            subject=service_subject(client.get_client_id()) if user is None else user.id,
+            audience=audience or self.issuer,
             ttl=self.ttl,
             scope=scope,
             client_id=client.get_client_id(),
             extra_claims={} if user is None else user.claims,
         )
+
+
+def service_subject(client_id: str) -> str:
+    """The `sub` of a client's own (client_credentials) tokens.
+
+    Never a user's: user ids are UUIDs and client ids cannot hold `@`, so a
+    client registered under a user's id still cannot act as that user.
+    """
+    return f"{client_id}@clients"
+
+
+class TokenGenerator(BearerTokenGenerator):
+    """authlib's bearer-token response, minted for the audience the grant chose.
+
+    `generate` is authlib's with one more argument, passed to the minter; the
+    grants call it through `ResourceGrantMixin.generate_token`.
+    """
+
+    def generate(
+        self,
+        grant_type,
+        client,
+        user=None,
+        scope=None,
+        expires_in=None,
+        include_refresh_token=True,
+        audience: str | None = None,
+    ) -> dict:
+        scope = self.get_allowed_scope(client, scope)
+        token = {
+            "token_type": "Bearer",
+            "access_token": self.access_token_generator(
+                client=client, grant_type=grant_type, user=user, scope=scope, audience=audience
+            ),
+        }
+        if expires_in is None:
+            expires_in = self._get_expires_in(client, grant_type)
+        if expires_in:
+            token["expires_in"] = expires_in
+        if include_refresh_token and self.refresh_token_generator:
+            token["refresh_token"] = self.refresh_token_generator(
+                client=client, grant_type=grant_type, user=user, scope=scope
+            )
+        if scope:
+            token["scope"] = scope
+        return token
 
 
 def token_id(access_token: str) -> str:
@@ -90,17 +134,20 @@ class AuthorizationServer(_AuthorizationServer):
         self.init_app(app)
         self.scopes_supported = list(clients.SUPPORTED_SCOPES)
         self.register_client_auth_method("client_secret_basic", _basic_auth_or_none)
-        self.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(), OpenIDCode()])
+        self.register_grant(
+            AuthorizationCodeGrant, [S256CodeChallenge(), OpenIDCode(), ResourceIndicators()]
+        )
         self.register_grant(RefreshTokenGrant)
         self.register_grant(ClientCredentialsGrant)
         self.register_endpoint(RevocationEndpoint)
         self.register_endpoint(EndSessionEndpoint)
 
-    def create_bearer_token_generator(self, app_config) -> BearerTokenGenerator:
+    def create_bearer_token_generator(self, app_config) -> TokenGenerator:
         config: Config = app_config["ISSUER"]
-        return BearerTokenGenerator(
+        self.token_generator = TokenGenerator(
             AccessTokenMinter(config), _new_refresh_token, config.access_token_ttl
         )
+        return self.token_generator
 
     def create_oauth2_request(self, _request: object) -> FlaskOAuth2Request:
         """authlib's request over Flask's request object itself, not the context-local
@@ -131,13 +178,15 @@ class AuthorizationServer(_AuthorizationServer):
                     user_id=user.id,
                     scope=token.get("scope", ""),
                     auth_time=parent.auth_time,
+                    resources=parent.resources,
                 ),
                 self.config.refresh_token_ttl,
             )
         audit(
             "oauth.token_issued",
             client_id=client_id,
-            sub=client_id if user is None else user.id,
+            sub=service_subject(client_id) if user is None else user.id,
+            aud=request.audience,
             grant=request.payload.grant_type,
             jti=token_id(token["access_token"]),
             scope=token.get("scope", ""),

@@ -215,15 +215,15 @@ def test_mint_prints_a_verifiable_token(keys_app: Flask, ring: KeyRing, verify, 
     assert token.claims["weight"] == "NaN"  # not a JSON number: kept as a string
 
 
-def test_mint_defaults_to_the_audience_of_issued_tokens(
-    keys_app: Flask, ring: KeyRing, verify
-) -> None:
+def test_mint_defaults_to_a_database_token(keys_app: Flask, ring: KeyRing, verify) -> None:
+    """An operator's debugging token is for the database unless `--aud` says otherwise."""
     config = keys_app.config["ISSUER"]
     result = run(keys_app, "token", "mint", "--sub", "alice")
     assert result.exit_code == 0, result.output
     token = verify(result.stdout.strip(), ring.jwks().body)
-    assert token.claims["aud"] == config.access_token_audience
-    assert token.claims["aud"] == (config.audience or config.issuer_url)
+    assert token.claims["aud"] == config.database_audience == "urn:neon:database"
+    other = run(keys_app, "token", "mint", "--sub", "alice", "--aud", "https://api.example")
+    assert verify(other.stdout.strip(), ring.jwks().body).claims["aud"] == "https://api.example"
 
 
 def test_mint_refuses_to_override_registered_claims(keys_app: Flask) -> None:

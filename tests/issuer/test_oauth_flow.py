@@ -80,17 +80,21 @@ def test_code_flow_issues_tokens_verifiable_with_the_published_jwks(oauth_app, b
     assert id_token.claims["at_hash"] == create_half_hash(body["access_token"], "ES256").decode()
 
 
-def test_configured_audience_goes_into_access_tokens(issuer_config, tmp_path):
+def test_configured_database_audience_goes_into_allowed_clients_tokens(issuer_config, tmp_path):
     import dataclasses
 
     from issuer import create_app
     from issuer.keyring import KeyRing
 
-    config = dataclasses.replace(issuer_config, audience="neon-project-x")
+    config = dataclasses.replace(issuer_config, database_audience="neon-project-x:db")
     KeyRing(config.keys_dir).init()
     app = create_app(config)
     service, secret = register(
-        app, grant_types=("client_credentials",), redirect_uris=(), name="svc"
+        app,
+        grant_types=("client_credentials",),
+        redirect_uris=(),
+        name="svc",
+        audiences=("neon-project-x:db",),
     )
     client = app.test_client()
     response = client.post(
@@ -101,7 +105,7 @@ def test_configured_audience_goes_into_access_tokens(issuer_config, tmp_path):
     token = verify_with_jwks(
         response.json["access_token"], client.get("/.well-known/jwks.json").data
     )
-    assert token.claims["aud"] == "neon-project-x"
+    assert token.claims["aud"] == "neon-project-x:db"
 
 
 def test_anonymous_user_is_sent_to_login_and_brought_back(oauth_app, spa):

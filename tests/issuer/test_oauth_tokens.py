@@ -147,7 +147,8 @@ def test_client_credentials_issues_a_token_for_the_service(oauth_app, service):
     claims = verify_with_jwks(
         response.json["access_token"], http.get("/.well-known/jwks.json").data
     ).claims
-    assert claims["sub"] == client.client_id
+    # Never a user's id: a service acts as itself (Auth0's `…@clients` convention).
+    assert claims["sub"] == f"{client.client_id}@clients"
     assert claims["client_id"] == client.client_id
     # client_secret_post works too
     response = http.post(
@@ -238,7 +239,7 @@ def test_issuance_reuse_and_revocation_are_audited_without_secrets(
     service_line = next(
         line
         for line in lines
-        if line["event"] == "oauth.token_issued" and line["sub"] == client.client_id
+        if line["event"] == "oauth.token_issued" and line["sub"] == f"{client.client_id}@clients"
     )
     assert service_line["grant"] == "client_credentials"
     assert service_line["jti"]
