@@ -79,7 +79,10 @@ def _authorize_redirect() -> Response:
     config: AppConfig = current_app.config["APP"]
     oidc.metadata()
     try:
-        return oidc.issuer().authorize_redirect(config.redirect_uri)
+        # The database token: without its audience the database refuses it.
+        return oidc.issuer().authorize_redirect(
+            config.redirect_uri, resource=config.database_audience
+        )
     except RequestException as error:
         raise IssuerUnreachable(type(error).__name__) from None
 
@@ -135,14 +138,16 @@ def logout() -> ResponseReturnValue:
         return redirect(url_for("todos.index"), code=303)
     if login.refresh_token:
         oidc.revoke(login.refresh_token)
-    end_session = oidc.logout_url(login.id_token)
+    end_session = oidc.end_session_form(login.id_token)
     if end_session is None:
         flash(
             "You are signed out here; the login service could not be reached to end its session.",
             "warning",
         )
         return redirect(url_for("todos.index"), code=303)
-    return redirect(end_session, code=303)
+    endpoint, fields = end_session
+    # The browser posts this form to the issuer at once (signing_out.js), or on a click.
+    return render_template("signing_out.html", endpoint=endpoint, fields=fields)
 
 
 def forget_login() -> None:

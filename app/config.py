@@ -35,6 +35,9 @@ class AppConfig:
     client_id: str = ""
     client_secret: str = ""
     database_authenticated_url: str = "postgresql://authenticated@localhost/neondb"
+    # The resource (RFC 8707) the app asks the issuer for: the audience the database
+    # requires (the issuer's ISSUER_DATABASE_AUDIENCE, Neon's JWT audience).
+    database_audience: str = "urn:neon:database"
     # None: derive `https://apiauth.<host>/sql` from the connection string, as
     # Neon's own driver does. Locally this points at the proxy.
     sql_endpoint: str | None = None
@@ -85,6 +88,7 @@ class AppConfig:
             database_authenticated_url=env.get(
                 "DATABASE_AUTHENTICATED_URL", cls.database_authenticated_url
             ),
+            database_audience=env.get("APP_DATABASE_AUDIENCE") or cls.database_audience,
             sql_endpoint=env.get("NEON_HTTP_ENDPOINT") or None,
             database_url=env.get("APP_DATABASE_URL", cls.database_url),
             data_dir=Path(env.get("APP_DATA_DIR", str(cls.data_dir))),

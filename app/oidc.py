@@ -120,15 +120,24 @@ def revoke(refresh_token: str) -> None:
         current_app.logger.warning("could not revoke the refresh token at the issuer")
 
 
-def logout_url(id_token: str | None) -> str | None:
-    """Where to send the browser to end its session at the issuer too."""
+def end_session_form(id_token: str | None) -> tuple[str, dict[str, str]] | None:
+    """Where and what to POST to end the issuer's session too (RP-initiated logout).
+
+    A form post, not a redirect: the ID token must not ride in a URL, where
+    browser history, proxies and access logs would keep it. None when the
+    issuer cannot be asked (it did not answer discovery, or has no such endpoint).
+    """
     config: AppConfig = current_app.config["APP"]
     try:
-        result = issuer().create_logout_url(
-            post_logout_redirect_uri=config.post_logout_redirect_uri,
-            id_token_hint=id_token,
-            client_id=config.client_id,
-        )
-    except (IssuerUnreachable, requests.RequestException, ValueError, RuntimeError):
+        endpoint = metadata().get("end_session_endpoint")
+    except IssuerUnreachable:
         return None
-    return result["url"]
+    if not isinstance(endpoint, str) or not endpoint:
+        return None
+    fields = {
+        "client_id": config.client_id,
+        "post_logout_redirect_uri": config.post_logout_redirect_uri,
+    }
+    if id_token:
+        fields["id_token_hint"] = id_token
+    return endpoint, fields

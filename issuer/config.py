@@ -7,12 +7,13 @@ seconds.
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 
-def _int(name: str, default: int) -> int:
-    raw = os.environ.get(name)
+def _int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name)
     if raw is None or raw == "":
         return default
     try:
@@ -21,8 +22,8 @@ def _int(name: str, default: int) -> int:
         raise ValueError(f"{name} must be an integer number of seconds, got {raw!r}") from None
 
 
-def _bool(name: str, default: bool) -> bool:
-    raw = os.environ.get(name, "").strip().lower()
+def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = env.get(name, "").strip().lower()
     if raw == "":
         return default
     if raw in ("1", "true", "yes", "on"):
@@ -70,8 +71,8 @@ class Config:
     trusted_proxies: int = 0
 
     @classmethod
-    def from_env(cls) -> Config:
-        env = os.environ
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
+        env = os.environ if env is None else env
         return cls(
             issuer_url=env.get("ISSUER_URL", cls.issuer_url).rstrip("/"),
             keys_dir=Path(env.get("ISSUER_KEYS_DIR", str(cls.keys_dir))),
@@ -81,21 +82,21 @@ class Config:
             database_audience=env.get("ISSUER_DATABASE_AUDIENCE")
             or env.get("ISSUER_AUDIENCE")
             or cls.database_audience,
-            access_token_ttl=_int("ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
-            refresh_token_ttl=_int("ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
-            jwks_max_age=_int("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age),
+            access_token_ttl=_int(env, "ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
+            refresh_token_ttl=_int(env, "ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
+            jwks_max_age=_int(env, "ISSUER_JWKS_MAX_AGE", cls.jwks_max_age),
             rotation_min_published=_int(
-                "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
+                env, "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
             ),
-            leeway=_int("ISSUER_LEEWAY", cls.leeway),
+            leeway=_int(env, "ISSUER_LEEWAY", cls.leeway),
             secret_key=env.get("ISSUER_SECRET_KEY") or None,
             data_dir=Path(env.get("ISSUER_DATA_DIR", str(cls.data_dir))),
-            signup_enabled=_bool("ISSUER_SIGNUP", cls.signup_enabled),
-            session_lifetime=_int("ISSUER_SESSION_LIFETIME", cls.session_lifetime),
-            login_max_failures=_int("ISSUER_LOGIN_MAX_FAILURES", cls.login_max_failures),
+            signup_enabled=_bool(env, "ISSUER_SIGNUP", cls.signup_enabled),
+            session_lifetime=_int(env, "ISSUER_SESSION_LIFETIME", cls.session_lifetime),
+            login_max_failures=_int(env, "ISSUER_LOGIN_MAX_FAILURES", cls.login_max_failures),
             login_max_failures_per_address=_int(
-                "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
+                env, "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
             ),
-            login_failure_window=_int("ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window),
-            trusted_proxies=_int("ISSUER_TRUSTED_PROXIES", cls.trusted_proxies),
+            login_failure_window=_int(env, "ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window),
+            trusted_proxies=_int(env, "ISSUER_TRUSTED_PROXIES", cls.trusted_proxies),
         )

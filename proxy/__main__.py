@@ -46,6 +46,17 @@ def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> 
         config = ProxyConfig.from_env()
     except (RuntimeError, ValueError) as error:
         raise click.ClickException(str(error)) from None
+    for rule in config.auth_rules:
+        if rule.audience is None:
+            click.secho(
+                f"WARNING: auth rule {rule.id!r} checks no audience: every token its JWKS "
+                "signs opens the database (ID tokens, every client's access tokens). "
+                "Set PROXY_AUDIENCE (or the rule's \"audience\") to the issuer's "
+                "ISSUER_DATABASE_AUDIENCE, as you must in Neon's console.",
+                err=True,
+                fg="red",
+                bold=True,
+            )
     if "PROXY_POOL_SIZE" not in os.environ:
         # One connection per request thread: a thread never waits for a connection.
         config = dataclasses.replace(config, pool_size=threads)

@@ -68,6 +68,7 @@ def execute(
             raise _unusable(conn, "", fired[0], time_limit)
         error = psycopg.errors.error_from_result(failed, encoding=encoding)
         if failed is results[first - 1]:
+            conn.close()  # a session that cannot start is not worth keeping
             raise SessionInitFailed(
                 f"could not initialise the database session: {error.diag.message_primary}"
             )

@@ -177,6 +177,23 @@ def _connect_error(error: psycopg.OperationalError) -> ProxyError:
     return BackendUnavailable(f"could not connect to the database: {reason or text}")
 
 
+# pg_session_jwt's entry point (our local `auth` schema has the same one).
+_SESSION_INIT = b"SELECT to_regprocedure('auth.jwt_session_init(text)') IS NOT NULL"
+
+
+def _check_session_functions(conn: psycopg.Connection, target: Target) -> None:
+    """Refuse a database where no request could be authenticated (`postgres`,
+    `template1`, one never migrated): nothing pooled may keep it open (a lingering
+    connection to `template1` makes every `CREATE DATABASE` fail)."""
+    result = conn.pgconn.exec_(_SESSION_INIT)
+    if result.status != ExecStatus.TUPLES_OK or result.get_value(0, 0) != b"t":
+        raise ProxyError(
+            f'database "{target.database}" is not set up for authenticated access: '
+            "it has no auth.jwt_session_init (install pg_session_jwt, or run `make migrate`)",
+            code="3F000",
+        )
+
+
 class Pools:
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
@@ -224,12 +241,17 @@ class Pools:
                 return psycopg.connect(**kwargs)
 
             # The first connection is made before the pool exists: a wrong database or
-            # role name is the client's error (400 with Postgres' message), and opens
-            # no pool.
+            # role name, or a database without the session functions, is the client's
+            # error (400 with Postgres' words), and opens no pool.
             try:
                 first = connect()
             except psycopg.OperationalError as error:
                 raise _connect_error(error) from None
+            try:
+                _check_session_functions(first, target)
+            except BaseException:
+                first.close()
+                raise
             pool = ConnectionPool(connect, self.settings.pool_size, [first])
             self._pools[target] = pool
             return pool

@@ -16,6 +16,7 @@ from pathlib import Path
 
 from sqlalchemy import Engine
 
+from issuer.config import DEFAULT_DATABASE_AUDIENCE
 from issuer.oauth import clients
 from issuer.oauth.clients import Client, Registration
 from issuer.private_files import write_atomically
@@ -32,8 +33,9 @@ class Credentials:
     client_secret: str
 
 
-def registration(app_url: str) -> Registration:
-    """The app's registration for the public base URL `app_url` (see app/config.py)."""
+def registration(app_url: str, audience: str = DEFAULT_DATABASE_AUDIENCE) -> Registration:
+    """The app's registration for the public base URL `app_url` (see app/config.py),
+    allowed the database's `audience`: its tokens are the ones that open it."""
     base = app_url.rstrip("/")
     return Registration(
         name="Todo app",
@@ -44,17 +46,21 @@ def registration(app_url: str) -> Registration:
         scope="openid profile email",
         first_party=True,
         client_id=CLIENT_ID,
+        audiences=(audience,),
     )
 
 
-def ensure(engine: Engine, app_url: str, path: Path) -> tuple[Credentials, str | None]:
+def ensure(
+    engine: Engine, app_url: str, path: Path, audience: str = DEFAULT_DATABASE_AUDIENCE
+) -> tuple[Credentials, str | None]:
     """Credentials of a client registered for `app_url`, and why it was (re)registered.
 
     The reason is None when the stored credentials were reused as they are.
-    Raises `clients.ClientError` for an APP_URL the issuer refuses (nothing
-    is written then).
+    A changed database audience is updated in place (same secret, same
+    refresh tokens). Raises `clients.ClientError` for an APP_URL or audience
+    the issuer refuses (nothing is written then).
     """
-    wanted = registration(app_url)
+    wanted = registration(app_url, audience)
     stored = _read(path)
     client = clients.load(engine, CLIENT_ID)
     if client is None:
@@ -65,6 +71,9 @@ def ensure(engine: Engine, app_url: str, path: Path) -> tuple[Credentials, str |
         reason = f"{path} does not match the issuer: re-registered {CLIENT_ID!r}"
     elif not _matches(client, wanted):
         reason = f"APP_URL is now {app_url}: re-registered {CLIENT_ID!r} for it"
+    elif client.audiences != wanted.audiences:
+        clients.set_audiences(engine, CLIENT_ID, wanted.audiences)
+        return stored, f"the todo app's client may now obtain the audience {audience}"
     else:
         return stored, None
     client, secret = clients.replace(engine, wanted)

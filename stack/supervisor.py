@@ -23,7 +23,7 @@ from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
 from issuer import db, migrations
-from issuer.config import Config
+from issuer.config import DEFAULT_DATABASE_AUDIENCE, Config
 from issuer.keyring import KeyRing, KeyRingError, RingExists
 from issuer.oauth.clients import ClientError
 from stack import app_client, demo_users, migrate, postgres
@@ -59,6 +59,11 @@ def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
     proxy = f"{env.get('PROXY_HOST', '127.0.0.1')}:{env.get('PROXY_PORT', '4444')}"
     env.setdefault("NEON_HTTP_ENDPOINT", f"http://{proxy}/sql")
     env.setdefault("DATABASE_AUTHENTICATED_URL", "postgresql://authenticated@localhost/neondb")
+    # One audience for database tokens: the issuer grants it to the app, the app
+    # asks for it, the proxy requires it (as Neon must be told to).
+    audience = env.setdefault("ISSUER_DATABASE_AUDIENCE", DEFAULT_DATABASE_AUDIENCE)
+    env.setdefault("APP_DATABASE_AUDIENCE", audience)
+    env.setdefault("PROXY_AUDIENCE", audience)
     app_bind = env.setdefault("APP_BIND", "127.0.0.1:8000")
     env.setdefault("APP_URL", f"http://{app_bind}")
     env.setdefault("APP_DATA_DIR", str(data_dir))
@@ -112,9 +117,9 @@ def wait_listening(service: Service, process: subprocess.Popen[bytes]) -> None:
     raise click.ClickException(f"{service.name} did not listen on {service.host}:{service.port}")
 
 
-def issuer_config() -> Config:
+def issuer_config(env: dict[str, str]) -> Config:
     try:
-        return Config.from_env()
+        return Config.from_env(env)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
 
@@ -149,7 +154,7 @@ def ensure_key_ring(config: Config) -> None:
     click.echo(f"created the key ring in {config.keys_dir}: active {manifest.active.kid}")
 
 
-def ensure_app_client(env: dict[str, str], engine: Engine, data_dir: Path) -> None:
+def ensure_app_client(env: dict[str, str], engine: Engine, data_dir: Path, audience: str) -> None:
     """Put the todo app's client credentials in `env`, registering the app if needed.
 
     Credentials the operator set (both APP_CLIENT_ID and APP_CLIENT_SECRET)
@@ -165,7 +170,7 @@ def ensure_app_client(env: dict[str, str], engine: Engine, data_dir: Path) -> No
         )
     try:
         credentials, change = app_client.ensure(
-            engine, env["APP_URL"], data_dir / app_client.FILE_NAME
+            engine, env["APP_URL"], data_dir / app_client.FILE_NAME, audience
         )
     except ClientError as error:
         raise click.ClickException(f"APP_URL: {error}") from None
@@ -214,11 +219,11 @@ def run(data_dir: Path, with_demo_users: bool = False) -> int:
     status = 0
     try:
         database = migrate.apply_local(postgres.start(data_dir / "pg"))
-        config = issuer_config()
+        config = issuer_config(env)
         ensure_key_ring(config)
         engine = issuer_engine(config)
         try:
-            ensure_app_client(env, engine, data_dir)
+            ensure_app_client(env, engine, data_dir, config.database_audience)
             created = demo_users.ensure(engine) if with_demo_users else []
         finally:
             engine.dispose()

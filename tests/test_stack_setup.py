@@ -24,6 +24,7 @@ from stack import app_client, demo_users, supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
 APP_URL = "http://127.0.0.1:8000"
+AUDIENCE = "urn:neon:database"
 
 
 @pytest.fixture
@@ -135,7 +136,7 @@ def test_an_app_url_the_issuer_refuses_changes_nothing(engine, path):
 
 def test_operator_credentials_are_used_and_nothing_is_registered(engine, tmp_path):
     env = {"APP_URL": APP_URL, "APP_CLIENT_ID": "mine", "APP_CLIENT_SECRET": "s3cret"}
-    supervisor.ensure_app_client(env, engine, tmp_path)
+    supervisor.ensure_app_client(env, engine, tmp_path, AUDIENCE)
     assert env["APP_CLIENT_ID"] == "mine" and env["APP_CLIENT_SECRET"] == "s3cret"
     assert registered(engine) == []
     assert not (tmp_path / app_client.FILE_NAME).exists()
@@ -145,13 +146,13 @@ def test_operator_credentials_are_used_and_nothing_is_registered(engine, tmp_pat
 def test_half_of_the_operator_credentials_is_an_error(engine, tmp_path, name):
     env = {"APP_URL": APP_URL, name: "x"}
     with pytest.raises(click.ClickException, match=f"{name} is set without its pair"):
-        supervisor.ensure_app_client(env, engine, tmp_path)
+        supervisor.ensure_app_client(env, engine, tmp_path, AUDIENCE)
     assert registered(engine) == []
 
 
 def test_registration_fills_the_app_environment(engine, tmp_path):
     env = {"APP_URL": APP_URL}
-    supervisor.ensure_app_client(env, engine, tmp_path)
+    supervisor.ensure_app_client(env, engine, tmp_path, AUDIENCE)
     stored = json.loads((tmp_path / app_client.FILE_NAME).read_text())
     assert env["APP_CLIENT_ID"] == stored["client_id"] == "todo-app"
     assert env["APP_CLIENT_SECRET"] == stored["client_secret"]
@@ -159,7 +160,7 @@ def test_registration_fills_the_app_environment(engine, tmp_path):
 
 def test_a_refused_app_url_is_a_one_line_error(engine, tmp_path):
     with pytest.raises(click.ClickException, match=r"^APP_URL: .*https"):
-        supervisor.ensure_app_client({"APP_URL": "http://todo.example"}, engine, tmp_path)
+        supervisor.ensure_app_client({"APP_URL": "http://todo.example"}, engine, tmp_path, AUDIENCE)
 
 
 def test_demo_users_are_created_once_and_existing_accounts_are_kept(engine):

@@ -25,6 +25,10 @@ from issuer.accounts.models import User, login_sessions, users
 from issuer.db import get_engine, secret_digest
 
 _SESSION_KEY = "login"
+#: The one session entry a login keeps: when an authorization request asked for a
+#: fresh login (`issuer.oauth.prompts`). It belongs to the request in progress, and
+#: the login it asked for is what happens next.
+REAUTH_MARK = "reauth"
 
 
 class LoginSessionInterface(SecureCookieSessionInterface):
@@ -77,9 +81,12 @@ def login_user(user: User) -> None:
                 id=secret_digest(token), user_id=user.id, created_at=now, expires_at=now + lifetime
             )
         )
+    mark = session.get(REAUTH_MARK)
     session.clear()
     session.permanent = True
     session[_SESSION_KEY] = token
+    if mark is not None:
+        session[REAUTH_MARK] = mark
     g.pop("_login", None)
 
 

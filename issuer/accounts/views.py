@@ -167,12 +167,10 @@ def signup() -> Response | tuple[str, int] | str:
     return redirect(next_url, code=303)
 
 
-@bp.route("/logout", methods=["GET", "POST"])
-def logout() -> Response | str:
-    form = LogoutForm()
-    if request.method == "GET":
-        next_url = safe_next(request.args.get("next"), "") or None
-        return render_template("accounts/logout.html", form=form, next_url=next_url)
+@bp.post("/logout", provide_automatic_options=False)
+def logout() -> Response:
+    """POST with a CSRF token only: every other method is a 405, so no link, image
+    or prefetch (GET, HEAD) and no page elsewhere can log a user out."""
     user = current_user()
     logout_user()
     if user is not None:

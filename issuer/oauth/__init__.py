@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from flask import Flask
 
+from issuer.oauth import resources
 from issuer.oauth.clients_cli import clients_cli
 from issuer.oauth.discovery import metadata_body
-from issuer.oauth import resources
 from issuer.oauth.server import AuthorizationServer
 from issuer.oauth.userinfo import resource_protector
 from issuer.oauth.views import bp

@@ -47,6 +47,16 @@ clients_cli = click.Group("clients", help="Register, list and remove OAuth clien
     help="Space-separated scopes the client may receive.",
 )
 @click.option("--client-id", default=None, help="Choose the id (default: random).")
+@click.option(
+    "--audience",
+    "audiences",
+    multiple=True,
+    metavar="URI",
+    help=(
+        "An audience (RFC 8707 resource) its access tokens may carry, e.g. the database's "
+        "(ISSUER_DATABASE_AUDIENCE); repeatable. Default: none (tokens for sign-in only)."
+    ),
+)
 @with_appcontext
 def add(
     name: str,
@@ -57,6 +67,7 @@ def add(
     first_party: bool,
     scope: str,
     client_id: str | None,
+    audiences: tuple[str, ...],
 ) -> None:
     """Register a client. A confidential client's secret is printed once, here."""
     log_to_stderr()
@@ -69,6 +80,7 @@ def add(
         scope=scope,
         first_party=first_party,
         client_id=client_id,
+        audiences=audiences,
     )
     try:
         client, secret = clients.register(get_engine(), registration)
@@ -80,6 +92,7 @@ def add(
         public=client.is_public,
         grant_types=list(client.grant_types),
         first_party=client.first_party,
+        audiences=list(client.audiences),
     )
     click.echo(f"client_id: {client.client_id}")
     if secret is not None:
@@ -90,12 +103,34 @@ def add(
 @clients_cli.command("list")
 @with_appcontext
 def list_clients() -> None:
-    """One line per client: id, type, grant types, first-party, name."""
+    """One line per client: id, type, grant types, first-party, audiences, name."""
     for client in clients.all_clients(get_engine()):
         kind = "public" if client.is_public else "confidential"
         party = "first-party" if client.first_party else "third-party"
         grants = ",".join(client.grant_types)
-        click.echo(f"{client.client_id}\t{kind}\t{grants}\t{party}\t{client.name}")
+        audiences = ",".join(client.audiences) or "-"
+        click.echo(f"{client.client_id}\t{kind}\t{grants}\t{party}\t{audiences}\t{client.name}")
+
+
+@clients_cli.command("audiences")
+@click.argument("client_id")
+@click.argument("audiences", nargs=-1, metavar="[URI]...")
+@with_appcontext
+def set_audiences(client_id: str, audiences: tuple[str, ...]) -> None:
+    """Set exactly which audiences CLIENT_ID's tokens may carry (none: sign-in only).
+
+    The client keeps its secret. Refresh tokens already issued keep their grant,
+    but an audience removed here is not issued again from the next refresh on.
+    """
+    log_to_stderr()
+    try:
+        client = clients.set_audiences(get_engine(), client_id, audiences)
+    except ClientError as error:
+        raise click.UsageError(str(error)) from None
+    if client is None:
+        raise click.ClickException(f"no client {client_id!r}")
+    audit("clients.audiences", client_id=client_id, audiences=list(client.audiences))
+    click.echo(f"{client_id}: {', '.join(client.audiences) or 'no audiences (sign-in only)'}")
 
 
 @clients_cli.command("remove")

@@ -7,18 +7,16 @@ consent? show or redirect an error?) are made here.
 
 from __future__ import annotations
 
-from urllib.parse import urlencode
-
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError
+from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import SubmitField
 
 from issuer import accounts
 from issuer.accounts.forms import PageForm
-from issuer.oauth import params
+from issuer.oauth import params, prompts
 from issuer.oauth.server import AuthorizationServer
 from issuer.oauth.userinfo import user_info
 
@@ -87,35 +85,48 @@ def authorize() -> Response | tuple[str, int] | str:
         if error.redirect_uri:
             return server.handle_error_response(None, error)
         return _error_page(error)
-    if user is None or grant.prompt == "login":
-        return redirect(accounts.login_url(_authorize_url_without_login_prompt()))
+    try:
+        authn = prompts.parse(grant.request.payload.data)
+    except OAuth2Error as error:
+        return _redirect_error(grant, error)
+    if authn.needs_login(None if user is None else accounts.authenticated_at()):
+        if authn.silent:
+            return _redirect_error(grant, LoginRequiredError())
+        authn.mark()
+        return redirect(accounts.login_url(request.full_path))
     client = grant.client
-    if client.first_party and grant.prompt != "consent":
-        return server.create_authorization_response(grant_user=user, grant=grant)
-    if "none" in request.args.get("prompt", "").split():
-        error = ConsentRequiredError(
-            redirect_uri=grant.redirect_uri, state=request.args.get("state")
-        )
-        return server.handle_error_response(None, error)
+    if client.first_party and "consent" not in authn.prompts:
+        return _respond(server, grant, user, authn)
+    if authn.silent:
+        return _redirect_error(grant, ConsentRequiredError())
     form = ConsentForm()
     if request.method == "POST":
         if not form.validate_on_submit():
             return _error_page(InvalidRequestError("The consent form expired; please retry."))
-        return server.create_authorization_response(
-            grant_user=user if form.allow.data else None, grant=grant
-        )
-    scopes = (grant.request.scope or "").split()
-    return render_template("oauth/consent.html", client=client, scopes=scopes, user=user, form=form)
+        return _respond(server, grant, user if form.allow.data else None, authn)
+    return render_template(
+        "oauth/consent.html",
+        client=client,
+        scopes=(grant.request.scope or "").split(),
+        resources=grant.request.resources,
+        database_audience=current_app.config["ISSUER"].database_audience,
+        user=user,
+        form=form,
+    )
 
 
-def _authorize_url_without_login_prompt() -> str:
-    """Where login sends the browser back: this request, minus `prompt=login`
-    (which the login itself has now satisfied)."""
-    args = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
-    prompts = [p for p in request.args.get("prompt", "").split() if p != "login"]
-    if prompts:
-        args.append(("prompt", " ".join(prompts)))
-    return f"{request.path}?{urlencode(args)}"
+def _respond(server: AuthorizationServer, grant, user, authn: prompts.AuthenticationRequest):
+    """The code (or `access_denied`) for the client; the request is answered."""
+    response = server.create_authorization_response(grant_user=user, grant=grant)
+    authn.done()
+    return response
+
+
+def _redirect_error(grant, error: OAuth2Error) -> Response:
+    """An error the client must hear about, at its (already checked) redirect URI."""
+    error.redirect_uri = grant.redirect_uri
+    error.state = grant.request.payload.state
+    return _server().handle_error_response(None, error)
 
 
 @bp.route("/token", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
@@ -147,16 +158,27 @@ def logout() -> Response | tuple[str, int] | str:
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
         return _error_page(error)
-    if end_session.needs_confirmation:
-        # Without a valid id_token_hint anyone could log the user out with a
-        # link: ask them, with a CSRF-protected form.
+    if _needs_confirmation(end_session):
+        # Anyone can link or post here: without a hint naming this very user, a
+        # page elsewhere could log them out. Ask them, with a CSRF-protected form
+        # that carries the request on (in the body: an ID token is no URL part).
         form = LogoutConfirmForm()
-        if request.method == "GET":
-            return render_template("oauth/logout_confirm.html", form=form)
-        if not form.validate_on_submit():
+        if not form.is_submitted():
+            carried = {k: v for k, v in request.values.items() if k != "csrf_token"}
+            return render_template("oauth/logout_confirm.html", form=form, carried=carried)
+        if not form.validate():
             return _error_page(InvalidRequestError("The logout form expired; please retry."))
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("oauth/logged_out.html")
+
+
+def _needs_confirmation(end_session) -> bool:
+    """Logging out without asking is for the user the ID token hint names."""
+    claims = end_session.id_token_claims
+    if claims is None:
+        return True
+    user = accounts.current_user()
+    return user is not None and claims.get("sub") != user.id
 
 
 @bp.route("/.well-known/openid-configuration")

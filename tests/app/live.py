@@ -30,12 +30,14 @@ from app.config import AppConfig
 from app.storage import logins
 from issuer import create_app as create_issuer
 from issuer.accounts import users
+from issuer.config import DEFAULT_DATABASE_AUDIENCE as DATABASE_AUDIENCE
 from issuer.config import Config as IssuerConfig
 from issuer.db import get_engine, secret_digest
 from issuer.keyring import KeyRing
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from proxy.config import ProxyConfig
+from proxy.rules import AuthRule
 from stack.migrate import LocalDatabase
 from tests.proxy.support import Proxy, base_config
 
@@ -194,7 +196,18 @@ def start_stack(
     KeyRing(issuer_config.keys_dir).init()
     issuer = create_issuer(issuer_config)
     issuer_server.app = issuer
-    proxy = start_proxy(base_config(neon_db, f"{issuer_server.url}/.well-known/jwks.json"))
+    # As `make run` wires it: the proxy requires the database audience, which only
+    # the todo app's client may obtain.
+    jwks_url = f"{issuer_server.url}/.well-known/jwks.json"
+    proxy = start_proxy(
+        base_config(
+            neon_db,
+            jwks_url,
+            auth_rules=[
+                AuthRule("issuer", jwks_url, DATABASE_AUDIENCE, ("authenticated", "anonymous"))
+            ],
+        )
+    )
     with issuer.app_context():
         client, secret = clients.register(
             get_engine(),
@@ -205,6 +218,7 @@ def start_stack(
                 public=False,
                 first_party=True,
                 scope="openid profile email",
+                audiences=(DATABASE_AUDIENCE,),
             ),
         )
     assert secret is not None

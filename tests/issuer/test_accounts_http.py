@@ -42,8 +42,11 @@ def csrf_token(html: str) -> str:
     return re.search(r'name="csrf_token" type="hidden" value="([^"]+)"', html).group(1)
 
 
-def post_form(session: requests.Session, url: str, **fields: str) -> requests.Response:
-    token = csrf_token(session.get(url, timeout=TIMEOUT).text)
+def post_form(
+    session: requests.Session, url: str, page: str | None = None, **fields: str
+) -> requests.Response:
+    """Post the form of `page` (default: `url` itself) with its CSRF token."""
+    token = csrf_token(session.get(page or url, timeout=TIMEOUT).text)
     return session.post(
         url, data={"csrf_token": token, **fields}, allow_redirects=False, timeout=TIMEOUT
     )
@@ -65,7 +68,7 @@ def test_sign_up_log_out_log_in_across_workers(workers: tuple[str, str]) -> None
     assert account.status_code == 200
     assert "ada@example.com" in account.text
 
-    assert post_form(browser, f"{b}/logout").status_code == 303
+    assert post_form(browser, f"{b}/logout", page=f"{b}/account").status_code == 303
     assert browser.get(f"{a}/account", allow_redirects=False, timeout=TIMEOUT).status_code == 302
 
     target = "/authorize?response_type=code&client_id=todo&state=s%20t"

@@ -102,11 +102,8 @@ def test_signup_logs_in_and_logout_logs_out(app: Flask, client: FlaskClient) -> 
     assert response.headers["Location"] == "/account"
     assert logged_in_email(client) == "grace@example.com"
 
-    confirm = client.get("/logout")
-    assert confirm.status_code == 200
-    assert logged_in_email(client) == "grace@example.com", "GET /logout must not log out"
-
-    response = client.post("/logout", data={"csrf_token": csrf_token(confirm.text)})
+    account = client.get("/account")
+    response = client.post("/logout", data={"csrf_token": csrf_token(account.text)})
     assert response.status_code == 303
     assert response.headers["Location"] == "/login"
     assert logged_in_email(client) is None
@@ -195,7 +192,7 @@ def test_open_redirects_in_next_are_ignored(
 
 def test_logout_next_is_local_only(client: FlaskClient, ada: users.User) -> None:
     login(client, ada.email, PASSWORD)
-    token = csrf_token(client.get("/logout").text)
+    token = csrf_token(client.get("/account").text)
     response = client.post("/logout?next=//evil.example", data={"csrf_token": token})
     assert response.headers["Location"] == "/login"
 
@@ -224,6 +221,15 @@ def test_forms_without_a_valid_csrf_token_are_refused(
 def test_logout_needs_a_csrf_token(client: FlaskClient, ada: users.User) -> None:
     login(client, ada.email, PASSWORD)
     assert client.post("/logout").status_code == 400
+    assert logged_in_email(client) == ada.email
+
+
+@pytest.mark.parametrize("method", ["GET", "HEAD", "PUT", "DELETE", "PATCH", "OPTIONS"])
+def test_logout_is_post_only(client: FlaskClient, ada: users.User, method: str) -> None:
+    """A link, an image, a prefetch or a HEAD probe cannot log anyone out."""
+    login(client, ada.email, PASSWORD)
+    response = client.open("/logout", method=method)
+    assert response.status_code == 405
     assert logged_in_email(client) == ada.email
 
 
@@ -405,7 +411,7 @@ def test_each_login_gets_its_own_session_and_logout_revokes_copies(
     stolen = app.test_client()
     stolen.set_cookie("issuer_session", second)
     assert logged_in_email(stolen) == ada.email
-    client.post("/logout", data={"csrf_token": csrf_token(client.get("/logout").text)})
+    client.post("/logout", data={"csrf_token": csrf_token(client.get("/account").text)})
     assert logged_in_email(stolen) is None, "a copied cookie must die with the logout"
 
 
