@@ -113,19 +113,43 @@ def callback() -> ResponseReturnValue:
         raise IssuerUnreachable(type(error).__name__) from None
     except (AuthlibBaseError, JoseError) as error:
         # JoseError: the ID token itself is invalid (signature, iss, aud, exp, nonce).
-        reason = getattr(error, "description", None) or error.error or "unknown error"
-        cancelled = error.error == "access_denied"
-        page = render_template("login_failed.html", reason=reason, cancelled=cancelled)
-        return page, 400
+        # The page says it in our words: the callback's query string is anyone's to
+        # write, so its error_description is logged (repr) but never shown.
+        current_app.logger.warning(
+            "sign-in failed: %r %r", error.error, getattr(error, "description", None)
+        )
+        return _sign_in_failed(error.error)
     userinfo = token.get("userinfo") or {}
     if not userinfo.get("sub"):
-        return render_template("login_failed.html", reason="no ID token", cancelled=False), 400
+        return _sign_in_failed("no_id_token")
     new_login = _store().create(token, userinfo)
     session.clear()
     session.permanent = True
     session[_LOGIN] = new_login
     g.pop("login", None)
     return redirect(url_for("todos.index"), code=303)
+
+
+#: What the sign-in page says for each error the issuer (or authlib) may report.
+SIGN_IN_ERRORS = {
+    "access_denied": "You declined to share your account with this app.",
+    "login_required": "The login service needs you to sign in again.",
+    "consent_required": "The login service needs your consent first.",
+    "invalid_target": "The login service would not let this app use the database.",
+    "temporarily_unavailable": "The login service is busy. Try again in a moment.",
+    "server_error": "The login service had a problem. Try again in a moment.",
+}
+#: For every other error (state, code, ID token, and whatever a URL claims).
+SIGN_IN_FAILED = (
+    "The login service's answer was not valid. This happens when a sign-in link is "
+    "used twice or is too old."
+)
+
+
+def _sign_in_failed(error: str | None) -> ResponseReturnValue:
+    message = SIGN_IN_ERRORS.get(error or "", SIGN_IN_FAILED)
+    page = render_template("login_failed.html", message=message, cancelled=error == "access_denied")
+    return page, 400
 
 
 @bp.post("/logout")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, jwks, keys_cli, migrations, oauth, query_string
+from issuer import accounts, db, headers, jwks, keys_cli, migrations, oauth, query_string
 from issuer.config import Config
 from issuer.keyring import KeyRing
 from issuer.migrations.cli import db_cli
@@ -16,6 +16,7 @@ def create_app(config: Config | None = None) -> Flask:
     app = Flask(__name__)
     app.config["ISSUER"] = config
     query_string.init_app(app)
+    headers.init_app(app)
     db.init_app(app)
     accounts.init_app(app)
     app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)

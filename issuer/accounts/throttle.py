@@ -1,11 +1,17 @@
-"""Login throttling per account and per client address, kept in the database
-so that every worker process (and every host on a shared PostgreSQL) agrees.
+"""Login throttling per account, per client address and per known device, kept in
+the database so that every worker process (and every host on a shared
+PostgreSQL) agrees.
 
 A sliding window: each failure is one row; an account or address with
 `limit` failures inside `window` seconds is refused until the oldest of them
 ages out. Refused attempts are neither verified nor recorded: a lock-out ends
 on schedule however hard it is hammered, and a correct password during the
 lock-out teaches the attacker nothing.
+
+A browser that logged in to an account before (a known device, see
+`devices.py`) is counted on its own, at the per-account limit, instead: the
+failures of strangers lock the account for every unknown device, never for its
+owner's browser (OWASP's device cookies).
 """
 
 from __future__ import annotations
@@ -22,6 +28,7 @@ from issuer.accounts.models import login_failures
 
 ACCOUNT = "account"
 ADDRESS = "address"
+DEVICE = "device"
 
 
 @dataclass(frozen=True)
@@ -30,6 +37,7 @@ class Attempt:
 
     account: str | None
     row_ids: tuple[int, ...]
+    device: str | None = None
 
 
 @dataclass(frozen=True)
@@ -70,55 +78,67 @@ class Throttle:
         self.policy = policy or ThrottlePolicy()
         self.clock = clock
 
-    def admit(self, address: str, account: str | None = None) -> Attempt | int:
+    def admit(
+        self, address: str, account: str | None = None, device: str | None = None
+    ) -> Attempt | int:
         """Count an attempt as a failure *before* checking the limits; return
         it when it is within them, else forget it and return the seconds to
-        wait.
+        wait. `device` is the known device's id for `account`, if the browser is one.
 
         Counting first closes the race in which many concurrent guesses all
         pass the check before any is recorded: whichever attempt checks last
         sees every earlier one, so at most `limit` are ever admitted.
         """
         now = self.clock()
-        rows = [{"scope": ADDRESS, "key": address, "at": now}]
-        if account is not None:
-            rows.append({"scope": ACCOUNT, "key": account, "at": now})
+        checks = self._checks(address, account, device)
+        rows = [{"scope": scope, "key": key, "at": now} for scope, key, _ in checks]
         with self.engine.begin() as conn:
             ids = conn.execute(insert(login_failures).returning(login_failures.c.id), rows)
-            attempt = Attempt(account=account, row_ids=tuple(ids.scalars()))
+            attempt = Attempt(account=account, row_ids=tuple(ids.scalars()), device=device)
             # Forget what no window can see any more, so the table stays small.
             conn.execute(
                 delete(login_failures).where(login_failures.c.at <= now - self.policy.window)
             )
         # This attempt is one of the rows: over the limit means `limit + 1`.
-        if self._longest_wait(address, account, now, extra=1) is None:
+        if self._longest_wait(checks, now, extra=1) is None:
             return attempt
         self._delete(attempt.row_ids)
-        return self.retry_after(address, account) or 1
+        return self.retry_after(address, account, device) or 1
 
     def succeeded(self, attempt: Attempt) -> None:
-        """Un-count a successful attempt and clear its account's failures. The
-        address keeps its earlier failures, so one known password cannot
-        reset an address's budget."""
+        """Un-count a successful attempt and, from an unknown device, clear its
+        account's failures. The address keeps its earlier failures, so one known
+        password cannot reset an address's budget; a known device leaves the
+        account's failures alone, so strangers stay locked out."""
         condition = login_failures.c.id.in_(attempt.row_ids)
-        if attempt.account is not None:
+        if attempt.account is not None and attempt.device is None:
             condition = condition | (
                 (login_failures.c.scope == ACCOUNT) & (login_failures.c.key == attempt.account)
             )
         with self.engine.begin() as conn:
             conn.execute(delete(login_failures).where(condition))
 
-    def retry_after(self, address: str, account: str | None = None) -> int | None:
+    def retry_after(
+        self, address: str, account: str | None = None, device: str | None = None
+    ) -> int | None:
         """Seconds until a new attempt is allowed, or None when allowed now."""
-        longest = self._longest_wait(address, account, self.clock())
+        longest = self._longest_wait(self._checks(address, account, device), self.clock())
         return None if longest is None else max(1, math.ceil(longest))
 
-    def _longest_wait(
-        self, address: str, account: str | None, now: float, extra: int = 0
-    ) -> float | None:
+    def _checks(
+        self, address: str, account: str | None, device: str | None
+    ) -> list[tuple[str, str, int]]:
+        """(scope, key, limit) of every budget an attempt spends."""
+        if device is not None:
+            return [(DEVICE, device, self.policy.per_account)]
         checks = [(ADDRESS, address, self.policy.per_address)]
         if account is not None:
             checks.append((ACCOUNT, account, self.policy.per_account))
+        return checks
+
+    def _longest_wait(
+        self, checks: list[tuple[str, str, int]], now: float, extra: int = 0
+    ) -> float | None:
         waits = [self._wait(scope, key, limit + extra, now) for scope, key, limit in checks]
         return max((w for w in waits if w is not None), default=None)
 

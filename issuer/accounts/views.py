@@ -17,7 +17,8 @@ from flask_wtf.csrf import CSRFError, CSRFProtect
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
-from issuer.accounts import users
+from issuer import headers
+from issuer.accounts import devices, users
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import LoginForm, LogoutForm, SignupForm
 from issuer.accounts.passwords import PasswordPolicyError
@@ -59,18 +60,9 @@ def _protect() -> None:
     csrf.protect()
 
 
-@bp.after_request
-def _page_headers(response: Response) -> Response:
-    # Pages with forms and personal data: never cached, never framed
-    # (clickjacking a login or log-out button).
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["X-Frame-Options"] = "DENY"
-    response.headers["Content-Security-Policy"] = (
-        "default-src 'none'; style-src 'self'; img-src 'self'; "
-        "frame-ancestors 'none'; base-uri 'none'"
-    )
-    response.headers["Referrer-Policy"] = "same-origin"
-    return response
+# Pages with forms and personal data: never cached, never framed (clickjacking a
+# login or log-out button), forms only to here and where a login continues.
+bp.after_request(headers.page_headers)
 
 
 def _csrf_failed(error: CSRFError) -> tuple[str, int]:
@@ -89,7 +81,10 @@ def _throttle() -> Throttle:
 
 
 def _next_url() -> str:
-    return safe_next(request.args.get("next"), url_for("accounts.account"))
+    """Where the page's form leads after it succeeds (a local path), allowed by its CSP."""
+    next_url = safe_next(request.args.get("next"), url_for("accounts.account"))
+    headers.continue_to(next_url)
+    return next_url
 
 
 def _too_many_attempts(retry_after: int) -> Response:
@@ -112,18 +107,28 @@ def login() -> Response | tuple[str, int] | str:
         return render_template("accounts/login.html", **page), 400
     email = normalize_email(form.email.data)
     address = address_key(request.remote_addr)
-    attempt = _throttle().admit(address, account=email)
+    device = devices.known_device(request, email)
+    attempt = _throttle().admit(address, account=email, device=device)
+    known = device is not None
     if isinstance(attempt, int):
-        audit("login.throttled", address=address, retry_after=attempt)
+        audit("login.throttled", address=address, known_device=known, retry_after=attempt)
         return _too_many_attempts(attempt)
     result = users.authenticate(get_engine(), email, form.password.data)
     if result.user is None:
-        audit("login.failed", reason=result.reason, user_id=result.user_id, address=address)
+        audit(
+            "login.failed",
+            reason=result.reason,
+            user_id=result.user_id,
+            address=address,
+            known_device=known,
+        )
         return render_template("accounts/login.html", error=LOGIN_FAILED, **page), 401
     _throttle().succeeded(attempt)
     login_user(result.user)
-    audit("login", user_id=result.user.id, address=address)
-    return redirect(next_url, code=303)
+    audit("login", user_id=result.user.id, address=address, known_device=known)
+    response = redirect(next_url, code=303)
+    devices.remember(request, response, email)
+    return response
 
 
 def _signup_enabled() -> bool:
@@ -164,7 +169,9 @@ def signup() -> Response | tuple[str, int] | str:
     _throttle().succeeded(attempt)
     login_user(user)
     audit("signup", user_id=user.id, address=address)
-    return redirect(next_url, code=303)
+    response = redirect(next_url, code=303)
+    devices.remember(request, response, user.email)
+    return response
 
 
 @bp.post("/logout", provide_automatic_options=False)

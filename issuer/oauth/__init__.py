@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from flask import Flask
 
+from issuer import headers
 from issuer.oauth import resources
 from issuer.oauth.clients_cli import clients_cli
 from issuer.oauth.discovery import metadata_body
 from issuer.oauth.server import AuthorizationServer
 from issuer.oauth.userinfo import resource_protector
-from issuer.oauth.views import bp
+from issuer.oauth.views import authorization_redirects, bp
 
 
 def init_app(app: Flask) -> None:
@@ -31,4 +32,5 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["oauth_discovery"] = metadata_body(config)
     app.register_blueprint(bp)
+    headers.add_continuation(app, authorization_redirects)
     app.cli.add_command(clients_cli)

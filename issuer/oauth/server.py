@@ -11,7 +11,8 @@ import base64
 import orjson
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
-from authlib.oauth2.rfc6749 import authenticate_client
+from authlib.oauth2.rfc6749 import InvalidRequestError, authenticate_client
+from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Flask, Response, current_app, request
 
@@ -159,6 +160,24 @@ class AuthorizationServer(_AuthorizationServer):
         if isinstance(payload, dict):
             payload = orjson.dumps(payload)
         return Response(payload, status=status_code, headers=headers)
+
+    def authenticate_client(self, request, methods, endpoint: str = "token"):
+        """authlib's client authentication, after refusing requests that carry two
+        methods (RFC 6749 section 2.3: a client MUST NOT use more than one).
+
+        A wrong Basic secret beside a right `client_secret_post` must not pass on the
+        second, nor may the body name another client than the header.
+        """
+        if (request.headers.get("Authorization") or "")[:6].lower() == "basic ":
+            if "client_secret" in request.form or "client_assertion" in request.form:
+                raise InvalidRequestError("Use one client authentication method per request.")
+            try:
+                basic_id, _ = extract_basic_authorization(request.headers)
+            except UnicodeDecodeError:
+                basic_id = None
+            if "client_id" in request.form and request.form["client_id"] != basic_id:
+                raise InvalidRequestError("'client_id' does not match the client's credentials.")
+        return super().authenticate_client(request, methods, endpoint)
 
     def query_client(self, client_id: str) -> clients.Client | None:
         return self.clients.get(get_engine(), client_id)

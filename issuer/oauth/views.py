@@ -7,14 +7,25 @@ consent? show or redirect an error?) are made here.
 
 from __future__ import annotations
 
+from urllib.parse import parse_qs, urlsplit
+
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import Blueprint, Response, current_app, jsonify, redirect, render_template, request
+from flask import (
+    Blueprint,
+    Response,
+    current_app,
+    jsonify,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from werkzeug.exceptions import RequestEntityTooLarge
 from wtforms import SubmitField
 
-from issuer import accounts
+from issuer import accounts, headers
 from issuer.accounts.forms import PageForm
 from issuer.oauth import params, prompts
 from issuer.oauth.server import AuthorizationServer
@@ -38,13 +49,23 @@ class LogoutConfirmForm(PageForm):
 @bp.after_request
 def _page_headers(response: Response) -> Response:
     """Consent and logout pages must never be framed (clickjacking) or cached."""
-    if response.mimetype == "text/html":
-        response.headers["Cache-Control"] = "no-store"
-        response.headers["X-Frame-Options"] = "DENY"
-        response.headers["Content-Security-Policy"] = (
-            "default-src 'none'; style-src 'self'; frame-ancestors 'none'; base-uri 'none'"
-        )
-    return response
+    return headers.page_headers(response) if response.mimetype == "text/html" else response
+
+
+def authorization_redirects(local_url: str) -> list[str]:
+    """Where the authorization request at `local_url` may send the browser: its
+    redirect URI, when that is registered for its client (`headers.Continuation`)."""
+    parts = urlsplit(local_url)
+    if parts.path != url_for("oauth.authorize"):
+        return []
+    query = parse_qs(parts.query)
+    client_ids, redirect_uris = query.get("client_id", []), query.get("redirect_uri", [])
+    if len(client_ids) != 1 or len(redirect_uris) != 1:
+        return []
+    client = _server().query_client(client_ids[0])
+    if client is None or not client.check_redirect_uri(redirect_uris[0]):
+        return []
+    return redirect_uris
 
 
 def _server() -> AuthorizationServer:
@@ -97,6 +118,7 @@ def authorize() -> Response | tuple[str, int] | str:
     client = grant.client
     if client.first_party and "consent" not in authn.prompts:
         return _respond(server, grant, user, authn)
+    headers.allow_form_targets(grant.redirect_uri)
     if authn.silent:
         return _redirect_error(grant, ConsentRequiredError())
     form = ConsentForm()
@@ -163,6 +185,7 @@ def logout() -> Response | tuple[str, int] | str:
         # page elsewhere could log them out. Ask them, with a CSRF-protected form
         # that carries the request on (in the body: an ID token is no URL part).
         form = LogoutConfirmForm()
+        headers.allow_form_targets(end_session.redirect_uri)
         if not form.is_submitted():
             carried = {k: v for k, v in request.values.items() if k != "csrf_token"}
             return render_template("oauth/logout_confirm.html", form=form, carried=carried)

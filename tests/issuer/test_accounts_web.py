@@ -417,11 +417,12 @@ def test_each_login_gets_its_own_session_and_logout_revokes_copies(
 
 def test_session_cookie_attributes(app: Flask, client: FlaskClient, ada: users.User) -> None:
     response = login(client, ada.email, PASSWORD)
-    set_cookie = response.headers["Set-Cookie"]
-    assert set_cookie.startswith("issuer_session=")
-    assert "HttpOnly" in set_cookie
-    assert "SameSite=Lax" in set_cookie
-    assert "Secure" not in set_cookie
+    cookies = {c.split("=", 1)[0]: c for c in response.headers.getlist("Set-Cookie")}
+    assert set(cookies) == {"issuer_session", "issuer_device"}
+    for set_cookie in cookies.values():
+        assert "HttpOnly" in set_cookie
+        assert "SameSite=Lax" in set_cookie
+        assert "Secure" not in set_cookie
 
 
 def test_session_cookie_is_secure_behind_https(make_issuer_app: Callable[..., Flask]) -> None:
