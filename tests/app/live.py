@@ -134,6 +134,25 @@ def csrf(browser: requests.Session, stack: Stack) -> str:
     return hidden_field(page.text, "csrf_token")
 
 
+def log_out(stack: Stack, browser: requests.Session) -> requests.Response:
+    """Log out of the app as a browser does: post /logout, then the signing-out page's
+    form to the issuer's /end-session (its script submits it at once). Returns the
+    last response; no URL of the way holds the ID token."""
+    page = browser.post(
+        f"{stack.app_url}/logout", data={"csrf_token": csrf(browser, stack)}, timeout=HTTP_TIMEOUT
+    )
+    assert_no_crash(page)
+    assert page.url == f"{stack.app_url}/logout" and "Signing out" in page.text, page.url
+    action = re.search(r'<form id="end-session" method="post" action="([^"]+)"', page.text)
+    assert action is not None, page.text
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))
+    assert action.group(1) == f"{stack.issuer_url}/end-session"
+    done = browser.post(action.group(1), data=fields, timeout=HTTP_TIMEOUT)
+    for hop in (page, *done.history, done):
+        assert "id_token_hint" not in hop.url and "eyJ" not in hop.url, hop.url
+    return done
+
+
 def closed_port_url() -> str:
     """A loopback URL nothing listens on: the port was free a moment ago and is closed now."""
     with socket.socket() as sock:

@@ -26,6 +26,7 @@ from tests.app.live import (
     assert_no_crash,
     csrf,
     log_in,
+    log_out,
     login_row,
     session_cookie,
     submit_login_form,
@@ -272,11 +273,7 @@ def test_logout_ends_the_app_session_the_refresh_tokens_and_the_issuer_session(
     assert before.url == f"{stack.app_url}/" and "Signed in as" in before.text
     after_issuer = issuer_only(browser)
 
-    out = browser.post(
-        f"{stack.app_url}/logout",
-        data={"csrf_token": csrf(browser, stack)},
-        timeout=HTTP_TIMEOUT,
-    )
+    out = log_out(stack, browser)
     assert_no_crash(out)
     assert out.url.split("?")[0] == f"{stack.app_url}/"
     assert any(hop.url.startswith(f"{stack.issuer_url}/end-session") for hop in out.history)

@@ -27,6 +27,7 @@ from tests.app.live import (
     create_user,
     csrf,
     log_in,
+    log_out,
     login_row,
 )
 
@@ -127,11 +128,7 @@ def test_a_key_rotation_during_a_session_logs_no_one_out(quick_stack, logged_in,
     assert after.access_token.split(".")[1] not in session.text
     # Logging out still ends the issuer's session: its ID token (signed by the
     # retired key, and expired by now) is still a valid hint.
-    out = logged_in.post(
-        f"{quick_stack.app_url}/logout",
-        data={"csrf_token": csrf(logged_in, quick_stack)},
-        timeout=HTTP_TIMEOUT,
-    )
+    out = log_out(quick_stack, logged_in)
     assert_no_crash(out)
     assert out.url.split("?")[0] == f"{quick_stack.app_url}/"
     again = logged_in.get(f"{quick_stack.app_url}/login", timeout=HTTP_TIMEOUT)
