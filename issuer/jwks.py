@@ -84,7 +84,12 @@ def _matches(if_none_match: str, etag: str) -> bool:
 
 
 def _json_headers(body: bytes, *extra: tuple[str, str]) -> Headers:
-    return [("Content-Type", "application/json"), ("Content-Length", str(len(body))), *extra]
+    return [
+        ("Content-Type", "application/json"),
+        ("Content-Length", str(len(body))),
+        ("X-Content-Type-Options", "nosniff"),
+        *extra,
+    ]
 
 
 def init_app(app: Flask) -> None:

@@ -15,11 +15,13 @@ import click
 import pytest
 from sqlalchemy import Engine, select
 
+from app.config import AppConfig
 from issuer import db, migrations
 from issuer.accounts import users
 from issuer.config import Config
 from issuer.oauth import clients
 from issuer.oauth.clients import ClientError, clients_table
+from proxy.config import ProxyConfig
 from stack import app_client, demo_users, supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -55,6 +57,7 @@ def test_first_run_registers_a_confidential_first_party_client(engine, path):
     assert client.post_logout_redirect_uris == ("http://127.0.0.1:8000/",)
     assert client.grant_types == ("authorization_code", "refresh_token")
     assert client.scope == "openid profile email"
+    assert client.audiences == (AUDIENCE,), "the todo app may obtain database tokens"
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
     assert json.loads(path.read_text()) == {
         "client_id": "todo-app",
@@ -186,6 +189,33 @@ def test_children_share_one_set_of_addresses(tmp_path):
     assert env["APP_DATABASE_URL"] == f"sqlite:///{tmp_path / 'app.sqlite3'}"
     assert [s.name for s in supervisor.services(env)] == ["issuer", "proxy", "app"]
     assert supervisor.services(env)[2].port == 9000
+
+
+def test_a_registration_without_the_database_gets_it_in_place(engine, path):
+    """Release 0.1 registered the app without audiences: the upgrade keeps its secret
+    (and so its users' refresh tokens) and allows it the database audience."""
+    first, _ = app_client.ensure(engine, APP_URL, path)
+    clients.set_audiences(engine, app_client.CLIENT_ID, ())
+    again, change = app_client.ensure(engine, APP_URL, path, "urn:example:db")
+    assert again == first
+    assert change is not None and "urn:example:db" in change
+    (client,) = registered(engine)
+    assert client.audiences == ("urn:example:db",)
+    assert client.check_client_secret(first.client_secret)
+
+
+def test_the_proxy_requires_the_audience_the_issuer_grants_and_the_app_asks_for(tmp_path):
+    """`make run` as the README's Neon steps: one audience, required by the database."""
+    for given in ({}, {"ISSUER_DATABASE_AUDIENCE": "urn:example:neondb"}):
+        env = supervisor.stack_env({**given, "PROXY_DATABASE_HOST": "/tmp"}, tmp_path)
+        issuer = Config.from_env(env)
+        (rule,) = ProxyConfig.from_env(env).auth_rules
+        app = AppConfig(database_audience=env["APP_DATABASE_AUDIENCE"])
+        assert rule.audience == issuer.database_audience == app.database_audience
+        assert rule.audience == given.get("ISSUER_DATABASE_AUDIENCE", AUDIENCE)
+    readme = (ROOT / "README.md").read_text()
+    assert "ISSUER_DATABASE_AUDIENCE" in readme
+    assert "The audience is required" in readme
 
 
 def test_operator_settings_win_over_derived_ones(tmp_path):

@@ -186,7 +186,7 @@ def logout() -> Response | tuple[str, int] | str:
         # that carries the request on (in the body: an ID token is no URL part).
         form = LogoutConfirmForm()
         headers.allow_form_targets(end_session.redirect_uri)
-        if not form.is_submitted():
+        if not (form.is_submitted() and form.confirm.name in request.form):
             carried = {k: v for k, v in request.values.items() if k != "csrf_token"}
             return render_template("oauth/logout_confirm.html", form=form, carried=carried)
         if not form.validate():

@@ -251,6 +251,25 @@ def test_a_declined_login_says_so(stack) -> None:
     assert "Sign-in was cancelled" in declined.text
 
 
+@pytest.mark.parametrize("error", ["access_denied", "server_error", "made_up_error", ""])
+def test_the_sign_in_error_page_says_only_its_own_words(stack, error: str) -> None:
+    """Anyone can send a victim to the callback with any text: none of it is shown."""
+    planted = "Your account is suspended: call +1 555 0100 and read out your password"
+    browser = requests.Session()
+    page = callback(
+        stack,
+        browser,
+        error=error,
+        error_description=planted,
+        error_uri="https://evil.example/help",
+        state=new_state(stack, browser),
+    )
+    assert_no_crash(page)
+    assert page.status_code == 400
+    assert "suspended" not in page.text and "evil.example" not in page.text
+    assert "Sign-in" in page.text
+
+
 # -- logging out --------------------------------------------------------------
 
 

@@ -113,3 +113,100 @@ def test_throttle_is_shared_by_all_workers(
         )
         assert response.status_code == 429
         assert int(response.headers["Retry-After"]) > 0
+
+
+class FromAddress(requests.adapters.HTTPAdapter):
+    """Connect from a chosen loopback address (127.0.0.x): another client on the network."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        super().__init__()
+
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        kwargs["source_address"] = (self.address, 0)
+        super().init_poolmanager(*args, **kwargs)
+
+
+def browser_at(address: str) -> requests.Session:
+    session = requests.Session()
+    session.mount("http://", FromAddress(address))
+    return session
+
+
+def test_strangers_cannot_lock_the_owner_out_of_a_known_browser(
+    workers: tuple[str, str], backend_config: Config
+) -> None:
+    """OWASP's device cookies: failures from elsewhere lock the account for unknown
+    browsers only; the browser its owner logged in with before keeps working."""
+    engine = db.engine_for(backend_config.database_url)
+    users.create_user(engine, "victim@example.com", PASSWORD)
+    engine.dispose()
+    a, b = workers
+    owner = browser_at("127.0.0.2")
+    assert (
+        post_form(owner, f"{a}/login", email="victim@example.com", password=PASSWORD).status_code
+        == 303
+    )
+    assert "issuer_device" in owner.cookies
+    assert post_form(owner, f"{a}/logout", page=f"{a}/account").status_code == 303
+
+    # Strangers on several addresses guess the password until the account locks.
+    statuses = [
+        post_form(
+            browser_at(f"127.0.0.{3 + i % 3}"),
+            f"{(a, b)[i % 2]}/login",
+            email="victim@example.com",
+            password=f"guess-{i}",
+        ).status_code
+        for i in range(8)
+    ]
+    assert statuses[:5] == [401] * 5 and set(statuses[5:]) == {429}
+    # Even the right password, from an unknown browser, is throttled now.
+    thief = browser_at("127.0.0.7")
+    assert (
+        post_form(thief, f"{b}/login", email="victim@example.com", password=PASSWORD).status_code
+        == 429
+    )
+
+    # The owner's browser is not: it logs in, on either worker.
+    for worker in (b, a):
+        response = post_form(
+            owner, f"{worker}/login", email="victim@example.com", password=PASSWORD
+        )
+        assert response.status_code == 303, response.text
+        assert post_form(owner, f"{worker}/logout", page=f"{worker}/account").status_code == 303
+    # ... and the strangers stay locked out.
+    assert (
+        post_form(thief, f"{a}/login", email="victim@example.com", password=PASSWORD).status_code
+        == 429
+    )
+
+
+def test_a_known_browser_has_its_own_failure_budget(
+    workers: tuple[str, str], backend_config: Config
+) -> None:
+    engine = db.engine_for(backend_config.database_url)
+    users.create_user(engine, "victim@example.com", PASSWORD)
+    engine.dispose()
+    a, _ = workers
+    owner = browser_at("127.0.0.2")
+    assert (
+        post_form(owner, f"{a}/login", email="victim@example.com", password=PASSWORD).status_code
+        == 303
+    )
+    statuses = [
+        post_form(owner, f"{a}/login", email="victim@example.com", password="wrong").status_code
+        for _ in range(6)
+    ]
+    assert statuses == [401] * 5 + [429]
+    # A copied device cookie is no skeleton key: it is for that one account only.
+    engine = db.engine_for(backend_config.database_url)
+    users.create_user(engine, "other@example.com", PASSWORD)
+    engine.dispose()
+    for i in range(5):
+        stranger = browser_at(f"127.0.0.{4 + i}")
+        post_form(stranger, f"{a}/login", email="other@example.com", password="guess")
+    copied = browser_at("127.0.0.3")
+    copied.cookies.set("issuer_device", owner.cookies["issuer_device"])
+    response = post_form(copied, f"{a}/login", email="other@example.com", password=PASSWORD)
+    assert response.status_code == 429

@@ -73,8 +73,11 @@ def test_logout_without_hint_asks_for_confirmation(browser):
     page = browser.get("/end-session", query_string={"post_logout_redirect_uri": LOGGED_OUT})
     assert page.status_code == 200
     assert logged_in(browser)  # a link alone logs nobody out
-    forged = browser.post("/end-session")
+    forged = browser.post("/end-session", data={"confirm": "Log out"})
     assert forged.status_code == 400
+    assert logged_in(browser)
+    posted = browser.post("/end-session", data={"post_logout_redirect_uri": LOGGED_OUT})
+    assert posted.status_code == 200 and "Log out now?" in posted.text
     assert logged_in(browser)
     done = browser.post(
         "/end-session",
@@ -94,3 +97,49 @@ def test_logout_with_a_bad_hint_is_refused_without_redirect(browser, hint):
     assert response.status_code == 400
     assert "Location" not in response.headers
     assert logged_in(browser)
+
+
+def test_a_posted_hint_naming_the_user_logs_out_without_asking(browser, id_token):
+    """What the todo app does: the ID token in a form body, never in a URL."""
+    response = browser.post(
+        "/end-session",
+        data={"id_token_hint": id_token, "post_logout_redirect_uri": LOGGED_OUT},
+    )
+    assert response.status_code == 302
+    assert response.headers["Location"] == LOGGED_OUT
+    assert not logged_in(browser)
+
+
+@pytest.mark.parametrize("method", ["get", "post"])
+def test_another_users_hint_asks_before_logging_this_user_out(
+    oauth_app: Flask, spa, method: str
+) -> None:
+    """Bob's ID token (say, from a page Bob controls) cannot log Alice out silently."""
+    make_user(oauth_app, email="alice@example.com")
+    make_user(oauth_app, email="bob@example.com")
+    bob = oauth_app.test_client()
+    log_in(bob, "bob@example.com")
+    code, verifier = get_code(bob, spa)
+    bobs_hint = redeem(bob, spa, code, verifier).json["id_token"]
+
+    alice = oauth_app.test_client()
+    log_in(alice, "alice@example.com")
+    params = {"id_token_hint": bobs_hint, "post_logout_redirect_uri": LOGGED_OUT}
+    if method == "get":
+        page = alice.get("/end-session", query_string=params)
+    else:
+        page = alice.post("/end-session", data=params)
+    assert page.status_code == 200 and "Log out now?" in page.text
+    assert "Location" not in page.headers
+    assert logged_in(alice)
+    # The confirmation carries the request on in its body, and needs its CSRF token.
+    assert bobs_hint in page.text
+    assert alice.post("/end-session", data=params).status_code == 200
+    assert logged_in(alice)
+    confirmed = alice.post(
+        "/end-session",
+        data={**params, "csrf_token": csrf_token(page.text), "confirm": "Log out"},
+    )
+    assert confirmed.status_code == 302 and confirmed.headers["Location"] == LOGGED_OUT
+    assert not logged_in(alice)
+    assert logged_in(bob)
