@@ -7,15 +7,23 @@ stack behind the browser is the live one of tests/app/live.py.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
+import secrets
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
+import requests
 from playwright.sync_api import Browser, Response, expect, sync_playwright
 
+from issuer.config import DEFAULT_DATABASE_AUDIENCE as DATABASE_AUDIENCE
+from issuer.db import get_engine
+from issuer.oauth import clients
+from issuer.oauth.clients import Registration
 from tests.app.browser import ENHANCED_FORM, Person, launch, new_context, run_sql
 from tests.app.live import LiveServer, Stack
 
@@ -422,3 +430,91 @@ def test_another_origin_cannot_take_the_token_or_post(
 
     bob.reload()
     bob.expect_todos(["bob: keep"])
+
+
+class ThirdPartyApp:
+    """Another company's app on its own origin: a public OAuth client of the issuer
+    that signs users in and keeps whatever its callback receives."""
+
+    def __init__(self) -> None:
+        self.server = LiveServer()
+        self.server.app = self._serve
+        self.callback = f"{self.server.url}/callback"
+        self.received: list[dict[str, str]] = []
+
+    def _serve(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
+        if environ["PATH_INFO"] == "/callback":
+            query = parse_qs(environ["QUERY_STRING"])
+            self.received.append({k: v[0] for k, v in query.items()})
+        start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
+        return [b"<!doctype html><title>Quiz game</title><h1>Welcome to the quiz</h1>"]
+
+    def authorize_url(self, stack: Stack, client_id: str, challenge: str, **extra: str) -> str:
+        params = {
+            "response_type": "code",
+            "client_id": client_id,
+            "redirect_uri": self.callback,
+            "scope": "openid email",
+            "state": secrets.token_urlsafe(8),
+            "code_challenge": challenge,
+            "code_challenge_method": "S256",
+            **extra,
+        }
+        return f"{stack.issuer_url}/authorize?{urlencode(params)}"
+
+
+def test_a_third_party_app_signs_alice_in_but_its_tokens_cannot_reach_the_database(
+    person: OpenPerson, stack: Stack, make_user: MakeUser
+) -> None:
+    email = make_user("alice.thirdparty@example.com")
+    alice = person()
+    alice.log_in(email)
+    alice.add("alice: only mine")
+    quiz = ThirdPartyApp()
+    with stack.issuer.app_context():
+        client, _ = clients.register(
+            get_engine(),
+            Registration(name="Quiz game", public=True, redirect_uris=(quiz.callback,)),
+        )
+    verifier = secrets.token_urlsafe(48)
+    challenge = (
+        base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+    )
+    try:
+        # Asking for the database is refused outright: the client may not have it.
+        alice.page.goto(
+            quiz.authorize_url(stack, client.client_id, challenge, resource=DATABASE_AUDIENCE)
+        )
+        expect(alice.page.get_by_role("heading", level=1)).to_have_text("Welcome to the quiz")
+        assert quiz.received[-1]["error"] == "invalid_target"
+
+        # Signing in is what the consent page offers, and all the app gets.
+        alice.page.goto(quiz.authorize_url(stack, client.client_id, challenge))
+        expect(alice.page.get_by_role("heading", level=1)).to_have_text("Allow Quiz game?")
+        expect(alice.page.get_by_text("asks to sign you in")).to_be_visible()
+        expect(alice.page.get_by_text("database")).to_have_count(0)
+        alice.page.get_by_role("button", name="Allow").click()
+        expect(alice.page.get_by_role("heading", level=1)).to_have_text("Welcome to the quiz")
+        tokens = requests.post(
+            f"{stack.issuer_url}/token",
+            data={
+                "grant_type": "authorization_code",
+                "code": quiz.received[-1]["code"],
+                "redirect_uri": quiz.callback,
+                "code_verifier": verifier,
+                "client_id": client.client_id,
+            },
+            timeout=10,
+        ).json()
+    finally:
+        quiz.server.stop()
+    for stolen in (tokens["access_token"], tokens["id_token"]):
+        grant = {"endpoint": stack.sql_url, "connection_string": CONNECTION_STRING}
+        refused = run_sql({**grant, "access_token": stolen}, "select task from todos")
+        assert refused.status_code == 400
+        assert refused.json()["message"] == "invalid JWT token audience"
+    # The todo app's own token, as its SQL page gets it, still reads her rows.
+    alice.page.goto(alice.home)
+    own = run_sql(alice.access_token(), "select task from todos")
+    assert own.status_code == 200
+    assert [row["task"] for row in own.json()["rows"]] == ["alice: only mine"]

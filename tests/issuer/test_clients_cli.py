@@ -233,3 +233,47 @@ def test_a_refused_replacement_keeps_the_former_client(oauth_app):
     with oauth_app.app_context(), pytest.raises(ClientError, match="client id"):
         clients.replace(get_engine(), Registration(name="x", redirect_uris=(flows.REDIRECT_URI,)))
     assert stored(oauth_app) == before
+
+
+def test_audiences_are_none_by_default_and_given_at_registration(oauth_app):
+    plain = run(oauth_app, "add", "--name", "Plain", "--client-id", "plain-app",
+                "--redirect-uri", "http://127.0.0.1:8000/cb")  # fmt: skip
+    assert plain.exit_code == 0, plain.output
+    allowed = run(oauth_app, "add", "--name", "Worker", "--client-id", "db-worker",
+                  "--grant-type", "client_credentials", "--audience", "urn:neon:database")  # fmt: skip
+    assert allowed.exit_code == 0, allowed.output
+    with oauth_app.app_context():
+        assert clients.load(get_engine(), "plain-app").audiences == ()
+        assert clients.load(get_engine(), "db-worker").audiences == ("urn:neon:database",)
+    listing = run(oauth_app, "list").output.splitlines()
+    assert any(line.startswith("db-worker\t") and "urn:neon:database" in line for line in listing)
+
+
+def test_audiences_command_sets_them_and_keeps_the_secret(oauth_app):
+    added = run(oauth_app, "add", "--name", "Worker", "--client-id", "svc",
+                "--grant-type", "client_credentials")  # fmt: skip
+    secret = dict(line.split(": ", 1) for line in added.output.splitlines() if ": " in line)[
+        "client_secret"
+    ]
+    result = run(oauth_app, "audiences", "svc", "urn:neon:database", "https://api.example")
+    assert result.exit_code == 0, result.output
+    assert "urn:neon:database, https://api.example" in result.output
+    cleared = run(oauth_app, "audiences", "svc")
+    assert cleared.exit_code == 0 and "sign-in only" in cleared.output
+    with oauth_app.app_context():
+        client = clients.load(get_engine(), "svc")
+    assert client.audiences == () and client.check_client_secret(secret)
+
+
+@pytest.mark.parametrize("audience", ["database", "urn:x#frag", "has space:x"])
+def test_a_bad_audience_is_a_usage_error_and_nothing_changes(oauth_app, audience):
+    result = run(oauth_app, "add", "--name", "W", "--grant-type", "client_credentials",
+                 "--audience", audience)  # fmt: skip
+    assert result.exit_code == 2 and "audience" in result.output
+    assert stored(oauth_app) == []
+    run(oauth_app, "add", "--name", "W", "--client-id", "svc", "--grant-type", "client_credentials")
+    changed = run(oauth_app, "audiences", "svc", "urn:ok:db", audience)
+    assert changed.exit_code == 2
+    with oauth_app.app_context():
+        assert clients.load(get_engine(), "svc").audiences == ()
+    assert run(oauth_app, "audiences", "nobody", "urn:ok:db").exit_code == 1
