@@ -28,6 +28,7 @@ from app.logins import IssuerUnreachable, Login, LoginStore, SessionExpired
 bp = Blueprint("auth", __name__)
 
 _LOGIN = "login"
+_END_SESSION = "end_session"
 
 
 def _store() -> LoginStore:
@@ -162,7 +163,20 @@ def logout() -> ResponseReturnValue:
         return redirect(url_for("todos.index"), code=303)
     if login.refresh_token:
         oidc.revoke(login.refresh_token)
-    end_session = oidc.end_session_form(login.id_token)
+    # POST-redirect-GET: the ID token waits in the (signed, HttpOnly) session for
+    # the one page that posts it to the issuer, so that going back never re-posts.
+    session[_END_SESSION] = login.id_token or ""
+    return redirect(url_for("auth.signing_out"), code=303)
+
+
+@bp.get("/logout/issuer")
+def signing_out() -> ResponseReturnValue:
+    """Ends the issuer's session too: a form the browser posts at once (signing_out.js),
+    or on a click. The ID token rides in its body, never in a URL."""
+    id_token = session.pop(_END_SESSION, None)
+    if id_token is None:  # visited again (Back): the logout is done
+        return redirect(url_for("todos.index"), code=303)
+    end_session = oidc.end_session_form(id_token or None)
     if end_session is None:
         flash(
             "You are signed out here; the login service could not be reached to end its session.",
@@ -170,7 +184,6 @@ def logout() -> ResponseReturnValue:
         )
         return redirect(url_for("todos.index"), code=303)
     endpoint, fields = end_session
-    # The browser posts this form to the issuer at once (signing_out.js), or on a click.
     return render_template("signing_out.html", endpoint=endpoint, fields=fields)
 
 

@@ -142,7 +142,7 @@ def log_out(stack: Stack, browser: requests.Session) -> requests.Response:
         f"{stack.app_url}/logout", data={"csrf_token": csrf(browser, stack)}, timeout=HTTP_TIMEOUT
     )
     assert_no_crash(page)
-    assert page.url == f"{stack.app_url}/logout" and "Signing out" in page.text, page.url
+    assert page.url == f"{stack.app_url}/logout/issuer" and "Signing out" in page.text, page.url
     action = re.search(r'<form id="end-session" method="post" action="([^"]+)"', page.text)
     assert action is not None, page.text
     fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"', page.text))

@@ -294,6 +294,11 @@ def test_logout_ends_the_app_session_the_refresh_tokens_and_the_issuer_session(
 
     out = log_out(stack, browser)
     assert_no_crash(out)
+    # Going back to the signing-out page does not post anything again.
+    back = browser.get(
+        f"{stack.app_url}/logout/issuer", allow_redirects=False, timeout=HTTP_TIMEOUT
+    )
+    assert back.status_code == 303 and "end-session" not in back.text
     assert out.url.split("?")[0] == f"{stack.app_url}/"
     assert any(hop.url.startswith(f"{stack.issuer_url}/end-session") for hop in out.history)
     assert "Log in" in out.text and "Signed in as" not in out.text
