@@ -153,7 +153,8 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
     credentials = json.loads(credentials_file.read_text())
     assert credentials["client_id"] == "todo-app"
     assert stack.issuer("clients", "list").splitlines() == [
-        "todo-app\tconfidential\tauthorization_code,refresh_token\tfirst-party\tTodo app"
+        "todo-app\tconfidential\tauthorization_code,refresh_token\tfirst-party\t"
+        "urn:neon:database\tTodo app"
     ]
     assert stack.issuer("users", "list") == "", "no demo users unless asked for"
     alice, bob = stack.client("alice"), stack.client("bob")

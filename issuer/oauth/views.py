@@ -176,6 +176,9 @@ def logout() -> Response | tuple[str, int] | str:
     server = _server()
     try:
         params.check_query(request)
+        if request.method == "POST" and request.mimetype != params.FORM_CONTENT_TYPE:
+            # OpenID RP-Initiated Logout posts a form; JSON is no form data here.
+            raise InvalidRequestError(f"The request body must be {params.FORM_CONTENT_TYPE}.")
         params.check_params(request.form)
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:

@@ -550,3 +550,29 @@ def test_pages_are_not_cached_or_framed(client: FlaskClient) -> None:
 def test_healthz(client: FlaskClient) -> None:
     response = client.get("/healthz")
     assert (response.status_code, response.text) == (200, "ok\n")
+
+
+def test_a_login_session_past_its_expiry_is_not_accepted(
+    app: Flask, client: FlaskClient, ada: users.User
+) -> None:
+    """The cookie is signed and still within Flask's lifetime: only the server-side
+    expiry ends it (as after ISSUER_SESSION_LIFETIME)."""
+    from issuer.accounts.models import login_sessions
+
+    login(client, ada.email, PASSWORD)
+    assert logged_in_email(client) == ada.email
+    with app.extensions["db"].begin() as conn:
+        conn.execute(login_sessions.update().values(expires_at=0))
+    assert logged_in_email(client) is None
+
+
+def test_a_session_ends_when_its_user_is_disabled_behind_its_back(
+    app: Flask, client: FlaskClient, ada: users.User
+) -> None:
+    """Disabled in the table directly (as when a login races `users disable`, whose
+    session sweep ran first): the session still ends."""
+    login(client, ada.email, PASSWORD)
+    assert logged_in_email(client) == ada.email
+    with app.extensions["db"].begin() as conn:
+        conn.execute(users_table.update().values(disabled=True))
+    assert logged_in_email(client) is None

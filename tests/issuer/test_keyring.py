@@ -251,6 +251,12 @@ def _swap_x(data: dict) -> None:
     )
 
 
+def _swap_jwks(data: dict) -> None:
+    """Two valid public keys, each under the other's kid: only the thumbprint check notices."""
+    first, second = data["keys"][0], data["keys"][1]
+    first["jwk"], second["jwk"] = second["jwk"], first["jwk"]
+
+
 CORRUPTIONS = {
     "two active keys": (_set_state(1, "active"), "exactly one active"),
     "no next key": (_set_state(1, "revoked"), "exactly one next"),
@@ -260,6 +266,7 @@ CORRUPTIONS = {
     ),
     "unknown state": (_set_state(0, "spare"), "unknown state"),
     "kid does not match key": (_swap_x, "invalid public key|thumbprint"),
+    "keys swapped between kids": (_swap_jwks, "does not match its public key's thumbprint"),
     "kid path traversal": (lambda d: d["keys"][0].update(kid="../../etc/passwd"), "no valid kid"),
     "private member": (lambda d: d["keys"][0]["jwk"].update(d="AAAA"), "exactly crv, kty, x, y"),
     "bad timestamp": (lambda d: d["keys"][0].update(created_at="yesterday"), "invalid created_at"),

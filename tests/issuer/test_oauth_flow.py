@@ -332,3 +332,16 @@ def test_disabled_user_gets_no_tokens(oauth_app, browser, spa):
     with oauth_app.app_context():
         users.set_disabled(get_engine(), "alice@example.com", True)
     assert redeem(browser, spa, code, verifier).json["error"] == "invalid_grant"
+
+
+def test_a_nonce_is_used_once_per_client(oauth_app, browser, spa):
+    """A replayed authentication request (same client, same nonce) gets no second code."""
+    code, _ = get_code(browser, spa, nonce="n-once")
+    assert code
+    _, challenge = pkce_pair()
+    params = authorize_params(spa, challenge, nonce="n-once")
+    replay = redirect_params(browser.get("/authorize", query_string=params))
+    assert replay["error"] == "invalid_request"
+    assert "code" not in replay
+    other = register(oauth_app, public=True, first_party=True, name="Other app")[0]
+    assert get_code(browser, other, nonce="n-once")[0], "another client's nonces are its own"

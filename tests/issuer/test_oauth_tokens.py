@@ -261,3 +261,29 @@ def test_asking_for_more_scope_is_refused_and_keeps_the_token(browser, spa, toke
     assert wider.status_code == 400
     assert wider.json["error"] == "invalid_scope"
     assert refresh(browser, spa, tokens["refresh_token"]).status_code == 200
+
+
+def test_a_disabled_user_cannot_refresh(oauth_app, browser, spa, tokens):
+    """Disabling ends sessions, not refresh tokens: the refresh grant itself refuses."""
+    from issuer.accounts import users
+    from issuer.db import get_engine
+
+    with oauth_app.app_context():
+        users.set_disabled(get_engine(), "alice@example.com", True)
+    response = refresh(browser, spa, tokens["refresh_token"])
+    assert response.status_code == 400
+    assert response.json["error"] == "invalid_grant"
+    assert "access_token" not in response.json
+
+
+def test_userinfo_refuses_a_disabled_users_token(oauth_app, browser, tokens):
+    from issuer.accounts import users
+    from issuer.db import get_engine
+
+    headers = {"Authorization": f"Bearer {tokens['access_token']}"}
+    assert browser.get("/userinfo", headers=headers).status_code == 200
+    with oauth_app.app_context():
+        users.set_disabled(get_engine(), "alice@example.com", True)
+    response = browser.get("/userinfo", headers=headers)
+    assert response.status_code == 401
+    assert "email" not in (response.json or {})

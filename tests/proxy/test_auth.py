@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 from cryptography.hazmat.primitives import hashes, hmac, serialization
-from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
 from proxy.rules import AuthRule
 from tests.proxy.support import (
@@ -38,12 +38,32 @@ def p384_key() -> SigningKey:
 
 
 @pytest.fixture(scope="module")
+def encryption_key() -> SigningKey:
+    """Published with `use: enc`: an encryption key, never one that may sign."""
+    return new_ec_key("enc-only")
+
+
+@pytest.fixture(scope="module")
+def weak_rsa_key() -> SigningKey:
+    return SigningKey("rsa-1024", rsa.generate_private_key(65537, 1024), "RS256")
+
+
+@pytest.fixture(scope="module")
 def guarded_jwks(
-    jwks_server: JwksServer, ec_key: SigningKey, rsa_key: SigningKey, p384_key: SigningKey
+    jwks_server: JwksServer,
+    ec_key: SigningKey,
+    rsa_key: SigningKey,
+    p384_key: SigningKey,
+    encryption_key: SigningKey,
+    weak_rsa_key: SigningKey,
 ) -> str:
-    encryption_key = new_ec_key("enc-only")
     return jwks_server.publish(
-        "/guarded/jwks.json", ec_key, rsa_key, p384_key, encryption_key.jwk(use="enc")
+        "/guarded/jwks.json",
+        ec_key,
+        rsa_key,
+        p384_key,
+        encryption_key.jwk(use="enc"),
+        weak_rsa_key,
     )
 
 
@@ -147,8 +167,25 @@ def test_missing_or_unknown_kid(guarded: Proxy, ec_key: SigningKey) -> None:
     refused(guarded, ec_key.sign(claims_for("alice"), kid="nope"), "jwk not found")
 
 
-def test_keys_published_for_encryption_are_ignored(guarded: Proxy) -> None:
-    refused(guarded, new_ec_key("enc-only").sign(claims_for("alice")), "jwk not found")
+@pytest.mark.parametrize("kid", [["ec-main"], {"kid": "ec-main"}, None, True])
+def test_a_kid_that_is_not_a_string_is_refused_cleanly(
+    guarded: Proxy, ec_key: SigningKey, kid: object
+) -> None:
+    """Checked before any lookup: a list or object as `kid` would otherwise reach a
+    dict lookup (a 500), and no key is ever chosen without one."""
+    refused(guarded, ec_key.sign(claims_for("alice"), kid=kid), "missing key id")
+
+
+def test_keys_published_for_encryption_are_ignored(
+    guarded: Proxy, encryption_key: SigningKey
+) -> None:
+    """Signed with the very key the JWKS publishes for encryption: a perfect signature
+    by a key that may not sign."""
+    refused(guarded, encryption_key.sign(claims_for("alice")), "jwk not found")
+
+
+def test_rsa_keys_under_2048_bits_are_ignored(guarded: Proxy, weak_rsa_key: SigningKey) -> None:
+    refused(guarded, weak_rsa_key.sign(claims_for("alice")), "invalid RSA key")
 
 
 def test_expiry_and_not_before_beyond_leeway(guarded: Proxy, ec_key: SigningKey) -> None:
@@ -263,3 +300,53 @@ def test_anonymous_role_also_requires_a_valid_token(
     refused(guarded, None, NO_CREDENTIALS, role="anonymous")
     body = proxy.sql(ec_key.sign(claims_for("anon")), "select current_user as r", role="anonymous")
     assert body["rows"] == [{"r": "anonymous"}]
+
+
+def test_a_validated_token_is_remembered_for_its_role_only(
+    proxy: Proxy, ec_key: SigningKey, owner
+) -> None:
+    """The validation cache must not turn "valid for `authenticated`" into "valid":
+    re-sent naming the owner role, the same token is refused as any other would be."""
+    token = ec_key.sign(claims_for("cached-alice"))
+    assert proxy.sql(token, "select current_user as r")["rows"] == [{"r": "authenticated"}]
+    before = owner.execute(
+        "select count(*) from pg_roles where rolname = 'cache_escape'"
+    ).fetchone()
+    for role in ("neondb_owner", "postgres"):
+        refused(
+            proxy,
+            token,
+            "failed to fetch auth rules: JWKs settings for this role were not configured",
+            role=role,
+        )
+    response = proxy.post({"query": "create role cache_escape"}, token, role="neondb_owner")
+    assert response.status_code == 400
+    after = owner.execute("select count(*) from pg_roles where rolname = 'cache_escape'").fetchone()
+    assert before == after == (0,)
+
+
+def test_a_key_vouches_only_for_the_roles_of_its_own_rule(
+    start_proxy: Callable[..., Proxy],
+    neon_db: Any,
+    jwks_server: JwksServer,
+    ec_key: SigningKey,
+) -> None:
+    """Two providers (as on Neon, one JWKS per role): a key of the `authenticated`
+    provider must not vouch for a token presented as `anonymous`, whose provider
+    published other keys."""
+    other = new_ec_key("other-provider")
+    users = jwks_server.publish("/rules/users.json", ec_key)
+    guests = jwks_server.publish("/rules/guests.json", other)
+    rules = [
+        AuthRule("users", users, None, ("authenticated",)),
+        AuthRule("guests", guests, None, ("anonymous",)),
+    ]
+    split = start_proxy(base_config(neon_db, users, auth_rules=rules))
+    token = ec_key.sign(claims_for("alice"))
+    assert split.sql(token, "select current_user as r")["rows"] == [{"r": "authenticated"}]
+    refused(split, token, "jwk not found", role="anonymous")
+    guest = other.sign(claims_for("guest"))
+    assert split.sql(guest, "select current_user as r", role="anonymous")["rows"] == [
+        {"r": "anonymous"}
+    ]
+    refused(split, guest, "jwk not found")

@@ -155,3 +155,30 @@ def test_a_cached_token_dies_with_its_key(
     assert jwks_server.count(path) == 2
     time.sleep(0.2)
     assert status(proxy, jwt) == (400, "jwk not found")
+
+
+def test_a_jwks_that_keeps_failing_stops_serving_its_old_keys_after_the_maximum_age() -> None:
+    """An unreachable issuer must not keep a removed (say, revoked) key alive forever:
+    the last good set is served for at most MAX_RENEW after it was fetched."""
+    from proxy.jwks import MAX_RENEW, MIN_RENEW, KeySet, parse_jwk
+
+    now = [1_000.0]
+    reachable = [True]
+    key = parse_jwk(new_ec_key("kept").jwk())
+
+    def fetch(_url: str) -> dict:
+        if not reachable[0]:
+            raise ValueError("HTTP 503")
+        return {"kept": key}
+
+    keys = KeySet("https://issuer.example/jwks.json", fetch, lambda: now[0])
+    assert keys.find("kept", refetch_unknown=False) is key
+    reachable[0] = False
+    # Within the hour the last good set stands in for the failing fetches.
+    now[0] += MAX_RENEW - MIN_RENEW - 1
+    assert keys.find("unknown", refetch_unknown=True) is None
+    assert keys.find("kept", refetch_unknown=False) is key
+    # Past it, the next (failed) fetch drops the old keys.
+    now[0] += 2 * MIN_RENEW + 2
+    assert keys.find("unknown", refetch_unknown=True) is None
+    assert keys.find("kept", refetch_unknown=False) is None

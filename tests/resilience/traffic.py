@@ -72,6 +72,11 @@ class Failure:
     kid: str | None = None
 
 
+def service_identity(client_id: str) -> str:
+    """`auth.user_id()` of a client_credentials token: the client as itself, never a user."""
+    return f"{client_id}@clients"
+
+
 @dataclass
 class Tally:
     """What every client saw, shared between threads."""
@@ -89,7 +94,8 @@ class Tally:
         """Every insert the proxy acknowledged is in the database; return how many."""
         stored = stored_todos(database)
         for client_id, ids in self.acked.items():
-            assert ids <= stored.get(client_id, set()), f"{client_id} lost acknowledged todos"
+            mine = stored.get(service_identity(client_id), set())
+            assert ids <= mine, f"{client_id} lost acknowledged todos"
         return sum(len(ids) for ids in self.acked.values())
 
     def assert_quiet_since(self, since: float) -> None:
@@ -179,7 +185,7 @@ class Client(threading.Thread):
             self.tally.fail("query", response.status_code, response.text, kid)
             return False
         row = response.json()["rows"][0]
-        if row["user_id"] != self.client_id:
+        if row["user_id"] != service_identity(self.client_id):
             self.tally.fail("query", 200, f"identity {row['user_id']!r}", kid)
             return False
         with self.tally.lock:

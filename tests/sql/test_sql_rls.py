@@ -45,6 +45,15 @@ def test_a_user_cannot_give_a_row_away(login, alice, bob) -> None:
         conn.execute("UPDATE todos SET user_id = %s WHERE id = %s", [bob, todo])
 
 
+def test_a_user_cannot_give_rows_away_in_an_unfiltered_update(login, alice, bob) -> None:
+    """No WHERE: only the UPDATE policy's WITH CHECK stands between Alice's rows and
+    Bob (a WHERE reading columns would bring the SELECT policy in as well)."""
+    conn = login(alice)
+    add_todo(conn)
+    with pytest.raises(psycopg.errors.InsufficientPrivilege, match="row-level security"):
+        conn.execute("UPDATE todos SET user_id = %s", [bob])
+
+
 def test_without_a_session_there_is_no_row_and_no_insert(connect, login, alice) -> None:
     add_todo(login(alice))
     conn = connect("authenticated")
