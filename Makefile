@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test bench lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
+.PHONY: run test bench mutants lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ test: $(STAMP) $(CHROMIUM)
 
 bench: $(STAMP)
 	$(PY) -m bench
+
+# Known security mutants, each against the tests that guard its check (not part of `make test`).
+mutants: $(STAMP)
+	$(PY) -m mutants
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
