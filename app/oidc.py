@@ -25,7 +25,14 @@ from app.logins import IssuerUnreachable, SessionExpired
 from app.storage import oauth_states
 
 # Errors from the token endpoint that mean "this grant is dead", not "try later".
-_DEAD_GRANT_ERRORS = {"invalid_grant", "invalid_client", "unauthorized_client", "invalid_token"}
+_DEAD_GRANT_ERRORS = {
+    "invalid_grant",
+    "invalid_client",
+    "unauthorized_client",
+    "invalid_token",
+    # The grant no longer covers the database (the client lost its audience).
+    "invalid_target",
+}
 
 
 class StateCache:

@@ -70,6 +70,12 @@ class Config:
     # for client addresses (throttling); 0 ignores the header entirely.
     trusted_proxies: int = 0
 
+    @property
+    def userinfo_audience(self) -> str:
+        """`aud` of access tokens for no resource: the issuer's own `/userinfo`, the only
+        place that accepts them. Never the database's (see `oauth/__init__.py`)."""
+        return f"{self.issuer_url}/userinfo"
+
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
         env = os.environ if env is None else env

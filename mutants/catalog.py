@@ -149,10 +149,13 @@ MUTANTS: tuple[Mutant, ...] = (
         ("tests/issuer/test_oauth_flow.py::test_a_nonce_is_used_once_per_client",),
     ),
     Mutant(
-        "PKCE optional",
+        "PKCE optional (authlib's default)",
         "issuer/oauth/grants.py",
-        'if not data.get("code_challenge"):',
-        "if False:",
+        '        if not data.get("code_challenge"):\n'
+        "            raise InvalidRequestError(\"PKCE is required: missing 'code_challenge'.\")\n"
+        '        if data.get("code_challenge_method") != "S256":\n'
+        "            raise InvalidRequestError(\"'code_challenge_method' must be S256.\")\n",
+        "",
         ("tests/issuer/test_oauth_flow.py",),
     ),
     Mutant(

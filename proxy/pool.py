@@ -194,10 +194,17 @@ def _check_session_functions(conn: psycopg.Connection, target: Target) -> None:
         )
 
 
+#: Seconds a database without the session functions is refused without asking it again.
+REFUSAL_MEMORY = 5.0
+
+
 class Pools:
     def __init__(self, settings: BackendSettings) -> None:
         self.settings = settings
         self._pools: dict[Target, ConnectionPool] = {}
+        # Databases refused lately, and why: a client cannot make us reconnect to
+        # `template1` (blocking CREATE DATABASE) as fast as it can send requests.
+        self._refused: dict[Target, tuple[float, ProxyError]] = {}
         self._lock = threading.Lock()
 
     def conninfo(self, target: Target) -> dict[str, object]:
@@ -228,6 +235,9 @@ class Pools:
             pool = self._pools.get(target)
             if pool is not None:
                 return pool
+            refused = self._refused.get(target)
+            if refused is not None and refused[0] > time.monotonic():
+                raise refused[1]
             if len(self._pools) >= self.settings.max_pools:
                 raise ProxyError("too many distinct roles and databases in use", status=503)
             kwargs = self.conninfo(target) | {
@@ -249,9 +259,13 @@ class Pools:
                 raise _connect_error(error) from None
             try:
                 _check_session_functions(first, target)
-            except BaseException:
+            except ProxyError as error:
                 first.close()
+                self._refused[target] = (time.monotonic() + REFUSAL_MEMORY, error)
                 raise
+            except psycopg.OperationalError as error:
+                first.close()
+                raise _connect_error(error) from None
             pool = ConnectionPool(connect, self.settings.pool_size, [first])
             self._pools[target] = pool
             return pool

@@ -16,6 +16,7 @@ are left behind with it.
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 
 from flask import Request, Response, current_app
@@ -33,8 +34,10 @@ def _serializer() -> URLSafeTimedSerializer:
 
 
 def _account_digest(email: str) -> str:
-    """The cookie names the account without spelling out its address."""
-    return hashlib.sha256(email.encode()).hexdigest()[:32]
+    """The cookie names the account without spelling out its address, keyed so that
+    nobody holding the cookie can test guesses of which addresses used this browser."""
+    key = f"issuer-known-device:{current_app.secret_key}".encode()
+    return hmac.new(key, email.encode(), hashlib.sha256).hexdigest()[:32]
 
 
 def _entries(request: Request) -> list[list[str]]:

@@ -24,11 +24,18 @@ def init_app(app: Flask) -> None:
         resources.check_uri(config.database_audience)
     except ValueError as error:
         raise ValueError(f"ISSUER_DATABASE_AUDIENCE: {error}") from None
+    if config.database_audience in (config.issuer_url, config.userinfo_audience):
+        # Release 0.1 put ISSUER_URL in every token: a database told to expect it would
+        # open for every sign-in token of every client.
+        raise ValueError(
+            "ISSUER_DATABASE_AUDIENCE must name the database, not the issuer "
+            f"({config.database_audience}): tokens for sign-in only carry the issuer's"
+        )
     server = AuthorizationServer(app)
     app.extensions["oauth"] = server
     # /userinfo is the issuer's own resource: tokens for no other resource open it.
     app.extensions["oauth_resource"] = resource_protector(
-        config, config.issuer_url, server.published_keys
+        config, config.userinfo_audience, server.published_keys
     )
     app.extensions["oauth_discovery"] = metadata_body(config)
     app.register_blueprint(bp)

@@ -46,6 +46,8 @@ SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credenti
 
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
 LOOPBACK_HOSTS = frozenset({"localhost"})
+# A DNS name or an IP address: nothing that could split a CSP source list or a header.
+_HOST = re.compile(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+")
 
 clients_table = Table(
     "oauth_clients",
@@ -135,6 +137,8 @@ def validate_redirect_uri(uri: str) -> str:
         raise ClientError(f"redirect URI {uri!r} is not a valid URL") from None
     if parts.scheme not in ("https", "http") or not host:
         raise ClientError(f"redirect URI {uri!r} must be an absolute http(s) URL")
+    if "@" in parts.netloc or not _HOST.fullmatch(host):
+        raise ClientError(f"redirect URI {uri!r} must name a plain host (no user, no ; or ,)")
     if parts.fragment or uri.endswith("#"):
         raise ClientError(f"redirect URI {uri!r} must not contain a fragment")
     if any(c.isspace() or ord(c) > 0x7E for c in uri):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 
+from authlib.oauth2.rfc6749 import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _RevocationEndpoint
 from authlib.oidc.rpinitiated import EndSessionEndpoint as _EndSessionEndpoint
 from authlib.oidc.rpinitiated import EndSessionRequest
@@ -60,8 +61,30 @@ class PublishedKeys:
 
 
 class EndSessionEndpoint(_EndSessionEndpoint):
-    """Logout: the hint must be an ID token we signed; redirects only to a
-    `post_logout_redirect_uri` registered for the hint's client."""
+    """Logout: the hint must be an ID token we signed for a registered client;
+    redirects only to a `post_logout_redirect_uri` registered for that client."""
+
+    def validate_request(self, request) -> EndSessionRequest:
+        """authlib's checks, and that the hint is an ID token: our access tokens are
+        signed by the same keys, and a resource server holding one must not be able to
+        log its user out without asking."""
+        end_session = super().validate_request(request)
+        claims = end_session.id_token_claims
+        if claims is not None and (
+            "scope" in claims or "client_id" in claims or not self._names_a_client(claims)
+        ):
+            raise InvalidRequestError("The 'id_token_hint' is not an ID token.")
+        return end_session
+
+    def _names_a_client(self, claims: dict) -> bool:
+        audience = claims.get("aud")
+        audiences = [audience] if isinstance(audience, str) else audience
+        return (
+            isinstance(audiences, list)
+            and len(audiences) == 1
+            and isinstance(audiences[0], str)
+            and self.server.query_client(audiences[0]) is not None
+        )
 
     def get_server_jwks(self) -> KeySet:
         return self.server.published_keys()
@@ -70,8 +93,10 @@ class EndSessionEndpoint(_EndSessionEndpoint):
         return ["ES256"]
 
     def end_session(self, end_session_request: EndSessionRequest) -> None:
+        """Ends the login this request sees; with none, the session is not touched."""
         user = accounts.current_user()
-        accounts.logout_user()
+        if user is not None:
+            accounts.logout_user()
         client = end_session_request.client
         audit(
             "oauth.logout",

@@ -150,21 +150,20 @@ class RefreshTokenGrant(ResourceGrantMixin, grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token: str) -> RefreshToken | None:
         """Rotate as we read: the presented token is spent whatever happens next,
-        except when it asks for more scope or another resource than it carries
-        (checked first, so a client's mistake does not cost it its token)."""
+        except when the request cannot succeed: more scope than it carries, a
+        resource it does not cover, an audience the client lost. Those are checked
+        first, so that a refusal does not cost the client its token."""
         engine = get_engine()
         client = self.request.client
         client_id = client.get_client_id()
-        requested = self.request.payload.scope
-        wanted = _wanted_resources(self.request)
-        if requested or wanted:
-            live = refresh_tokens.find_live(engine, refresh_token)
-            if live is not None and live.check_client(client):
-                if requested and not set(scope_to_list(requested)) <= set(
-                    scope_to_list(live.scope)
-                ):
-                    raise InvalidScopeError()
-                resources.audience(client.audiences, resources.split(live.resources), wanted)
+        live = refresh_tokens.find_live(engine, refresh_token)
+        if live is not None and live.check_client(client):
+            requested = self.request.payload.scope
+            if requested and not set(scope_to_list(requested)) <= set(scope_to_list(live.scope)):
+                raise InvalidScopeError()
+            resources.audience(
+                client.audiences, resources.split(live.resources), _wanted_resources(self.request)
+            )
         presentation = refresh_tokens.rotate(engine, refresh_token, client_id)
         if presentation.replayed_family is not None:
             audit(

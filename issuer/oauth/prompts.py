@@ -27,6 +27,9 @@ from issuer.accounts.sessions import REAUTH_MARK as _MARK
 #: Parameters of our own forms (consent), not of the authorization request.
 _FORM_FIELDS = frozenset({"csrf_token", "allow", "deny"})
 PROMPT_VALUES = frozenset({"none", "login", "consent", "select_account"})
+#: How long a login asked for by `prompt=login`/`max_age` counts for its request:
+#: time enough to type a password, not to leave a consent page open for hours.
+MARK_LIFETIME = 10 * 60
 
 
 @dataclass(frozen=True)
@@ -50,24 +53,31 @@ class AuthenticationRequest:
         fresh_enough = self.max_age is None or now - auth_time <= self.max_age
         if "login" not in self.prompts and fresh_enough:
             return False
+        since = self._since(now)
+        return since is None or auth_time < since
+
+    def _since(self, now: float) -> int | None:
+        """When this request first asked for a login, if that was recently."""
         mark = session.get(_MARK)
         if not isinstance(mark, dict) or mark.get("request") != self.digest:
-            return True
+            return None
         since = mark.get("since")
-        return not isinstance(since, int) or auth_time < since
+        if not isinstance(since, int) or now - since > MARK_LIFETIME:
+            return None  # an abandoned request replayed later asks again
+        return since
 
     def mark(self, now: float | None = None) -> None:
-        """Remember when this request first asked for a login (kept if already there)."""
+        """Remember when this request first asked for a login (kept while it is fresh)."""
+        now = time.time() if now is None else now
+        if self._since(now) is None:
+            # Whole seconds, as auth_time: a login in the same second counts as fresh.
+            session[_MARK] = {"request": self.digest, "since": int(now)}
+
+    def done(self) -> None:
+        """The request got its answer: its mark has served (another request's stays)."""
         mark = session.get(_MARK)
         if isinstance(mark, dict) and mark.get("request") == self.digest:
-            return
-        # Whole seconds, as auth_time: a login in the same second counts as fresh.
-        session[_MARK] = {"request": self.digest, "since": int(time.time() if now is None else now)}
-
-    @staticmethod
-    def done() -> None:
-        """The request got its answer: its mark has served."""
-        session.pop(_MARK, None)
+            session.pop(_MARK)
 
 
 def parse(params: Mapping[str, str]) -> AuthenticationRequest:

@@ -12,8 +12,8 @@ carries it only when a client that is *allowed* that audience asked for it:
 - At `/token`, at most one `resource` picks the token's audience among those
   granted; with none, a grant of exactly one resource uses it. One audience
   per token: a token good at two resources is a token stolen from both.
-- A token for no resource names the issuer itself as audience: it is good for
-  `/userinfo` and nothing else. ID tokens name the client (OpenID Connect).
+- A token for no resource names the issuer's `/userinfo` as audience: it is good
+  there and nowhere else. ID tokens name the client (OpenID Connect).
 """
 
 from __future__ import annotations
@@ -77,7 +77,7 @@ def authorize(allowed: Sequence[str], wanted: Sequence[str]) -> tuple[str, ...]:
 
 
 def audience(allowed: Sequence[str], granted: Sequence[str], wanted: Sequence[str]) -> str | None:
-    """The one resource a token request gets (None: the issuer's own audience).
+    """The one resource a token request gets (None: the issuer's `/userinfo`).
 
     `granted` is what the user consented to (the code or refresh token's
     resources; for client credentials, the client's audiences); `allowed` is the

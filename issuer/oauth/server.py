@@ -37,11 +37,12 @@ class AccessTokenMinter:
     """authlib's access-token generator hook: an RFC 9068 JWT per token.
 
     `audience` is the resource the grant chose (`issuer.oauth.resources`); a
-    token for no resource names the issuer itself, which only `/userinfo` accepts.
+    token for no resource names the issuer's `/userinfo`, the only place it opens.
     """
 
     def __init__(self, config: Config) -> None:
         self.issuer = config.issuer_url
+        self.userinfo = config.userinfo_audience
         self.ttl = config.access_token_ttl
 
     def __call__(
@@ -51,7 +52,7 @@ class AccessTokenMinter:
             current_app.extensions["keyring"],
             issuer=self.issuer,
             subject=service_subject(client.get_client_id()) if user is None else user.id,
-            audience=audience or self.issuer,
+            audience=audience or self.userinfo,
             ttl=self.ttl,
             scope=scope,
             client_id=client.get_client_id(),
@@ -168,7 +169,8 @@ class AuthorizationServer(_AuthorizationServer):
         A wrong Basic secret beside a right `client_secret_post` must not pass on the
         second, nor may the body name another client than the header.
         """
-        if (request.headers.get("Authorization") or "")[:6].lower() == "basic ":
+        scheme, *_ = (request.headers.get("Authorization") or "").split(None, 1) or [""]
+        if scheme.lower() == "basic":
             if "client_secret" in request.form or "client_assertion" in request.form:
                 raise InvalidRequestError("Use one client authentication method per request.")
             try:

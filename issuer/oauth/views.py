@@ -183,28 +183,47 @@ def logout() -> Response | tuple[str, int] | str:
         end_session = server.validate_endpoint_request("end_session")
     except OAuth2Error as error:
         return _error_page(error)
-    if _needs_confirmation(end_session):
+    user = accounts.current_user()
+    if user is None and _cookies_withheld():
+        # Posted from the client's site: browsers withhold SameSite=Lax cookies from
+        # cross-site POSTs, so this request cannot see the login. One click on our own
+        # origin brings them. Nothing here may write the session: a Set-Cookie now
+        # would replace the very login this request cannot see.
+        headers.allow_form_targets(end_session.redirect_uri)
+        return render_template("oauth/logout_continue.html", carried=_carried())
+    hinted = end_session.id_token_claims
+    if user is not None and (hinted is None or hinted.get("sub") != user.id):
         # Anyone can link or post here: without a hint naming this very user, a
         # page elsewhere could log them out. Ask them, with a CSRF-protected form
         # that carries the request on (in the body: an ID token is no URL part).
         form = LogoutConfirmForm()
         headers.allow_form_targets(end_session.redirect_uri)
         if not (form.is_submitted() and form.confirm.name in request.form):
-            carried = {k: v for k, v in request.values.items() if k != "csrf_token"}
-            return render_template("oauth/logout_confirm.html", form=form, carried=carried)
+            return render_template("oauth/logout_confirm.html", form=form, carried=_carried())
         if not form.validate():
             return _error_page(InvalidRequestError("The logout form expired; please retry."))
+    # Logged in and confirmed, or named by the hint; or nobody is logged in here,
+    # and there is nothing to end (the session is left untouched).
     response = server.create_endpoint_response("end_session", end_session)
     return response or render_template("oauth/logged_out.html")
 
 
-def _needs_confirmation(end_session) -> bool:
-    """Logging out without asking is for the user the ID token hint names."""
-    claims = end_session.id_token_claims
-    if claims is None:
-        return True
-    user = accounts.current_user()
-    return user is not None and claims.get("sub") != user.id
+#: Marks the same-origin repost of a cross-site logout (`logout_continue.html`).
+_CONTINUED = "continued"
+
+
+def _cookies_withheld() -> bool:
+    """A cross-site form post that brought no issuer cookie (not yet reposted by us)."""
+    return (
+        request.method == "POST"
+        and _CONTINUED not in request.form
+        and current_app.config["SESSION_COOKIE_NAME"] not in request.cookies
+    )
+
+
+def _carried() -> dict[str, str]:
+    """The logout request's parameters, to post on from a page of ours."""
+    return {k: v for k, v in request.values.items() if k not in ("csrf_token", _CONTINUED)}
 
 
 @bp.route("/.well-known/openid-configuration")

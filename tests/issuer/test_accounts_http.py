@@ -187,6 +187,7 @@ def test_a_known_browser_has_its_own_failure_budget(
 ) -> None:
     engine = db.engine_for(backend_config.database_url)
     users.create_user(engine, "victim@example.com", PASSWORD)
+    users.create_user(engine, "other@example.com", PASSWORD)
     engine.dispose()
     a, _ = workers
     owner = browser_at("127.0.0.2")
@@ -194,19 +195,22 @@ def test_a_known_browser_has_its_own_failure_budget(
         post_form(owner, f"{a}/login", email="victim@example.com", password=PASSWORD).status_code
         == 303
     )
+
+    # A copied device cookie is no skeleton key: it is for that one account only.
+    for i in range(5):
+        post_form(
+            browser_at(f"127.0.0.{4 + i}"),
+            f"{a}/login",
+            email="other@example.com",
+            password="guess",
+        )
+    copied = browser_at("127.0.0.3")
+    copied.cookies.set("issuer_device", owner.cookies["issuer_device"])
+    response = post_form(copied, f"{a}/login", email="other@example.com", password=PASSWORD)
+    assert response.status_code == 429
+
     statuses = [
         post_form(owner, f"{a}/login", email="victim@example.com", password="wrong").status_code
         for _ in range(6)
     ]
     assert statuses == [401] * 5 + [429]
-    # A copied device cookie is no skeleton key: it is for that one account only.
-    engine = db.engine_for(backend_config.database_url)
-    users.create_user(engine, "other@example.com", PASSWORD)
-    engine.dispose()
-    for i in range(5):
-        stranger = browser_at(f"127.0.0.{4 + i}")
-        post_form(stranger, f"{a}/login", email="other@example.com", password="guess")
-    copied = browser_at("127.0.0.3")
-    copied.cookies.set("issuer_device", owner.cookies["issuer_device"])
-    response = post_form(copied, f"{a}/login", email="other@example.com", password=PASSWORD)
-    assert response.status_code == 429

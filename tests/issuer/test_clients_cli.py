@@ -277,3 +277,18 @@ def test_a_bad_audience_is_a_usage_error_and_nothing_changes(oauth_app, audience
     with oauth_app.app_context():
         assert clients.load(get_engine(), "svc").audiences == ()
     assert run(oauth_app, "audiences", "nobody", "urn:ok:db").exit_code == 1
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "https://a.example;b.example/cb",
+        "https://a.example,evil.example/cb",
+        "https://user@a.example/cb",
+        "https://user:pw@a.example/cb",
+    ],
+)
+def test_a_redirect_uri_host_that_is_not_plain_is_refused(uri: str) -> None:
+    """Its origin goes into the pages' Content-Security-Policy: nothing may split it."""
+    with pytest.raises(ClientError, match="plain host"):
+        clients.validate_redirect_uri(uri)

@@ -59,3 +59,22 @@ def test_the_body_may_not_name_another_client_than_the_header(
         headers=basic(client.client_id, secret),
     )
     assert same.status_code == 200, same.text
+
+
+@pytest.mark.parametrize("separator", ["\t", "  ", " \t"])
+def test_basic_is_recognised_however_it_is_spaced(
+    oauth_app: Flask, service, other, separator: str
+) -> None:
+    """authlib splits `Basic<whitespace>credentials` on any whitespace; so do we."""
+    client, secret = service
+    header = basic(client.client_id, "wrong-secret")["Authorization"].replace(" ", separator, 1)
+    response = oauth_app.test_client().post(
+        "/token",
+        data={
+            "grant_type": "client_credentials",
+            "client_id": client.client_id,
+            "client_secret": secret,
+        },
+        headers={"Authorization": header},
+    )
+    assert response.status_code == 400 and response.json["error"] == "invalid_request"

@@ -62,7 +62,7 @@ def test_code_flow_issues_tokens_verifiable_with_the_published_jwks(oauth_app, b
     assert access.header["alg"] == "ES256"
     claims = access.claims
     assert claims["iss"] == config.issuer_url
-    assert claims["aud"] == config.issuer_url  # no ISSUER_AUDIENCE: the issuer itself
+    assert claims["aud"] == f"{config.issuer_url}/userinfo"  # no resource: sign-in only
     assert claims["client_id"] == spa.client_id
     assert claims["role"] == "admin"
     assert claims["exp"] - claims["iat"] == 900

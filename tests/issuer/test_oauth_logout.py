@@ -143,3 +143,46 @@ def test_another_users_hint_asks_before_logging_this_user_out(
     assert confirmed.status_code == 302 and confirmed.headers["Location"] == LOGGED_OUT
     assert not logged_in(alice)
     assert logged_in(bob)
+
+
+def test_a_cross_site_post_without_cookies_writes_no_cookie_and_hops_to_our_origin(
+    oauth_app: Flask, browser, id_token
+) -> None:
+    """Browsers withhold SameSite=Lax cookies from a cross-site POST. The answer must
+    not set one (it would replace the login it cannot see): a page of ours reposts
+    the request, and that same-origin post carries the cookie."""
+    withheld = oauth_app.test_client()  # the same browser, minus the Lax cookie
+    params = {"id_token_hint": id_token, "post_logout_redirect_uri": LOGGED_OUT}
+    hop = withheld.post("/end-session", data=params)
+    assert hop.status_code == 200 and "Continue" in hop.text
+    assert "Set-Cookie" not in hop.headers
+    assert logged_in(browser)
+    assert 'name="continued"' in hop.text and id_token in hop.text
+    done = browser.post("/end-session", data={**params, "continued": "1"})
+    assert done.status_code == 302 and done.headers["Location"] == LOGGED_OUT
+    assert not logged_in(browser)
+
+
+def test_without_a_login_there_is_nothing_to_end_and_no_cookie_is_touched(
+    oauth_app: Flask, id_token
+) -> None:
+    stranger = oauth_app.test_client()
+    for response in (
+        stranger.get("/end-session", query_string={"id_token_hint": id_token}),
+        stranger.post("/end-session", data={"id_token_hint": id_token, "continued": "1"}),
+        stranger.post("/end-session", data={"continued": "1"}),
+    ):
+        assert response.status_code in (200, 302)
+        assert "Set-Cookie" not in response.headers
+
+
+def test_an_access_token_is_no_id_token_hint(browser, spa) -> None:
+    """A resource server holding Alice's access token cannot log her out silently."""
+    code, verifier = get_code(browser, spa)
+    access_token = redeem(browser, spa, code, verifier).json["access_token"]
+    response = browser.post(
+        "/end-session",
+        data={"id_token_hint": access_token, "post_logout_redirect_uri": LOGGED_OUT},
+    )
+    assert response.status_code == 400
+    assert logged_in(browser)

@@ -155,3 +155,24 @@ def test_prompt_consent_shows_consent_even_to_a_first_party_client(
     back = password_again(browser, page.headers["Location"])
     consent = browser.get(back)
     assert consent.status_code == 200 and "Allow" in consent.text
+
+
+def test_an_abandoned_fresh_login_does_not_count_hours_later(
+    oauth_app: Flask, browser: FlaskClient, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The login a request asked for serves that request for minutes, not for ever:
+    a consent page left open, submitted hours later, asks for the password again."""
+    from issuer.oauth import prompts
+
+    third_party, _ = register(oauth_app, public=True, name="Other app")
+    _, challenge = pkce_pair()
+    params = authorize_params(third_party, challenge, prompt="login")
+    first = browser.get("/authorize", query_string=params)
+    back = password_again(browser, first.headers["Location"])
+    consent = browser.get(back)
+    assert consent.status_code == 200 and "Allow" in consent.text
+    later = time.time() + prompts.MARK_LIFETIME + 60
+    monkeypatch.setattr(prompts.time, "time", lambda: later)
+    submitted = browser.post(back, data={"csrf_token": csrf_token(consent.text), "allow": "Allow"})
+    assert submitted.status_code == 302
+    assert submitted.headers["Location"].startswith("/login?next="), "code issued on a stale login"

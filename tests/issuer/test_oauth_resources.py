@@ -85,7 +85,7 @@ def test_without_a_resource_a_token_is_for_the_issuer_and_userinfo_only(
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB,))
     plain = tokens_for(browser, app, {})
     token = plain.json["access_token"]
-    assert claims(browser, token)["aud"] == oauth_app.config["ISSUER"].issuer_url
+    assert claims(browser, token)["aud"] == oauth_app.config["ISSUER"].userinfo_audience
     assert browser.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code == 200
     database = tokens_for(browser, app, {"resource": DB}).json["access_token"]
     refused = browser.get("/userinfo", headers={"Authorization": f"Bearer {database}"})
@@ -262,7 +262,7 @@ def test_client_credentials_without_an_allowed_audience_is_for_the_issuer(
         data={"grant_type": "client_credentials"},
         headers=basic(service.client_id, secret),
     )
-    assert claims(http, response.json["access_token"])["aud"] == "http://127.0.0.1:8001"
+    assert claims(http, response.json["access_token"])["aud"] == "http://127.0.0.1:8001/userinfo"
     asked = http.post(
         "/token",
         data={"grant_type": "client_credentials", "resource": DB},
@@ -274,3 +274,59 @@ def test_client_credentials_without_an_allowed_audience_is_for_the_issuer(
 def test_registration_refuses_an_audience_that_is_not_an_absolute_uri(oauth_app: Flask) -> None:
     with pytest.raises(clients.ClientError, match="absolute URI"):
         register(oauth_app, audiences=("database",))
+
+
+@pytest.mark.parametrize("audience", ["http://127.0.0.1:8001", "http://127.0.0.1:8001/userinfo"])
+def test_the_database_audience_cannot_be_the_issuers_own(make_issuer_app, audience: str) -> None:
+    """Release 0.1 put ISSUER_URL in every token: a database told to expect it must
+    not keep opening for sign-in tokens."""
+    with pytest.raises(ValueError, match="must name the database"):
+        make_issuer_app(database_audience=audience)
+
+
+def test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token(
+    oauth_app: Flask, browser: FlaskClient
+) -> None:
+    """Several resources granted and none named, or an audience the client lost: the
+    refusal comes before the rotation, so the client keeps a working token."""
+    app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB, OTHER))
+    verifier, challenge = pkce_pair()
+    query = [*authorize_params(app, challenge).items(), ("resource", DB), ("resource", OTHER)]
+    location = browser.get("/authorize", query_string=query).headers["Location"]
+    code = parse_qs(urlsplit(location).query)["code"][0]
+    granted = browser.post(
+        "/token",
+        data={
+            "grant_type": "authorization_code",
+            "code": code,
+            "redirect_uri": REDIRECT_URI,
+            "code_verifier": verifier,
+            "client_id": app.client_id,
+            "resource": DB,
+        },
+    ).json
+    unnamed = refresh(browser, app, granted["refresh_token"])
+    assert unnamed.status_code == 400 and unnamed.json["error"] == "invalid_target"
+    with oauth_app.app_context():
+        clients.set_audiences(get_engine(), app.client_id, (OTHER,))
+    oauth_app.extensions["oauth"].clients = clients.ClientCache(ttl=0)
+    lost = browser.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": granted["refresh_token"],
+            "client_id": app.client_id,
+            "resource": DB,
+        },
+    )
+    assert lost.status_code == 400 and lost.json["error"] == "invalid_target"
+    kept = browser.post(
+        "/token",
+        data={
+            "grant_type": "refresh_token",
+            "refresh_token": granted["refresh_token"],
+            "client_id": app.client_id,
+            "resource": OTHER,
+        },
+    )
+    assert kept.status_code == 200, kept.text
