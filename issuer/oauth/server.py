@@ -117,11 +117,12 @@ def _new_refresh_token(**_context: object) -> str:
 
 
 def _basic_auth_or_none(query_client, request):
-    """authlib's client_secret_basic, treating undecodable credentials as
-    absent (they would otherwise surface as a UnicodeDecodeError)."""
+    """authlib's client_secret_basic, treating undecodable or empty credentials as
+    absent (they would otherwise surface as a UnicodeDecodeError, or a ValueError
+    from unpacking a header of whitespace)."""
     try:
         return authenticate_client.authenticate_client_secret_basic(query_client, request)
-    except UnicodeDecodeError:
+    except (UnicodeDecodeError, ValueError):
         return None
 
 
@@ -175,7 +176,7 @@ class AuthorizationServer(_AuthorizationServer):
                 raise InvalidRequestError("Use one client authentication method per request.")
             try:
                 basic_id, _ = extract_basic_authorization(request.headers)
-            except UnicodeDecodeError:
+            except (UnicodeDecodeError, ValueError):  # "Basic " with nothing after it
                 basic_id = None
             if "client_id" in request.form and request.form["client_id"] != basic_id:
                 raise InvalidRequestError("'client_id' does not match the client's credentials.")
