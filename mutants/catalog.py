@@ -189,16 +189,47 @@ MUTANTS: tuple[Mutant, ...] = (
     Mutant(
         "prompt=login satisfied by any login",
         "issuer/oauth/prompts.py",
-        "return not isinstance(since, int) or auth_time < since",
+        "return since is None or auth_time < since",
         "return False",
         ("tests/issuer/test_oauth_prompts.py",),
     ),
     Mutant(
         "any valid hint logs the session's user out",
         "issuer/oauth/views.py",
-        'return user is not None and claims.get("sub") != user.id',
-        "return False",
+        'if user is not None and (hinted is None or hinted.get("sub") != user.id):',
+        "if user is not None and hinted is None:",
         ("tests/issuer/test_oauth_logout.py",),
+    ),
+    Mutant(
+        "a cross-site logout post answers with a session cookie",
+        "issuer/oauth/views.py",
+        "if user is None and _cookies_withheld():",
+        "if False:",
+        ("tests/issuer/test_oauth_logout.py",),
+    ),
+    Mutant(
+        "an access token serves as id_token_hint",
+        "issuer/oauth/endpoints.py",
+        '"scope" in claims or "client_id" in claims or not self._names_a_client(claims)',
+        "False",
+        ("tests/issuer/test_oauth_logout.py",),
+    ),
+    Mutant(
+        "re-login marks never expire",
+        "issuer/oauth/prompts.py",
+        "if not isinstance(since, int) or now - since > MARK_LIFETIME:",
+        "if not isinstance(since, int):",
+        ("tests/issuer/test_oauth_prompts.py",),
+    ),
+    Mutant(
+        "a refresh token is spent before its audience is decided",
+        "issuer/oauth/grants.py",
+        "            resources.audience(\n"
+        "                client.audiences, resources.split(live.resources), "
+        "_wanted_resources(self.request)\n"
+        "            )\n",
+        "",
+        (f"{RESOURCES}::test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token",),
     ),
     Mutant(
         "manifest kids not checked against their keys",
