@@ -59,7 +59,7 @@ neon-setup: $(STAMP)
 	$(PY) -m stack neon-setup
 
 proxy: $(STAMP)
-	$(PY) -m proxy
+	$(PY) -m stack proxy
 
 keys-init: $(STAMP)
 	$(PY) -m issuer keys init

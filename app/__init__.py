@@ -9,10 +9,10 @@ from urllib.parse import urlsplit
 from flask import Flask, Response, g, request
 from flask_wtf.csrf import CSRFProtect
 
-from app import auth, console, database, errors, oidc, storage, views
+from app import auth, console, errors, neon, oidc, store, views
 from app.config import AppConfig
 from app.logins import LoginStore
-from issuer.accounts.secret_key import load_or_create
+from private_files import load_or_create_secret
 
 SESSION_COOKIE = "app_session"
 SECRET_KEY_FILE = "app-secret-key"  # noqa: S105 (a file name)
@@ -30,7 +30,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(
         APP=config,
-        SECRET_KEY=config.secret_key or load_or_create(config.data_dir, SECRET_KEY_FILE),
+        SECRET_KEY=config.secret_key or load_or_create_secret(config.data_dir, SECRET_KEY_FILE),
         # The issuer on the same host uses `issuer_session`: distinct names, or
         # logging in to one would log you out of the other.
         SESSION_COOKIE_NAME=SESSION_COOKIE,
@@ -44,7 +44,7 @@ def create_app(config: AppConfig | None = None) -> Flask:
         WTF_CSRF_TIME_LIMIT=None,
     )
     CSRFProtect(app)
-    engine = storage.init_app(app, config.database_url)
+    engine = store.init_app(app, config.store_url)
     app.extensions["logins"] = LoginStore(
         engine, config.data_dir / "app-locks", config.session_lifetime, config.refresh_margin
     )
@@ -63,7 +63,7 @@ def _init_headers(app: Flask, config: AppConfig) -> None:
     policy = "; ".join(
         (
             "default-src 'self'",
-            f"connect-src 'self' {_origin(database.sql_endpoint(config))}",
+            f"connect-src 'self' {_origin(neon.sql_endpoint(config))}",
             # Chrome applies form-action to the redirects after a submit:
             # logging out ends at the issuer.
             f"form-action 'self' {_origin(config.issuer_url)}",

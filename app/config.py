@@ -7,23 +7,12 @@ seconds. The names `ISSUER_URL`, `DATABASE_AUTHENTICATED_URL` and
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-
-def _seconds(name: str, default: int) -> int:
-    raw = os.environ.get(name, "")
-    if raw == "":
-        return default
-    try:
-        value = int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer number of seconds, got {raw!r}") from None
-    if value < 0:
-        raise ValueError(f"{name} must not be negative, got {value}")
-    return value
+from envsettings import Env, SettingError, check_url
 
 
 @dataclass
@@ -41,8 +30,8 @@ class AppConfig:
     # None: derive `https://apiauth.<host>/sql` from the connection string, as
     # Neon's own driver does. Locally this points at the proxy.
     sql_endpoint: str | None = None
-    # Server-side sessions and the tokens they hold.
-    database_url: str = "sqlite:///.data/app.sqlite3"
+    # The app's own store: server-side sessions and the tokens they hold.
+    store_url: str = "sqlite:///.data/app.sqlite3"
     data_dir: Path = Path(".data")
     secret_key: str | None = None
     session_lifetime: int = 8 * 3600
@@ -67,33 +56,34 @@ class AppConfig:
     def check(self) -> None:
         """Refuse to start half-configured: the login cannot work without a client."""
         if not self.client_id or not self.client_secret:
-            raise ValueError(
+            raise SettingError(
                 "APP_CLIENT_ID and APP_CLIENT_SECRET must be set: register the app with "
-                "`python -m issuer clients add --confidential --first-party ...` "
+                "`python -m issuer clients add --confidential --first-party --audience … ...` "
                 "(`make run` does this for you)"
             )
         for name, url in (("APP_URL", self.app_url), ("ISSUER_URL", self.issuer_url)):
-            parts = urlsplit(url)
-            if parts.scheme not in ("http", "https") or not parts.netloc:
-                raise ValueError(f"{name} must be an http(s) URL, got {url!r}")
+            check_url(name, url)
+        if self.sql_endpoint is not None:
+            check_url("NEON_HTTP_ENDPOINT", self.sql_endpoint)
 
     @classmethod
-    def from_env(cls) -> AppConfig:
-        env = os.environ
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
+        env = Env(environ)
         return cls(
-            app_url=env.get("APP_URL", cls.app_url).rstrip("/"),
-            issuer_url=env.get("ISSUER_URL", cls.issuer_url).rstrip("/"),
-            client_id=env.get("APP_CLIENT_ID", ""),
-            client_secret=env.get("APP_CLIENT_SECRET", ""),
-            database_authenticated_url=env.get(
+            app_url=env.url("APP_URL", cls.app_url),
+            issuer_url=env.url("ISSUER_URL", cls.issuer_url),
+            client_id=env.text("APP_CLIENT_ID", ""),
+            client_secret=env.text("APP_CLIENT_SECRET", ""),
+            database_authenticated_url=env.text(
                 "DATABASE_AUTHENTICATED_URL", cls.database_authenticated_url
             ),
-            database_audience=env.get("APP_DATABASE_AUDIENCE") or cls.database_audience,
-            sql_endpoint=env.get("NEON_HTTP_ENDPOINT") or None,
-            database_url=env.get("APP_DATABASE_URL", cls.database_url),
-            data_dir=Path(env.get("APP_DATA_DIR", str(cls.data_dir))),
-            secret_key=env.get("APP_SECRET_KEY") or None,
-            session_lifetime=_seconds("APP_SESSION_LIFETIME", cls.session_lifetime),
-            refresh_margin=_seconds("APP_REFRESH_MARGIN", cls.refresh_margin),
-            http_timeout=_seconds("APP_HTTP_TIMEOUT", cls.http_timeout),
+            database_audience=env.text("APP_DATABASE_AUDIENCE", cls.database_audience),
+            sql_endpoint=env.optional("NEON_HTTP_ENDPOINT"),
+            # APP_DATABASE_URL is release 0.1's name for it.
+            store_url=env.text("APP_STORE_URL", cls.store_url, "APP_DATABASE_URL"),
+            data_dir=env.path("APP_DATA_DIR", cls.data_dir),
+            secret_key=env.optional("APP_SECRET_KEY"),
+            session_lifetime=env.seconds("APP_SESSION_LIFETIME", cls.session_lifetime),
+            refresh_margin=env.seconds("APP_REFRESH_MARGIN", cls.refresh_margin, minimum=0),
+            http_timeout=env.seconds("APP_HTTP_TIMEOUT", cls.http_timeout),
         )

@@ -14,7 +14,7 @@ from urllib.parse import urlsplit, urlunsplit
 from flask import Blueprint, current_app, g, jsonify, render_template
 from flask.typing import ResponseReturnValue
 
-from app import database
+from app import neon
 from app.auth import fresh_login, login_required
 from app.config import AppConfig
 
@@ -45,7 +45,7 @@ def token() -> ResponseReturnValue:
     response = jsonify(
         access_token=g.login.access_token,
         expires_at=int(g.login.access_expires_at),
-        endpoint=database.sql_endpoint(config),
+        endpoint=neon.sql_endpoint(config),
         connection_string=public_connection_string(config),
     )
     response.headers["Cache-Control"] = "no-store"

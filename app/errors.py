@@ -14,10 +14,10 @@ from werkzeug.exceptions import HTTPException
 
 from app.auth import forget_login
 from app.config import AppConfig
-from app.database import sql_endpoint
 from app.logins import IssuerUnreachable, SessionExpired
-from app.sqlhttp import EndpointUnreachable, NeonDbError
+from app.neon import sql_endpoint
 from app.todos import InvalidTask
+from neon_http import EndpointUnreachable, NeonDbError
 
 # SQLSTATE classes that mean "the schema is not there": migrations not applied.
 _NOT_SET_UP = ("42P01", "42883", "3F000", "3D000")

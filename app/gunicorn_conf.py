@@ -8,12 +8,24 @@ let those waits overlap without a worker per request.
 from __future__ import annotations
 
 import os
+import sys
+
+from app.config import AppConfig
+from envsettings import Env, SettingError
+
+try:
+    # Every setting checked before a worker starts: one line and exit 1, not a
+    # traceback per worker.
+    AppConfig.from_env().check()
+    _env = Env()
+    bind = _env.text("APP_BIND", "127.0.0.1:8000")
+    workers = _env.integer("APP_WORKERS", os.cpu_count() or 2)
+    threads = _env.integer("APP_THREADS", 4)
+except SettingError as error:
+    sys.exit(f"Error: {error}")
 
 wsgi_app = "app:create_app()"
-bind = os.environ.get("APP_BIND", "127.0.0.1:8000")
-workers = int(os.environ.get("APP_WORKERS", os.cpu_count() or 2))
 worker_class = "gthread"
-threads = int(os.environ.get("APP_THREADS", 4))
 keepalive = 5
 preload_app = False
 # One control socket path per OS user by default; the stack's three servers

@@ -25,12 +25,17 @@ from typing import Any
 from filelock import FileLock, Timeout
 from sqlalchemy import Engine, delete, insert, select, update
 
-from app.storage import logins
-from issuer.db import secret_digest
+from app.store import logins
 
 # A refresh waiting longer than this for another one is treated as the issuer
 # being unreachable, rather than hanging the page.
 REFRESH_LOCK_TIMEOUT_S = 15.0
+
+
+def secret_digest(secret: str) -> str:
+    """How a login's cookie token is stored: its SHA-256 (256 random bits need no
+    password KDF), so a leaked table cannot be replayed as cookies."""
+    return hashlib.sha256(secret.encode()).hexdigest()
 
 
 class SessionExpired(Exception):

@@ -22,7 +22,7 @@ from sqlalchemy import Engine, delete, insert, select
 
 from app.config import AppConfig
 from app.logins import IssuerUnreachable, SessionExpired
-from app.storage import oauth_states
+from app.store import oauth_states
 
 # Errors from the token endpoint that mean "this grant is dead", not "try later".
 _DEAD_GRANT_ERRORS = {

@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
-from app.sqlhttp import NeonHTTP
+from neon_http import NeonHTTP
 
 MAX_TASK_LENGTH = 500
 

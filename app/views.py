@@ -6,7 +6,7 @@ from __future__ import annotations
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 from flask.typing import ResponseReturnValue
 
-from app import database
+from app import neon
 from app.auth import fresh_login, login_required, login_token
 from app.todos import InvalidTask, Todo, Todos, clean_task, database_view
 
@@ -14,7 +14,7 @@ bp = Blueprint("todos", __name__)
 
 
 def _todos() -> Todos:
-    return Todos(database.client(g.login.access_token))
+    return Todos(neon.client(g.login.access_token))
 
 
 def _found(todo: Todo | None) -> Todo:
@@ -95,5 +95,5 @@ def delete(todo_id: int) -> ResponseReturnValue:
 @bp.get("/session")
 @login_required
 def session_page() -> ResponseReturnValue:
-    seen = database_view(database.client(g.login.access_token))
+    seen = database_view(neon.client(g.login.access_token))
     return render_template("session.html", seen=seen)

@@ -145,7 +145,7 @@ def _service_client(env: dict[str, str]) -> tuple[str, str]:
     from issuer import create_app
     from issuer.config import Config
     from issuer.db import get_engine
-    from issuer.keyring import KeyRing
+    from issuer.keys import KeyRing
     from issuer.oauth import clients
 
     saved = dict(os.environ)

@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
 from bench.report import Figure, median
-from issuer.keyring import KeyRing, jwks_document
+from issuer.keys import KeyRing, jwks_document
 from issuer.tokens import mint_access_token
 
 ROUNDS = 7

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, headers, jwks, keys_cli, migrations, oauth, query_string
+from issuer import accounts, db, headers, migrations, oauth, query_string
 from issuer.config import Config
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing, jwks
+from issuer.keys.cli import keys
 from issuer.migrations.cli import db_cli
+from issuer.tokens.cli import token
 
 
 def create_app(config: Config | None = None) -> Flask:
     """Application factory: one app per config, blueprints per concern."""
     config = config or Config.from_env()
+    config.check()
     app = Flask(__name__)
     app.config["ISSUER"] = config
     query_string.init_app(app)
@@ -21,8 +24,8 @@ def create_app(config: Config | None = None) -> Flask:
     accounts.init_app(app)
     app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)
     jwks.init_app(app)
-    app.cli.add_command(keys_cli.keys)
-    app.cli.add_command(keys_cli.token)
+    app.cli.add_command(keys)
+    app.cli.add_command(token)
     oauth.init_app(app)
     app.cli.add_command(db_cli)
     migrations.upgrade(app.extensions["db"])

@@ -1,37 +1,20 @@
 """Issuer settings, read once from the environment (and an optional `.env`).
 
 Every setting is documented in the README with its default. Durations are in
-seconds.
+seconds. `from_env` checks every value (`envsettings.SettingError`, one line);
+`check` the rules between them, so that a service refuses to start with a
+setting it could not honour.
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-
-def _int(env: Mapping[str, str], name: str, default: int) -> int:
-    raw = env.get(name)
-    if raw is None or raw == "":
-        return default
-    try:
-        return int(raw)
-    except ValueError:
-        raise ValueError(f"{name} must be an integer number of seconds, got {raw!r}") from None
-
-
-def _bool(env: Mapping[str, str], name: str, default: bool) -> bool:
-    raw = env.get(name, "").strip().lower()
-    if raw == "":
-        return default
-    if raw in ("1", "true", "yes", "on"):
-        return True
-    if raw in ("0", "false", "no", "off"):
-        return False
-    raise ValueError(f"{name} must be true or false, got {raw!r}")
-
+from envsettings import Env, SettingError
+from issuer.keys.errors import RotationPolicyError
+from issuer.keys.policy import check_rotation_policy
 
 #: Names the database as a resource when nothing else is configured; an issuer in
 #: front of several databases gives each its own.
@@ -70,6 +53,13 @@ class Config:
     # for client addresses (throttling); 0 ignores the header entirely.
     trusted_proxies: int = 0
 
+    def check(self) -> None:
+        """The rules between settings (each alone was checked by `from_env`)."""
+        try:
+            check_rotation_policy(self.rotation_min_published, self.jwks_max_age)
+        except RotationPolicyError as error:
+            raise SettingError(str(error)) from None
+
     @property
     def userinfo_audience(self) -> str:
         """`aud` of access tokens for no resource: the issuer's own `/userinfo`, the only
@@ -77,32 +67,35 @@ class Config:
         return f"{self.issuer_url}/userinfo"
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> Config:
-        env = os.environ if env is None else env
-        return cls(
-            issuer_url=env.get("ISSUER_URL", cls.issuer_url).rstrip("/"),
-            keys_dir=Path(env.get("ISSUER_KEYS_DIR", str(cls.keys_dir))),
-            keys_passphrase=env.get("ISSUER_KEYS_PASSPHRASE") or None,
-            database_url=env.get("ISSUER_DATABASE_URL", cls.database_url),
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> Config:
+        env = Env(environ)
+        config = cls(
+            issuer_url=env.url("ISSUER_URL", cls.issuer_url),
+            keys_dir=env.path("ISSUER_KEYS_DIR", cls.keys_dir),
+            keys_passphrase=env.optional("ISSUER_KEYS_PASSPHRASE"),
+            database_url=env.text("ISSUER_DATABASE_URL", cls.database_url),
             # ISSUER_AUDIENCE is release 0.1's name: the one audience Neon was told.
-            database_audience=env.get("ISSUER_DATABASE_AUDIENCE")
-            or env.get("ISSUER_AUDIENCE")
-            or cls.database_audience,
-            access_token_ttl=_int(env, "ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
-            refresh_token_ttl=_int(env, "ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
-            jwks_max_age=_int(env, "ISSUER_JWKS_MAX_AGE", cls.jwks_max_age),
-            rotation_min_published=_int(
-                env, "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
+            database_audience=env.text(
+                "ISSUER_DATABASE_AUDIENCE", cls.database_audience, "ISSUER_AUDIENCE"
             ),
-            leeway=_int(env, "ISSUER_LEEWAY", cls.leeway),
-            secret_key=env.get("ISSUER_SECRET_KEY") or None,
-            data_dir=Path(env.get("ISSUER_DATA_DIR", str(cls.data_dir))),
-            signup_enabled=_bool(env, "ISSUER_SIGNUP", cls.signup_enabled),
-            session_lifetime=_int(env, "ISSUER_SESSION_LIFETIME", cls.session_lifetime),
-            login_max_failures=_int(env, "ISSUER_LOGIN_MAX_FAILURES", cls.login_max_failures),
-            login_max_failures_per_address=_int(
-                env, "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
+            access_token_ttl=env.seconds("ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
+            refresh_token_ttl=env.seconds("ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
+            jwks_max_age=env.seconds("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0),
+            rotation_min_published=env.seconds(
+                "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
             ),
-            login_failure_window=_int(env, "ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window),
-            trusted_proxies=_int(env, "ISSUER_TRUSTED_PROXIES", cls.trusted_proxies),
+            leeway=env.seconds("ISSUER_LEEWAY", cls.leeway, minimum=0),
+            secret_key=env.optional("ISSUER_SECRET_KEY"),
+            data_dir=env.path("ISSUER_DATA_DIR", cls.data_dir),
+            signup_enabled=env.boolean("ISSUER_SIGNUP", cls.signup_enabled),
+            session_lifetime=env.seconds("ISSUER_SESSION_LIFETIME", cls.session_lifetime),
+            login_max_failures=env.integer("ISSUER_LOGIN_MAX_FAILURES", cls.login_max_failures),
+            login_max_failures_per_address=env.integer(
+                "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS", cls.login_max_failures_per_address
+            ),
+            login_failure_window=env.seconds(
+                "ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window
+            ),
+            trusted_proxies=env.integer("ISSUER_TRUSTED_PROXIES", cls.trusted_proxies, minimum=0),
         )
+        return config

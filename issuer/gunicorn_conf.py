@@ -26,12 +26,24 @@ worker would. JWKS costs the server about what the constant app does.
 from __future__ import annotations
 
 import os
+import sys
+
+from envsettings import Env, SettingError
+from issuer.config import Config
+
+try:
+    # Every setting checked before a worker starts: one line and exit 1, not a
+    # traceback per worker.
+    Config.from_env().check()
+    _env = Env()
+    bind = _env.text("ISSUER_BIND", "127.0.0.1:8001")
+    workers = _env.integer("ISSUER_WORKERS", os.cpu_count() or 2)
+    threads = _env.integer("ISSUER_THREADS", 4)
+except SettingError as error:
+    sys.exit(f"Error: {error}")
 
 wsgi_app = "issuer:create_app()"
-bind = os.environ.get("ISSUER_BIND", "127.0.0.1:8001")
-workers = int(os.environ.get("ISSUER_WORKERS", os.cpu_count() or 2))
 worker_class = "gthread"
-threads = int(os.environ.get("ISSUER_THREADS", 4))
 keepalive = 5
 # Every worker builds its own app (database engine, key ring) after the fork.
 preload_app = False

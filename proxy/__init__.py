@@ -3,7 +3,8 @@
 `create_app(config, session_key)` builds the Flask application; `python -m proxy`
 serves it with gunicorn. The host in a client's `Neon-Connection-String` is not
 used for routing: every request goes to the one configured Postgres
-(`PROXY_DATABASE_HOST`/`PROXY_DATABASE_PORT`, default the embedded server).
+(`PROXY_DATABASE_HOST`/`PROXY_DATABASE_PORT`; `make run` and `make proxy` point
+them at the embedded server).
 """
 
 from __future__ import annotations

@@ -16,36 +16,25 @@ from proxy.session import SessionKey
 
 
 @click.command()
+@click.option("--host", help="Listen address (default PROXY_HOST, 127.0.0.1).")
 @click.option(
-    "--host",
-    default=lambda: os.environ.get("PROXY_HOST", "127.0.0.1"),
-    show_default="127.0.0.1 (PROXY_HOST)",
+    "--port", type=click.IntRange(1, 65535), help="Listen port (default PROXY_PORT, 4444)."
 )
-@click.option(
-    "--port",
-    type=int,
-    default=lambda: int(os.environ.get("PROXY_PORT", 4444)),
-    show_default="4444 (PROXY_PORT)",
-)
-@click.option(
-    "--workers",
-    type=int,
-    default=lambda: int(os.environ.get("PROXY_WORKERS", 2)),
-    show_default="2 (PROXY_WORKERS)",
-)
-@click.option(
-    "--threads",
-    type=int,
-    default=lambda: int(os.environ.get("PROXY_THREADS", 8)),
-    show_default="8 (PROXY_THREADS)",
-)
+@click.option("--workers", type=click.IntRange(min=1), help="Default PROXY_WORKERS, 2.")
+@click.option("--threads", type=click.IntRange(min=1), help="Default PROXY_THREADS, 8.")
 @click.option("--access-log", is_flag=True, help="Log every request to stdout.")
-def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> None:
-    """Serve Neon's /sql protocol on HOST:PORT in front of the configured Postgres."""
+def main(
+    host: str | None, port: int | None, workers: int | None, threads: int | None, access_log: bool
+) -> None:
+    """Serve Neon's /sql protocol in front of the configured Postgres."""
     try:
         config = ProxyConfig.from_env()
-    except (RuntimeError, ValueError) as error:
+    except ValueError as error:  # SettingError, or an unreadable auth rules file
         raise click.ClickException(str(error)) from None
+    given = {"host": host, "port": port, "workers": workers, "threads": threads}
+    config = dataclasses.replace(config, **{k: v for k, v in given.items() if v is not None})
+    if threads is not None and "PROXY_POOL_SIZE" not in os.environ:
+        config = dataclasses.replace(config, pool_size=threads)
     for rule in config.auth_rules:
         if rule.audience is None:
             click.secho(
@@ -57,9 +46,6 @@ def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> 
                 fg="red",
                 bold=True,
             )
-    if "PROXY_POOL_SIZE" not in os.environ:
-        # One connection per request thread: a thread never waits for a connection.
-        config = dataclasses.replace(config, pool_size=threads)
     session_key = SessionKey.generate()
     try:
         session_key.install(config.admin_url)
@@ -69,7 +55,9 @@ def main(host: str, port: int, workers: int, threads: int, access_log: bool) -> 
             f"{str(error).splitlines()[0]} "
             "(is the database migrated? `make migrate`)"
         ) from None
-    options = gunicorn_options(f"{host}:{port}", workers, threads, access_log=access_log)
+    options = gunicorn_options(
+        f"{config.host}:{config.port}", config.workers, config.threads, access_log=access_log
+    )
     ProxyServer(config, options, session_key).run()
 
 

@@ -1,14 +1,19 @@
-"""Proxy configuration, read from the environment (and an optional `.env`)."""
+"""Proxy settings, read once from the environment (and an optional `.env`).
+
+Every setting is documented in the README with its default; `from_env` checks each
+(`envsettings.SettingError`, one line). The proxy knows nothing of the local
+stack: where PostgreSQL is comes from `PROXY_DATABASE_HOST`/`PORT` (`make run`
+and `make proxy` set them to the embedded server).
+"""
 
 from __future__ import annotations
 
-import os
 import time
 import urllib.parse
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from envsettings import Env
 from proxy.jwks import Clock
 from proxy.rules import AuthRule, rules_from_env
 
@@ -19,7 +24,7 @@ DATABASE = "neondb"
 
 @dataclass(frozen=True)
 class ProxyConfig:
-    """Everything `create_app` needs.
+    """Everything `create_app` and the server need.
 
     `database_host` is a hostname or a unix-socket directory; `admin_url` is an
     owner connection used only to install and drop the session key.
@@ -29,6 +34,10 @@ class ProxyConfig:
     database_port: int
     admin_url: str
     auth_rules: list[AuthRule]
+    host: str = "127.0.0.1"
+    port: int = 4444
+    workers: int = 2
+    threads: int = 8
     statement_timeout_ms: int = 10_000
     request_timeout: float = 30.0
     pool_size: int = 8
@@ -39,41 +48,32 @@ class ProxyConfig:
     clock: Clock = field(default=time.time, repr=False)
 
     @classmethod
-    def from_env(cls, env: Mapping[str, str] | None = None) -> ProxyConfig:
-        env = os.environ if env is None else env
-        host, port = env.get("PROXY_DATABASE_HOST"), env.get("PROXY_DATABASE_PORT")
-        if host is None:
-            host, default_port = _embedded_socket(env)
-            port = port or str(default_port)
-        port_number = int(port or 5432)
-        admin_url = env.get("PROXY_ADMIN_URL") or (
+    def from_env(cls, environ: Mapping[str, str] | None = None) -> ProxyConfig:
+        env = Env(environ)
+        host = env.text("PROXY_DATABASE_HOST", "localhost")
+        port = env.integer("PROXY_DATABASE_PORT", 5432, maximum=65535)
+        threads = env.integer("PROXY_THREADS", cls.threads)
+        admin_url = env.optional("PROXY_ADMIN_URL") or (
             f"postgresql://{OWNER_ROLE}@/{DATABASE}"
-            f"?host={urllib.parse.quote(host, safe='')}&port={port_number}"
+            f"?host={urllib.parse.quote(host, safe='')}&port={port}"
         )
         return cls(
             database_host=host,
-            database_port=port_number,
+            database_port=port,
             admin_url=admin_url,
-            auth_rules=rules_from_env(env),
-            statement_timeout_ms=int(env.get("PROXY_STATEMENT_TIMEOUT_MS", 10_000)),
-            request_timeout=float(env.get("PROXY_REQUEST_TIMEOUT", 30)),
-            pool_size=int(env.get("PROXY_POOL_SIZE", 8)),
-            pool_timeout=float(env.get("PROXY_POOL_TIMEOUT", 5)),
-            max_request_bytes=int(env.get("PROXY_MAX_REQUEST_BYTES", 10 * MIB)),
-            max_response_bytes=int(env.get("PROXY_MAX_RESPONSE_BYTES", 10 * MIB)),
-            max_token_bytes=int(env.get("PROXY_MAX_TOKEN_BYTES", 8 * 1024)),
+            auth_rules=rules_from_env(env.environ),
+            host=env.text("PROXY_HOST", cls.host),
+            port=env.integer("PROXY_PORT", cls.port, maximum=65535),
+            workers=env.integer("PROXY_WORKERS", cls.workers),
+            threads=threads,
+            statement_timeout_ms=env.integer(
+                "PROXY_STATEMENT_TIMEOUT_MS", cls.statement_timeout_ms
+            ),
+            request_timeout=env.number("PROXY_REQUEST_TIMEOUT", cls.request_timeout, minimum=0.1),
+            # One connection per request thread: a thread never waits for a connection.
+            pool_size=env.integer("PROXY_POOL_SIZE", threads),
+            pool_timeout=env.number("PROXY_POOL_TIMEOUT", cls.pool_timeout, minimum=0.1),
+            max_request_bytes=env.integer("PROXY_MAX_REQUEST_BYTES", cls.max_request_bytes),
+            max_response_bytes=env.integer("PROXY_MAX_RESPONSE_BYTES", cls.max_response_bytes),
+            max_token_bytes=env.integer("PROXY_MAX_TOKEN_BYTES", cls.max_token_bytes),
         )
-
-
-def _embedded_socket(env: Mapping[str, str]) -> tuple[str, int]:
-    """The socket directory and port of the embedded server under DATA_DIR."""
-    from stack import postgres
-
-    data_dir = Path(env.get("DATA_DIR", ".data")) / "pg"
-    server = postgres.running(data_dir)
-    if server is None:
-        raise RuntimeError(
-            f"no PostgreSQL is running under {data_dir} (run `make db-up`) "
-            "and PROXY_DATABASE_HOST is not set"
-        )
-    return str(server.socket_dir), server.port

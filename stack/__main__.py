@@ -89,6 +89,17 @@ def neon_setup_command() -> None:
     click.echo("migrated: pg_session_jwt, grants, todos and its policies")
 
 
+@cli.command("proxy", context_settings={"ignore_unknown_options": True})
+@click.argument("proxy_args", nargs=-1, type=click.UNPROCESSED)
+def proxy_command(proxy_args: tuple[str, ...]) -> None:
+    """`python -m proxy` in front of the embedded server under DATA_DIR (`make proxy`)."""
+    load_dotenv(find_dotenv(usecwd=True))
+    database = migrate.apply_local(postgres.start(data_dir()))
+    env = {**os.environ, **supervisor.proxy_database_env(dict(os.environ), database)}
+    argv = [sys.executable, "-m", "proxy", *proxy_args]
+    os.execve(sys.executable, argv, env)  # noqa: S606 (the proxy replaces this process)
+
+
 @cli.command("run")
 @click.option(
     "--demo-users",

@@ -19,7 +19,7 @@ from sqlalchemy import Engine
 from issuer.config import DEFAULT_DATABASE_AUDIENCE
 from issuer.oauth import clients
 from issuer.oauth.clients import Client, Registration
-from issuer.private_files import write_atomically
+from private_files import write_atomically
 
 CLIENT_ID = "todo-app"
 FILE_NAME = "app-client.json"

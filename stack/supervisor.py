@@ -22,9 +22,10 @@ import click
 from sqlalchemy import Engine
 from sqlalchemy.exc import DBAPIError
 
-from issuer import db, migrations
+import servicedb
+from issuer import migrations
 from issuer.config import DEFAULT_DATABASE_AUDIENCE, Config
-from issuer.keyring import KeyRing, KeyRingError, RingExists
+from issuer.keys import KeyRing, KeyRingError, RingExists
 from issuer.oauth.clients import ClientError
 from stack import app_client, demo_users, migrate, postgres
 
@@ -67,8 +68,20 @@ def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
     app_bind = env.setdefault("APP_BIND", "127.0.0.1:8000")
     env.setdefault("APP_URL", f"http://{app_bind}")
     env.setdefault("APP_DATA_DIR", str(data_dir))
-    env.setdefault("APP_DATABASE_URL", f"sqlite:///{data_dir / 'app.sqlite3'}")
+    if "APP_DATABASE_URL" not in env:  # release 0.1's name for APP_STORE_URL
+        env.setdefault("APP_STORE_URL", f"sqlite:///{data_dir / 'app.sqlite3'}")
     return env
+
+
+def proxy_database_env(env: dict[str, str], database: migrate.LocalDatabase) -> dict[str, str]:
+    """Where the proxy finds the embedded server (unless the operator said otherwise):
+    the proxy knows nothing of the stack and is told, as on any other host."""
+    given = {
+        "PROXY_DATABASE_HOST": str(database.server.socket_dir),
+        "PROXY_DATABASE_PORT": str(database.server.port),
+        "PROXY_ADMIN_URL": database.owner_url,
+    }
+    return {name: env.get(name) or value for name, value in given.items()}
 
 
 def _host_port(bind: str) -> tuple[str, int]:
@@ -127,7 +140,7 @@ def issuer_config(env: dict[str, str]) -> Config:
 def issuer_engine(config: Config) -> Engine:
     """The issuer's database, its tables created (as the issuer itself would on start)."""
     try:
-        engine = db.engine_for(config.database_url)
+        engine = servicedb.engine_for(config.database_url)
     except ValueError as error:
         raise click.ClickException(str(error)) from None
     try:
@@ -219,6 +232,7 @@ def run(data_dir: Path, with_demo_users: bool = False) -> int:
     status = 0
     try:
         database = migrate.apply_local(postgres.start(data_dir / "pg"))
+        env.update(proxy_database_env(env, database))
         config = issuer_config(env)
         ensure_key_ring(config)
         engine = issuer_engine(config)

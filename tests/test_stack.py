@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from app.sqlhttp import NeonDbError, NeonHTTP
+from neon_http import NeonDbError, NeonHTTP
 from stack import postgres
 from tests.app.live import hidden_field
 

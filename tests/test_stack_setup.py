@@ -15,8 +15,9 @@ import click
 import pytest
 from sqlalchemy import Engine, select
 
+import servicedb
 from app.config import AppConfig
-from issuer import db, migrations
+from issuer import migrations
 from issuer.accounts import users
 from issuer.config import Config
 from issuer.oauth import clients
@@ -31,7 +32,7 @@ AUDIENCE = "urn:neon:database"
 
 @pytest.fixture
 def engine(tmp_path: Path) -> Iterator[Engine]:
-    engine = db.engine_for(f"sqlite:///{tmp_path / 'issuer.sqlite3'}")
+    engine = servicedb.engine_for(f"sqlite:///{tmp_path / 'issuer.sqlite3'}")
     migrations.upgrade(engine)
     yield engine
     engine.dispose()
@@ -186,7 +187,7 @@ def test_children_share_one_set_of_addresses(tmp_path):
     assert env["NEON_HTTP_ENDPOINT"] == "http://127.0.0.1:9444/sql"
     assert env["APP_URL"] == "http://127.0.0.1:9000"
     assert env["DATABASE_AUTHENTICATED_URL"] == "postgresql://authenticated@localhost/neondb"
-    assert env["APP_DATABASE_URL"] == f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    assert env["APP_STORE_URL"] == f"sqlite:///{tmp_path / 'app.sqlite3'}"
     assert [s.name for s in supervisor.services(env)] == ["issuer", "proxy", "app"]
     assert supervisor.services(env)[2].port == 9000
 

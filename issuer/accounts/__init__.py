@@ -26,6 +26,10 @@ from issuer.accounts.sessions import (
     logout_user,
 )
 from issuer.db import get_engine
+from private_files import load_or_create_secret
+
+#: Signs the issuer's session cookies and CSRF tokens unless ISSUER_SECRET_KEY is set.
+SECRET_KEY_FILE = "issuer-secret-key"  # noqa: S105 (a file name)
 
 __all__ = [
     "User",
@@ -51,15 +55,12 @@ def login_url(next_url: str) -> str:
 
 def init_app(app: Flask) -> None:
     """Session cookie, secret key, CSRF, pages and the `users` CLI group."""
-    from issuer.accounts import secret_key
     from issuer.accounts.cli import users_cli
     from issuer.accounts.views import init_views
 
     config = app.config["ISSUER"]
-    if config.session_lifetime < 1:
-        raise ValueError("ISSUER_SESSION_LIFETIME must be at least 1 second")
     app.config.update(
-        SECRET_KEY=config.secret_key or secret_key.load_or_create(config.data_dir),
+        SECRET_KEY=config.secret_key or load_or_create_secret(config.data_dir, SECRET_KEY_FILE),
         # The todo app runs on the same host: a distinct name keeps the two
         # sessions apart (cookies do not separate ports).
         SESSION_COOKIE_NAME="issuer_session",

@@ -7,6 +7,7 @@ could (by mistake or malice) mint tokens with another `sub` or a later `exp`.
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 # RFC 7519 registered claims, RFC 9068 access-token claims, the OpenID Connect
@@ -49,6 +50,18 @@ def validate_claims(claims: dict[str, Any]) -> dict[str, Any]:
     if len(encoded.encode()) > CLAIMS_MAX_BYTES:
         raise InvalidClaimError(f"Custom claims take at most {CLAIMS_MAX_BYTES} bytes as JSON.")
     return claims
+
+
+def parse_claims(assignments: Iterable[str]) -> dict[str, Any]:
+    """`NAME=VALUE` assignments into custom claims, checked; a name given twice is
+    refused rather than silently overwritten."""
+    claims: dict[str, Any] = {}
+    for assignment in assignments:
+        name, value = parse_claim(assignment)
+        if name in claims:
+            raise InvalidClaimError(f"Claim {name!r} is given twice.")
+        claims[name] = value
+    return validate_claims(claims)
 
 
 def parse_claim(assignment: str) -> tuple[str, Any]:

@@ -6,16 +6,15 @@ import json
 import sys
 
 import click
-from flask.cli import AppGroup
 
 from issuer.accounts import users
-from issuer.accounts.claims import InvalidClaimError, parse_claim, validate_claims
 from issuer.accounts.emails import InvalidEmailError, normalize_email
 from issuer.accounts.passwords import PASSWORD_MAX_LENGTH, PasswordPolicyError, check_policy
-from issuer.audit import audit, log_to_stderr
+from issuer.audit import audit
+from issuer.cli import claims_option, command_group
 from issuer.db import get_engine
 
-users_cli = AppGroup("users", help="Create, list, disable and enable user accounts.")
+users_cli = command_group("users", "Create, list, disable and enable user accounts.")
 
 
 def _email(raw: str) -> str:
@@ -23,19 +22,6 @@ def _email(raw: str) -> str:
         return normalize_email(raw)
     except InvalidEmailError as exc:
         raise click.BadParameter(str(exc), param_hint="EMAIL") from None
-
-
-def _claims(assignments: tuple[str, ...]) -> dict[str, object]:
-    claims: dict[str, object] = {}
-    try:
-        for assignment in assignments:
-            name, value = parse_claim(assignment)
-            if name in claims:
-                raise InvalidClaimError(f"Claim {name!r} is given twice.")
-            claims[name] = value
-        return validate_claims(claims)
-    except InvalidClaimError as exc:
-        raise click.BadParameter(str(exc), param_hint="--claim") from None
 
 
 def _read_password(from_stdin: bool) -> str:
@@ -55,18 +41,10 @@ def _read_password(from_stdin: bool) -> str:
 @users_cli.command("add")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
-@click.option(
-    "--claim",
-    "claim_assignments",
-    multiple=True,
-    metavar="NAME=VALUE",
-    help="A custom token claim; VALUE is JSON if it parses, else a string. Repeatable.",
-)
-def add_user(email: str, password_stdin: bool, claim_assignments: tuple[str, ...]) -> None:
+@claims_option("A custom token claim; VALUE is JSON if it parses, else a string.")
+def add_user(email: str, password_stdin: bool, claims: dict[str, object]) -> None:
     """Create an account for EMAIL."""
-    log_to_stderr()
     normalized = _email(email)
-    claims = _claims(claim_assignments)
     password = _read_password(password_stdin)
     try:
         user = users.create_user(get_engine(), normalized, password, claims)
@@ -98,7 +76,6 @@ def list_users(as_json: bool) -> None:
 
 
 def _set_disabled(email: str, disabled: bool) -> None:
-    log_to_stderr()
     try:
         user = users.set_disabled(get_engine(), _email(email), disabled)
     except users.UnknownUserError as exc:

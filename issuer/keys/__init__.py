@@ -1,5 +1,55 @@
-"""The key ring's parts: error types, JWK encoding, the manifest and the files on disk.
+"""The key ring: the signing keys' lifecycle, in one package.
 
-`issuer.keyring.KeyRing` assembles them; everything else in the issuer talks to
-the KeyRing only.
+- `ring.KeyRing` owns the lifecycle (what signs now, what is published, the
+  mutations) on top of `manifest` (the states and their rules, pure), `store`
+  (the files on disk, crash-safe) and `jwk` (encoding, RFC 7638 thumbprints);
+- `policy`: how long a key must be published before it signs;
+- `jwks`: the `/.well-known/jwks.json` HTTP handler;
+- `cli`: `python -m issuer keys …`.
+
+Everything else in the issuer talks to the `KeyRing` only.
 """
+
+from issuer.keys.errors import RotationPolicyError
+from issuer.keys.ring import (
+    REFRESH_INTERVAL,
+    Jwks,
+    KeyFileError,
+    KeyRecord,
+    KeyRing,
+    KeyRingError,
+    KeyState,
+    Manifest,
+    ManifestError,
+    PassphraseError,
+    RingBusy,
+    RingExists,
+    RingNotFound,
+    RotationTooEarly,
+    SigningKey,
+    StorageError,
+    UnknownKey,
+    jwks_document,
+)
+
+__all__ = [
+    "REFRESH_INTERVAL",
+    "Jwks",
+    "KeyFileError",
+    "KeyRecord",
+    "KeyRing",
+    "KeyRingError",
+    "KeyState",
+    "Manifest",
+    "ManifestError",
+    "PassphraseError",
+    "RingBusy",
+    "RingExists",
+    "RingNotFound",
+    "RotationPolicyError",
+    "RotationTooEarly",
+    "SigningKey",
+    "StorageError",
+    "UnknownKey",
+    "jwks_document",
+]

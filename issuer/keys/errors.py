@@ -35,6 +35,10 @@ class RotationTooEarly(KeyRingError):
     """The `next` key has not been published long enough for verifiers' JWKS caches."""
 
 
+class RotationPolicyError(KeyRingError):
+    """The settings would let a key sign before every verifier's cache holds it."""
+
+
 class UnknownKey(KeyRingError):
     """No key with that kid, or not in a state the operation applies to."""
 

@@ -35,7 +35,7 @@ from issuer.keys.errors import (
     StorageError,
 )
 from issuer.keys.jwk import b64url, b64url_decode
-from issuer.private_files import sync_directory, write_atomically
+from private_files import sync_directory, write_atomically
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"

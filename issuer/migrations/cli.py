@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
 from issuer import migrations
+from issuer.cli import command_group
 
-db_cli = AppGroup("db", help="Migrate the issuer's database (also done at every start).")
+db_cli = command_group("db", "Migrate the issuer's database (also done at every start).")
 
 
 @db_cli.command("upgrade")

@@ -1,16 +1,5 @@
-"""Alembic's entry point for the issuer's tables: runs on the connection `upgrade` passes in."""
+"""Alembic's entry point for the issuer's tables (see `servicedb.migrations.run_env`)."""
 
-from alembic import context
+from servicedb.migrations import run_env
 
-from issuer.db import metadata
-from issuer.migrations import VERSION_TABLE
-
-context.configure(
-    connection=context.config.attributes["connection"],
-    target_metadata=metadata,
-    version_table=VERSION_TABLE,
-    # SQLite alters tables by copying them; Alembic's batch mode does that for us.
-    render_as_batch=True,
-)
-with context.begin_transaction():
-    context.run_migrations()
+run_env()

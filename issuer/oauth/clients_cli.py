@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import click
-from flask.cli import with_appcontext
 
-from issuer.audit import audit, log_to_stderr
+from issuer.audit import audit
+from issuer.cli import command_group
 from issuer.db import get_engine
 from issuer.oauth import clients
 from issuer.oauth.clients import ClientError, Registration
 
-clients_cli = click.Group("clients", help="Register, list and remove OAuth clients.")
+clients_cli = command_group("clients", "Register, list and remove OAuth clients.")
 
 
 @clients_cli.command("add")
@@ -57,7 +57,6 @@ clients_cli = click.Group("clients", help="Register, list and remove OAuth clien
         "(ISSUER_DATABASE_AUDIENCE); repeatable. Default: none (tokens for sign-in only)."
     ),
 )
-@with_appcontext
 def add(
     name: str,
     redirect_uris: tuple[str, ...],
@@ -70,7 +69,6 @@ def add(
     audiences: tuple[str, ...],
 ) -> None:
     """Register a client. A confidential client's secret is printed once, here."""
-    log_to_stderr()
     registration = Registration(
         name=name,
         redirect_uris=redirect_uris,
@@ -101,7 +99,6 @@ def add(
 
 
 @clients_cli.command("list")
-@with_appcontext
 def list_clients() -> None:
     """One line per client: id, type, grant types, first-party, audiences, name."""
     for client in clients.all_clients(get_engine()):
@@ -115,14 +112,12 @@ def list_clients() -> None:
 @clients_cli.command("audiences")
 @click.argument("client_id")
 @click.argument("audiences", nargs=-1, metavar="[URI]...")
-@with_appcontext
 def set_audiences(client_id: str, audiences: tuple[str, ...]) -> None:
     """Set exactly which audiences CLIENT_ID's tokens may carry (none: sign-in only).
 
     The client keeps its secret. Refresh tokens already issued keep their grant,
     but an audience removed here is not issued again from the next refresh on.
     """
-    log_to_stderr()
     try:
         client = clients.set_audiences(get_engine(), client_id, audiences)
     except ClientError as error:
@@ -136,14 +131,12 @@ def set_audiences(client_id: str, audiences: tuple[str, ...]) -> None:
 @clients_cli.command("remove")
 @click.argument("client_id")
 @click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
-@with_appcontext
 def remove(client_id: str, yes: bool) -> None:
     """Delete client CLIENT_ID with its pending codes and refresh tokens.
 
     Its users must log in again; access tokens already issued stay valid until
     they expire. Running issuers stop accepting it within a few seconds.
     """
-    log_to_stderr()
     engine = get_engine()
     if clients.load(engine, client_id) is None:
         raise click.ClickException(f"no client {client_id!r}")

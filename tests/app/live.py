@@ -27,13 +27,13 @@ from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
 from app.config import AppConfig
-from app.storage import logins
+from app.store import logins
 from issuer import create_app as create_issuer
 from issuer.accounts import users
 from issuer.config import DEFAULT_DATABASE_AUDIENCE as DATABASE_AUDIENCE
 from issuer.config import Config as IssuerConfig
 from issuer.db import get_engine, secret_digest
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from proxy.config import ProxyConfig
@@ -172,7 +172,7 @@ def assert_no_crash(response: requests.Response) -> None:
 def login_row(app: Flask, browser: requests.Session) -> Any:
     """The app's server-side login behind `browser`'s session cookie."""
     login_id = secret_digest(session_cookie(browser)["login"])
-    with app.extensions["app_db"].connect() as conn:
+    with app.extensions["app_store"].connect() as conn:
         row = conn.execute(select(logins).where(logins.c.id == login_id)).first()
     assert row is not None, "no login behind this cookie"
     return row
@@ -180,7 +180,7 @@ def login_row(app: Flask, browser: requests.Session) -> Any:
 
 def forget_logins(app: Flask, sub: str) -> None:
     """End every login of `sub` on the server side, as an expired or revoked session would."""
-    with app.extensions["app_db"].begin() as conn:
+    with app.extensions["app_store"].begin() as conn:
         conn.execute(delete(logins).where(logins.c.sub == sub))
 
 
@@ -248,7 +248,7 @@ def start_stack(
             client_id=client.client_id,
             client_secret=secret,
             sql_endpoint=f"{proxy.url}/sql",
-            database_url=f"sqlite:///{root / 'app.sqlite3'}",
+            store_url=f"sqlite:///{root / 'app.sqlite3'}",
             data_dir=root / "app-data",
             secret_key="app-test-secret-key-not-for-production",
             **(app_changes or {}),

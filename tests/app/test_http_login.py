@@ -18,7 +18,7 @@ import pytest
 import requests
 from sqlalchemy import select, update
 
-from app.storage import oauth_states
+from app.store import oauth_states
 from issuer.db import secret_digest
 from tests.app.live import (
     HTTP_TIMEOUT,
@@ -206,7 +206,7 @@ def test_an_id_token_minted_for_another_login_is_refused(stack, alice) -> None:
     url = until_callback(stack, browser, alice)
     key = f"_state_issuer_{parse_qs(urlsplit(url).query)['state'][0]}"
     where = oauth_states.c.key == key
-    with stack.app.extensions["app_db"].begin() as conn:
+    with stack.app.extensions["app_store"].begin() as conn:
         saved = json.loads(conn.execute(select(oauth_states.c.value).where(where)).scalar_one())
         saved["data"]["nonce"] = "a-nonce-of-another-login"
         conn.execute(update(oauth_states).where(where).values(value=json.dumps(saved)))

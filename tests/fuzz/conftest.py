@@ -19,7 +19,7 @@ from flask import Flask
 
 from issuer import create_app as create_issuer
 from issuer.config import Config
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 from proxy import create_app as create_proxy
 from proxy.session import SessionKey
 from stack.migrate import LocalDatabase

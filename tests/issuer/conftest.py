@@ -14,9 +14,10 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 from sqlalchemy import text
 
+import servicedb
 from issuer import create_app, db, migrations
 from issuer.config import Config
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 
 T0 = 1_800_000_000
 
@@ -96,7 +97,7 @@ def backend_config(request: pytest.FixtureRequest, issuer_config: Config) -> Con
     if request.param == "sqlite":
         return issuer_config
     url = request.getfixturevalue("issuer_pg_url")
-    engine = db.engine_for(url)
+    engine = servicedb.engine_for(url)
     try:
         db.metadata.drop_all(engine)
         with engine.begin() as conn:

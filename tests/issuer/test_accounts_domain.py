@@ -9,7 +9,8 @@ import pytest
 from argon2 import PasswordHasher
 from sqlalchemy import Engine, func, select, update
 
-from issuer import db, migrations
+import servicedb
+from issuer import migrations
 from issuer.accounts import passwords, users
 from issuer.accounts.claims import InvalidClaimError, parse_claim, validate_claims
 from issuer.accounts.emails import InvalidEmailError, normalize_email
@@ -21,7 +22,7 @@ from issuer.config import Config
 
 @pytest.fixture
 def engine(backend_config: Config) -> Iterator[Engine]:
-    engine = db.engine_for(backend_config.database_url)
+    engine = servicedb.engine_for(backend_config.database_url)
     migrations.upgrade(engine)
     yield engine
     engine.dispose()
@@ -281,7 +282,7 @@ def test_concurrent_guesses_cannot_overrun_the_limit(backend_config: Config) -> 
     """Many simultaneous attempts (threads with their own connections, as
     gunicorn workers would) are admitted at most `limit` times in total."""
     limit, guesses = 5, 16
-    engines = [db.engine_for(backend_config.database_url) for _ in range(guesses)]
+    engines = [servicedb.engine_for(backend_config.database_url) for _ in range(guesses)]
     migrations.upgrade(engines[0])
     policy = ThrottlePolicy(per_account=limit, per_address=1000, window=900)
     barrier = threading.Barrier(guesses)
@@ -361,7 +362,7 @@ def test_account_settings_from_environment(monkeypatch: pytest.MonkeyPatch) -> N
     monkeypatch.setenv("ISSUER_LOGIN_FAILURE_WINDOW", "60")
     monkeypatch.setenv("ISSUER_SESSION_LIFETIME", "3600")
     config = Config.from_env()
-    assert db.normalize_url(config.database_url).drivername == "postgresql+psycopg"
+    assert servicedb.normalize_url(config.database_url).drivername == "postgresql+psycopg"
     assert str(config.data_dir) == "/var/lib/issuer"
     assert (
         config.login_max_failures,

@@ -11,7 +11,8 @@ import pytest
 import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
-from issuer import create_app, db
+import servicedb
+from issuer import create_app
 from issuer.accounts import users
 from issuer.config import Config
 
@@ -97,7 +98,7 @@ def test_post_without_csrf_token_is_refused(workers: tuple[str, str]) -> None:
 def test_throttle_is_shared_by_all_workers(
     workers: tuple[str, str], backend_config: Config
 ) -> None:
-    engine = db.engine_for(backend_config.database_url)
+    engine = servicedb.engine_for(backend_config.database_url)
     users.create_user(engine, "ada@example.com", PASSWORD)
     engine.dispose()
     a, b = workers
@@ -138,7 +139,7 @@ def test_strangers_cannot_lock_the_owner_out_of_a_known_browser(
 ) -> None:
     """OWASP's device cookies: failures from elsewhere lock the account for unknown
     browsers only; the browser its owner logged in with before keeps working."""
-    engine = db.engine_for(backend_config.database_url)
+    engine = servicedb.engine_for(backend_config.database_url)
     users.create_user(engine, "victim@example.com", PASSWORD)
     engine.dispose()
     a, b = workers
@@ -185,7 +186,7 @@ def test_strangers_cannot_lock_the_owner_out_of_a_known_browser(
 def test_a_known_browser_has_its_own_failure_budget(
     workers: tuple[str, str], backend_config: Config
 ) -> None:
-    engine = db.engine_for(backend_config.database_url)
+    engine = servicedb.engine_for(backend_config.database_url)
     users.create_user(engine, "victim@example.com", PASSWORD)
     users.create_user(engine, "other@example.com", PASSWORD)
     engine.dispose()

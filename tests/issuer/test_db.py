@@ -12,14 +12,15 @@ from flask import Flask
 from sqlalchemy import insert, inspect, text
 from sqlalchemy.exc import IntegrityError
 
-from issuer import db, migrations
+import servicedb
+from issuer import migrations
 from issuer.accounts.models import login_sessions
 from issuer.config import Config
 
 
 def test_postgresql_urls_use_psycopg3() -> None:
     for scheme in ("postgresql", "postgres", "postgresql+psycopg"):
-        url = db.normalize_url(f"{scheme}://u@db.example/issuer")
+        url = servicedb.normalize_url(f"{scheme}://u@db.example/issuer")
         assert url.drivername == "postgresql+psycopg"
         assert (url.username, url.host, url.database) == ("u", "db.example", "issuer")
 
@@ -27,21 +28,21 @@ def test_postgresql_urls_use_psycopg3() -> None:
 @pytest.mark.parametrize("url", ["mysql://u@h/db", "oracle://u@h/db", "sqlite+pysqlcipher:///x"])
 def test_other_databases_are_refused(url: str) -> None:
     with pytest.raises(ValueError, match="unsupported database URL"):
-        db.engine_for(url)
+        servicedb.engine_for(url)
 
 
 def test_unparseable_urls_are_refused_without_echoing_secrets() -> None:
     with pytest.raises(ValueError, match="not a URL") as caught:
-        db.engine_for("s3cret-password-in-a-broken-url")
+        servicedb.engine_for("s3cret-password-in-a-broken-url")
     assert "s3cret" not in str(caught.value)
     with pytest.raises(ValueError) as caught:
-        db.engine_for("mysql://user:s3cret@db/issuer")
+        servicedb.engine_for("mysql://user:s3cret@db/issuer")
     assert "s3cret" not in str(caught.value)
 
 
 def test_sqlite_file_gets_its_directory_and_safe_pragmas(tmp_path: Path) -> None:
     path = tmp_path / "nested" / "dir" / "issuer.sqlite3"
-    engine = db.engine_for(f"sqlite:///{path}")
+    engine = servicedb.engine_for(f"sqlite:///{path}")
     with engine.connect() as conn:
         pragmas = {
             name: conn.execute(text(f"PRAGMA {name}")).scalar()
@@ -52,14 +53,14 @@ def test_sqlite_file_gets_its_directory_and_safe_pragmas(tmp_path: Path) -> None
     assert all(f.stat().st_mode & 0o777 == 0o600 for f in path.parent.iterdir())
     assert pragmas == {
         "journal_mode": "wal",
-        "busy_timeout": db.SQLITE_BUSY_TIMEOUT_MS,
+        "busy_timeout": servicedb.engine.SQLITE_BUSY_TIMEOUT_MS,
         "foreign_keys": 1,
     }
 
 
 def test_default_url_is_a_sqlite_file_under_data() -> None:
     assert Config().database_url == "sqlite:///.data/issuer.sqlite3"
-    assert db.normalize_url(Config().database_url).database == ".data/issuer.sqlite3"
+    assert servicedb.normalize_url(Config().database_url).database == ".data/issuer.sqlite3"
 
 
 def test_create_app_creates_the_tables(make_issuer_app: Callable[..., Flask]) -> None:
@@ -72,7 +73,7 @@ def test_create_app_creates_the_tables(make_issuer_app: Callable[..., Flask]) ->
 
 def test_concurrent_first_starts_create_the_schema_once(backend_config: Config) -> None:
     """Several gunicorn workers opening a fresh database at the same moment."""
-    engines = [db.engine_for(backend_config.database_url) for _ in range(4)]
+    engines = [servicedb.engine_for(backend_config.database_url) for _ in range(4)]
     errors: list[BaseException] = []
     barrier = threading.Barrier(len(engines))
 
@@ -106,7 +107,7 @@ def test_foreign_keys_are_enforced(make_issuer_app: Callable[..., Flask]) -> Non
 
 def test_forked_worker_opens_its_own_connections(issuer_pg_url: str) -> None:
     """gunicorn --preload forks after the app (and its pool) exist."""
-    engine = db.engine_for(issuer_pg_url)
+    engine = servicedb.engine_for(issuer_pg_url)
     pid_query = text("SELECT pg_backend_pid()")
     with engine.connect() as conn:
         parent_backend = conn.execute(pid_query).scalar_one()

@@ -8,7 +8,7 @@ import pytest
 from flask import Flask
 
 from issuer import create_app
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 
 URL = "/.well-known/jwks.json"
 

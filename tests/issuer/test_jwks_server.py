@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from issuer.keyring import REFRESH_INTERVAL, KeyRing
+from issuer.keys import REFRESH_INTERVAL, KeyRing
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 30  # enough that both workers answer after the change

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from joserfc.jwk import ECKey
 
-from issuer.keyring import (
+from issuer.keys import (
     KeyFileError,
     KeyRing,
     KeyState,
@@ -335,7 +335,7 @@ def test_running_ring_survives_a_broken_edit(ring: KeyRing, keys_dir: Path, capl
     kid = worker.signing_key().kid
     good = (keys_dir / "manifest.json").read_bytes()
     (keys_dir / "manifest.json").write_text("{ oops")
-    with caplog.at_level(logging.ERROR, logger="issuer.keyring"):
+    with caplog.at_level(logging.ERROR, logger="issuer.keys.ring"):
         assert worker.signing_key().kid == kid
         assert worker.signing_key().kid == kid
     assert len([r for r in caplog.records if "reload failed" in r.message]) == 1

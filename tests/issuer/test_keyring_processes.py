@@ -11,7 +11,7 @@ import textwrap
 import time
 from pathlib import Path
 
-from issuer.keyring import KeyRing, KeyState
+from issuer.keys import KeyRing, KeyState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -21,7 +21,7 @@ RACER = textwrap.dedent(
     """
     import sys, time
     from pathlib import Path
-    from issuer.keyring import KeyRing, RotationTooEarly
+    from issuer.keys import KeyRing, RotationTooEarly
     keys, go = Path(sys.argv[1]), Path(sys.argv[2])
     ring = KeyRing(keys, clock=lambda: int(sys.argv[3]))
     while not go.exists():
@@ -38,7 +38,7 @@ RACER = textwrap.dedent(
 CHURNER = textwrap.dedent(
     """
     import itertools, sys
-    from issuer.keyring import KeyRing
+    from issuer.keys import KeyRing
     ticks = itertools.count(1_800_000_000, 1000)
     ring = KeyRing(sys.argv[1], clock=lambda: next(ticks))
     print("ready", flush=True)
@@ -89,7 +89,7 @@ def test_forced_rotations_from_two_processes_serialise(ring: KeyRing, keys_dir: 
     script = textwrap.dedent(
         """
         import sys
-        from issuer.keyring import KeyRing
+        from issuer.keys import KeyRing
         ring = KeyRing(sys.argv[1])
         for _ in range(10):
             ring.rotate(min_published=3900, force=True)

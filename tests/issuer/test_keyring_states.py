@@ -14,7 +14,7 @@ from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError
 from joserfc.jwk import KeySet
 
-from issuer.keyring import KeyRing, KeyState, RotationTooEarly
+from issuer.keys import KeyRing, KeyState, RotationTooEarly
 from issuer.tokens import mint_access_token
 
 MIN_PUBLISHED, TTL, LEEWAY = 3900, 900, 30

@@ -13,7 +13,7 @@ from click.testing import Result
 from flask import Flask
 
 from issuer import create_app
-from issuer.keyring import KeyRing, KeyState
+from issuer.keys import KeyRing, KeyState
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -227,9 +227,12 @@ def test_mint_defaults_to_a_database_token(keys_app: Flask, ring: KeyRing, verif
 
 
 def test_mint_refuses_to_override_registered_claims(keys_app: Flask) -> None:
+    """Parsed as `users add --claim` parses it: a usage error, nothing printed to stdout."""
     result = run(keys_app, "token", "mint", "--sub", "alice", "--claim", "sub=root")
-    assert result.exit_code == 1
-    assert "registered claims: sub" in result.output
+    assert result.exit_code == 2
+    assert "'sub' is set by the issuer itself" in result.output
+    twice = run(keys_app, "token", "mint", "--sub", "a", "--claim", "x=1", "--claim", "x=2")
+    assert twice.exit_code == 2 and "given twice" in twice.output
 
 
 def test_commands_on_a_corrupt_manifest_fail_cleanly(keys_app: Flask, keys_dir: Path) -> None:

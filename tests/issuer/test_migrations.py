@@ -12,11 +12,12 @@ from alembic.runtime.migration import MigrationContext
 from flask import Flask
 from sqlalchemy import inspect, select, text
 
+import servicedb
 from issuer import create_app, db, migrations
 from issuer.accounts import users
 from issuer.accounts.models import login_sessions
 from issuer.config import Config
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 from issuer.oauth import clients, refresh_tokens
 from issuer.oauth.refresh_tokens import refresh_tokens_table
 from tests.issuer.oauth_flows import basic
@@ -103,7 +104,7 @@ def test_release_0_1_database_is_adopted_with_its_data(
 
 def test_postgresql_database_without_a_version_table_is_adopted(issuer_pg_url: str) -> None:
     """Release 0.1 on PostgreSQL: its tables, no version table."""
-    engine = db.engine_for(issuer_pg_url)
+    engine = servicedb.engine_for(issuer_pg_url)
     try:
         db.metadata.drop_all(engine)
         with engine.begin() as conn:

@@ -84,7 +84,7 @@ def test_configured_database_audience_goes_into_allowed_clients_tokens(issuer_co
     import dataclasses
 
     from issuer import create_app
-    from issuer.keyring import KeyRing
+    from issuer.keys import KeyRing
 
     config = dataclasses.replace(issuer_config, database_audience="neon-project-x:db")
     KeyRing(config.keys_dir).init()

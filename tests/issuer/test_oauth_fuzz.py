@@ -30,7 +30,7 @@ ENDPOINTS = ["/authorize", "/token", "/revoke", "/end-session", "/userinfo"]
 def http(tmp_path_factory):
     from issuer import create_app
     from issuer.config import Config
-    from issuer.keyring import KeyRing
+    from issuer.keys import KeyRing
 
     tmp = tmp_path_factory.mktemp("fuzz")
     config = Config(

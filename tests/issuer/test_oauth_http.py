@@ -16,7 +16,7 @@ import requests
 
 from issuer import create_app
 from issuer.config import Config
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 from tests.issuer.oauth_flows import (
     PASSWORD,
     REDIRECT_URI,

@@ -15,7 +15,7 @@ from cryptography.hazmat.primitives.asymmetric.utils import (
 from joserfc import jwt
 from joserfc.errors import BadSignatureError, ExpiredTokenError, InvalidKeyIdError
 
-from issuer.keyring import KeyRing
+from issuer.keys import KeyRing
 from issuer.tokens import (
     RESERVED_CLAIMS,
     ReservedClaimError,

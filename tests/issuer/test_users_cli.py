@@ -192,9 +192,16 @@ def test_python_dash_m_issuer_users(tmp_path: Path) -> None:
     [
         ("ISSUER_DATABASE_URL", "mysql://admin:s3cret@db/issuer", "unsupported database URL"),
         ("ISSUER_SIGNUP", "flase", "ISSUER_SIGNUP must be true or false"),
-        ("ISSUER_LOGIN_MAX_FAILURES", "0", "ISSUER_LOGIN_MAX_FAILURES, "),
-        ("ISSUER_LOGIN_FAILURE_WINDOW", "-5", "ISSUER_LOGIN_MAX_FAILURES, "),
+        ("ISSUER_LOGIN_MAX_FAILURES", "0", "ISSUER_LOGIN_MAX_FAILURES must be at least 1"),
+        ("ISSUER_LOGIN_FAILURE_WINDOW", "-5", "ISSUER_LOGIN_FAILURE_WINDOW must be at least 1"),
         ("ISSUER_SESSION_LIFETIME", "0", "ISSUER_SESSION_LIFETIME must be at least 1"),
+        ("ISSUER_ACCESS_TOKEN_TTL", "-60", "ISSUER_ACCESS_TOKEN_TTL must be at least 1"),
+        ("ISSUER_ACCESS_TOKEN_TTL", "15m", "ISSUER_ACCESS_TOKEN_TTL must be a whole number"),
+        ("ISSUER_URL", "login.example.com", "ISSUER_URL must be an absolute http or https URL"),
+        ("ISSUER_URL", "https://login.example.com:99999", "ISSUER_URL must be a URL"),
+        ("ISSUER_TRUSTED_PROXIES", "-1", "ISSUER_TRUSTED_PROXIES must be at least 0"),
+        ("ISSUER_ROTATION_MIN_PUBLISHED", "600", "ISSUER_ROTATION_MIN_PUBLISHED (600 s) must"),
+        ("ISSUER_DATABASE_AUDIENCE", "database", "ISSUER_DATABASE_AUDIENCE: resource"),
     ],
 )
 def test_bad_settings_are_one_line_errors(

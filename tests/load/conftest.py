@@ -10,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from issuer import db, migrations
+import servicedb
+from issuer import migrations
 from issuer.accounts import users
 from tests.load.production_stack import ProductionStack
 from tests.load.visitor import PASSWORD, email_of
@@ -41,7 +42,7 @@ def production_stack() -> Iterator[ProductionStack]:
             "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS": "1000",
         },
     )
-    engine = db.engine_for(stack.issuer_database_url)
+    engine = servicedb.engine_for(stack.issuer_database_url)
     try:
         migrations.upgrade(engine)
         for index in filter(has_account, range(VISITORS)):

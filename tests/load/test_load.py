@@ -19,7 +19,7 @@ from typing import Any
 import psycopg
 import pytest
 
-from issuer import db
+import servicedb
 from issuer.accounts import users
 from tests.load.conftest import ACCESS_TOKEN_TTL, VISITORS, has_account
 from tests.load.production_stack import ProductionStack
@@ -55,7 +55,7 @@ def _drive(visitor: Visitor, deadline: float) -> None:
 
 def _stored_todos(stack: ProductionStack, visitors: list[Visitor]) -> dict[str, Ledger]:
     """Every row of `todos`, read as the superuser (past RLS), by the owner's email."""
-    engine = db.engine_for(stack.issuer_database_url)
+    engine = servicedb.engine_for(stack.issuer_database_url)
     try:
         accounts = {v.email: users.find_user(engine, v.email) for v in visitors}
         emails = {user.id: email for email, user in accounts.items() if user is not None}

@@ -12,7 +12,7 @@ from typing import Any
 
 import psycopg
 
-from app.sqlhttp import NeonHTTP
+from neon_http import NeonHTTP
 from tests.proxy.support import SigningKey, claims_for
 
 

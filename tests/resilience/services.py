@@ -23,7 +23,7 @@ import psycopg
 import requests
 
 from issuer.db import engine_for
-from issuer.keyring import REFRESH_INTERVAL, KeyRing, KeyState, Manifest
+from issuer.keys import REFRESH_INTERVAL, KeyRing, KeyState, Manifest
 from issuer.keys.store import TEMP_PREFIX
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration

@@ -1,18 +1,21 @@
-"""The app's own storage: who is logged in, with which tokens, and the
-short-lived OAuth state of logins in progress.
+"""The app's own store: who is logged in, with which tokens, and the short-lived
+OAuth state of logins in progress.
 
-Nothing here is todo data (that lives in Postgres behind RLS). It is kept
-server-side so that the browser's cookie carries an opaque id only: tokens,
-the PKCE verifier and the nonce never reach the browser. SQLite by default;
-several hosts can share a PostgreSQL database (`APP_DATABASE_URL`).
+Nothing here is todo data (that lives in the Neon database, behind RLS: see
+`neon.py`). It is kept server-side so that the browser's cookie carries an opaque
+id only: tokens, the PKCE verifier and the nonce never reach the browser. SQLite
+by default; several hosts can share a PostgreSQL database (`APP_STORE_URL`). Its
+schema is versioned (`app/migrations`) and migrated when the app starts.
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from flask import Flask, current_app
 from sqlalchemy import Column, Engine, Float, MetaData, String, Table, Text
 
-from issuer.db import create_all, engine_for
+from servicedb import Migrations, engine_for
 
 metadata = MetaData()
 
@@ -42,13 +45,21 @@ oauth_states = Table(
     Column("expires_at", Float, nullable=False, index=True),
 )
 
+MIGRATIONS = Migrations(
+    scripts=Path(__file__).parent / "migrations",
+    metadata=metadata,
+    version_table="app_schema_version",
+    baseline="0001",
+    adopt_if_present="app_logins",
+)
 
-def init_app(app: Flask, database_url: str) -> Engine:
-    engine = engine_for(database_url)
-    create_all(engine, metadata)
-    app.extensions["app_db"] = engine
+
+def init_app(app: Flask, store_url: str) -> Engine:
+    engine = engine_for(store_url)
+    MIGRATIONS.upgrade(engine)
+    app.extensions["app_store"] = engine
     return engine
 
 
 def get_engine() -> Engine:
-    return current_app.extensions["app_db"]
+    return current_app.extensions["app_store"]

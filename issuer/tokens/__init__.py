@@ -18,7 +18,7 @@ import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 
-from issuer.keyring import KeyRing
+from issuer.keys.ring import KeyRing
 
 ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 media type, not a secret)
 # Claims the issuer sets, or that verifiers act on (RFC 7519, 9068, 7800, 8693);

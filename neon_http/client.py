@@ -1,12 +1,4 @@
-"""A Python client for Neon's SQL-over-HTTP protocol (`POST /sql`).
-
-It speaks to real Neon or to the local `proxy/` alike: the connection string
-names the role and database, the user's JWT goes in `Authorization: Bearer`.
-Like Neon's own driver, the endpoint is derived from the connection string's
-host (`https://apiauth.<host minus its first label>/sql` with a token), and can
-be overridden (`endpoint=` or `NEON_HTTP_ENDPOINT`, e.g. the local
-`http://127.0.0.1:4444/sql`). One `requests.Session` keeps connections alive.
-"""
+"""`NeonHTTP`: queries and transactions over Neon's `POST /sql`, with a user's JWT."""
 
 from __future__ import annotations
 
@@ -18,34 +10,12 @@ from typing import Any, Literal
 
 import requests
 
+from neon_http.errors import EndpointUnreachable, NeonDbError
+
 Isolation = Literal["ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable"]
 ISOLATION_LEVELS = ("ReadUncommitted", "ReadCommitted", "RepeatableRead", "Serializable")
 
 Query = str | tuple[str, Sequence[Any]]
-
-
-class NeonHTTPError(Exception):
-    """Base class of everything this client raises."""
-
-
-class NeonDbError(NeonHTTPError):
-    """The endpoint answered with an error: from Postgres (`code` is a SQLSTATE) or from
-    the proxy itself (`code` is empty: authentication, protocol, limits)."""
-
-    def __init__(self, status: int, body: dict[str, Any]) -> None:
-        self.status = status
-        self.fields = body
-        self.message: str = str(body.get("message") or f"HTTP {status}")
-        self.code: str = body.get("code") or ""
-        self.detail: str | None = body.get("detail")
-        self.hint: str | None = body.get("hint")
-        position = body.get("position")
-        self.position: int | None = int(position) if position else None
-        super().__init__(f"{self.message} (HTTP {status}{', ' + self.code if self.code else ''})")
-
-
-class EndpointUnreachable(NeonHTTPError):
-    """No HTTP answer at all: wrong endpoint, proxy down, network or TLS failure, timeout."""
 
 
 @dataclass(frozen=True)
@@ -78,6 +48,10 @@ def derive_endpoint(connection_string: str, *, with_token: bool) -> str:
 
 
 class NeonHTTP:
+    """One connection string (role and database) and one bearer token, or a callable
+    that returns the current one (refreshed tokens); `endpoint` overrides the derived
+    one (else `NEON_HTTP_ENDPOINT`, else `derive_endpoint`)."""
+
     def __init__(
         self,
         connection_string: str,
@@ -105,6 +79,8 @@ class NeonHTTP:
         array_mode: bool = False,
         raw_text: bool = False,
     ) -> Result:
+        """One statement; rows are dicts (`array_mode`: lists) of typed values (`raw_text`:
+        every value as Postgres' text)."""
         body = {"query": sql, "params": list(params or [])}
         headers = self._headers(array_mode=array_mode, raw_text=raw_text)
         return Result.from_json(self._post(body, headers))

@@ -1,4 +1,4 @@
-"""`python -m issuer keys …` and `python -m issuer token mint`: operating the key ring.
+"""`python -m issuer keys …`: operating the key ring.
 
 The commands run in the issuer's app context and use its KeyRing
 (`app.extensions["keyring"]`), so they see exactly the keys the server signs
@@ -7,42 +7,16 @@ with. Errors are one line on stderr and a non-zero exit, never a traceback.
 
 from __future__ import annotations
 
-import base64
-import functools
 import json
-from collections.abc import Callable
 from datetime import UTC, datetime
-from typing import ParamSpec, TypeVar
 
 import click
 from flask import current_app
-from flask.cli import AppGroup
 
-from issuer.accounts.claims import InvalidClaimError, parse_claim
-from issuer.audit import audit, log_to_stderr
+from issuer.cli import command_group, operator_errors
 from issuer.config import Config
-from issuer.keyring import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
-from issuer.tokens import ReservedClaimError, mint_access_token
-
-# Neon's proxy refreshes its JWKS cache blocking after one hour: a next key must
-# be published longer than that before it may sign.
-NEON_JWKS_CACHE_MAX_AGE = 3600
-
-P = ParamSpec("P")
-R = TypeVar("R")
-
-
-def _operator_errors(command: Callable[P, R]) -> Callable[P, R]:
-    """Turn key-ring and claim errors into a one-line `Error: …` and exit status 1."""
-
-    @functools.wraps(command)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
-        try:
-            return command(*args, **kwargs)
-        except (KeyRingError, ReservedClaimError) as exc:
-            raise click.ClickException(str(exc)) from None
-
-    return wrapper
+from issuer.keys.policy import check_rotation_policy
+from issuer.keys.ring import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
 
 
 def _ring() -> KeyRing:
@@ -59,22 +33,8 @@ def _when(epoch: int | None) -> str:
     return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def check_rotation_policy(config: Config) -> None:
-    """A next key must outlive every JWKS cache before it signs; refuse a config that
-    would let it sign earlier."""
-    longest_cache = max(config.jwks_max_age, NEON_JWKS_CACHE_MAX_AGE)
-    if config.rotation_min_published <= longest_cache:
-        raise click.ClickException(
-            f"ISSUER_ROTATION_MIN_PUBLISHED ({config.rotation_min_published} s) must exceed "
-            f"the longest JWKS cache lifetime ({longest_cache} s: ISSUER_JWKS_MAX_AGE and "
-            f"Neon's {NEON_JWKS_CACHE_MAX_AGE} s blocking refresh)"
-        )
-
-
-@click.group("keys", cls=AppGroup)
-def keys() -> None:
-    """Manage the ES256 signing keys in ISSUER_KEYS_DIR."""
-    log_to_stderr()
+keys = command_group("keys", "Manage the ES256 signing keys in ISSUER_KEYS_DIR.")
+_operator_errors = operator_errors(KeyRingError)
 
 
 @keys.command("init")
@@ -143,7 +103,7 @@ def list_command(as_json: bool) -> None:
 def rotate_command(force: bool) -> None:
     """Retire the active key, activate the next one, publish a new next key."""
     config = _config()
-    check_rotation_policy(config)
+    check_rotation_policy(config.rotation_min_published, config.jwks_max_age)
     retired, manifest = _ring().rotate(min_published=config.rotation_min_published, force=force)
     active = manifest.active
     early = active.published_at + config.rotation_min_published - active.activated_at
@@ -234,75 +194,3 @@ def revoke_command(kid: str, yes: bool) -> None:
     click.echo(f"revoked {kid}")
     click.echo(f"active  {manifest.active.kid}")
     click.echo(f"next    {manifest.next.kid}")
-
-
-@click.group("token", cls=AppGroup)
-def token() -> None:
-    """Mint tokens for debugging (for example RLS policies)."""
-    log_to_stderr()
-
-
-def _parse_claims(ctx: click.Context, param: click.Parameter, values: tuple[str, ...]) -> dict:
-    """NAME=VALUE pairs, parsed as the `users` commands parse them."""
-    claims: dict[str, object] = {}
-    for item in values:
-        try:
-            name, value = parse_claim(item)
-        except InvalidClaimError as exc:
-            raise click.BadParameter(str(exc), ctx, param) from None
-        claims[name] = value
-    return claims
-
-
-@token.command("mint")
-@click.option("--sub", "subject", required=True, help="The token's subject (user id).")
-@click.option(
-    "--ttl",
-    type=click.IntRange(min=1),
-    help="Lifetime in seconds (default and maximum: ISSUER_ACCESS_TOKEN_TTL).",
-)
-@click.option(
-    "--aud",
-    "audience",
-    help="Audience (default: ISSUER_DATABASE_AUDIENCE: a token the database accepts).",
-)
-@click.option("--scope", help="Space-separated scopes.")
-@click.option(
-    "--claim",
-    "claims",
-    multiple=True,
-    callback=_parse_claims,
-    metavar="NAME=VALUE",
-    help="Custom claim; VALUE is JSON if it parses (true, 42, [..]), else a string. Repeatable.",
-)
-@_operator_errors
-def mint_command(
-    subject: str, ttl: int | None, audience: str | None, scope: str | None, claims: dict
-) -> None:
-    """Print a signed access token for SUBJECT on stdout."""
-    config = _config()
-    if ttl is not None and ttl > config.access_token_ttl:
-        # `keys prune` relies on no token outliving ISSUER_ACCESS_TOKEN_TTL.
-        raise click.BadParameter(
-            f"at most ISSUER_ACCESS_TOKEN_TTL ({config.access_token_ttl} s)", param_hint="--ttl"
-        )
-    ring = _ring()
-    jwt = mint_access_token(
-        ring,
-        issuer=config.issuer_url,
-        subject=subject,
-        audience=audience if audience is not None else config.database_audience,
-        ttl=ttl or config.access_token_ttl,
-        scope=scope,
-        extra_claims=claims,
-    )
-    payload = json.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))
-    audit(
-        "token.mint",
-        sub=subject,
-        jti=payload["jti"],
-        aud=payload.get("aud"),
-        kid=ring.signing_key().kid,
-        exp=payload["exp"],
-    )
-    click.echo(jwt)

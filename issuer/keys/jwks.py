@@ -19,7 +19,7 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from issuer.keyring import Jwks, KeyRingError
+from issuer.keys.ring import Jwks, KeyRingError
 
 PATH = "/.well-known/jwks.json"
 log = logging.getLogger(__name__)

@@ -1,4 +1,4 @@
-"""`app.sqlhttp.NeonHTTP` against the real proxy."""
+"""`neon_http.NeonHTTP` against the real proxy."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import uuid
 
 import pytest
 
-from app.sqlhttp import EndpointUnreachable, NeonDbError, NeonHTTP, derive_endpoint
+from neon_http import EndpointUnreachable, NeonDbError, NeonHTTP, derive_endpoint
 from tests.proxy.support import Proxy, SigningKey, claims_for
 
 CONNECTION = "postgresql://authenticated@ep-test-123.localhost/neondb"

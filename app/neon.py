@@ -1,4 +1,5 @@
-"""One Neon HTTP client per request, carrying the logged-in user's token.
+"""The Neon database, as the app reaches it: one `neon_http` client per request,
+carrying the logged-in user's token.
 
 Each thread keeps one `requests.Session` so that connections to the SQL
 endpoint stay alive across requests; a response hook adds each round trip's
@@ -14,7 +15,7 @@ import requests
 from flask import current_app, g
 
 from app.config import AppConfig
-from app.sqlhttp import NeonHTTP, derive_endpoint
+from neon_http import NeonHTTP, derive_endpoint
 
 _local = threading.local()
 

@@ -40,6 +40,7 @@ from issuer.keys.manifest import KeyRecord, KeyState, Manifest
 from issuer.keys.store import KeyStore, Stamp
 
 __all__ = [
+    "REFRESH_INTERVAL",
     "Jwks",
     "KeyFileError",
     "KeyRecord",
@@ -56,6 +57,7 @@ __all__ = [
     "SigningKey",
     "StorageError",
     "UnknownKey",
+    "jwks_document",
 ]
 
 log = logging.getLogger(__name__)

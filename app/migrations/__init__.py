@@ -1,0 +1,1 @@
+"""The versioned schema of the app's own store (`app/store.py`)."""
