@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test bench mutants lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
+.PHONY: run test test-quick bench mutants lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -32,6 +32,11 @@ run: $(STAMP)
 
 test: $(STAMP) $(CHROMIUM)
 	$(PY) -m pytest
+
+# The inner loop: everything but the browser, load, resilience and supervisor suites
+# (the slow suites are a handful of tests but half of the time). CI runs `make test`.
+test-quick: $(STAMP)
+	$(PY) -m pytest -m "not browser and not load and not resilience and not stack"
 
 bench: $(STAMP)
 	$(PY) -m bench

@@ -6,13 +6,8 @@ data, the keys and the app's OAuth client; `--demo-users` adds the demo accounts
 from __future__ import annotations
 
 import json
-import os
 import shutil
-import signal
-import socket
 import stat
-import subprocess
-import sys
 import tempfile
 import time
 import urllib.error
@@ -26,80 +21,18 @@ import requests
 from neon_http import NeonDbError, NeonHTTP
 from stack import postgres
 from tests.app.live import hidden_field
+from tests.support.supervised_stack import SupervisedStack
+
+pytestmark = pytest.mark.stack
 
 CONNECTION = "postgresql://authenticated@localhost/neondb"
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+class Stack(SupervisedStack):
+    """The supervised stack, with one worker per service, and what the test does with it."""
 
-
-@pytest.fixture
-def stack_env() -> Iterator[dict[str, str]]:
-    # Outside pytest's temp root, as for `pg_server` (see tests/conftest.py).
-    tmp_path = Path(tempfile.mkdtemp(prefix="neon-own-login-stack-"))
-    issuer_port, proxy_port, app_port = free_port(), free_port(), free_port()
-    issuer = f"http://127.0.0.1:{issuer_port}"
-    yield dict(
-        os.environ,
-        DATA_DIR=str(tmp_path / "data"),
-        ISSUER_DATA_DIR=str(tmp_path / "data"),
-        ISSUER_KEYS_DIR=str(tmp_path / "keys"),
-        ISSUER_DATABASE_URL=f"sqlite:///{tmp_path / 'data' / 'issuer.sqlite3'}",
-        ISSUER_BIND=f"127.0.0.1:{issuer_port}",
-        ISSUER_URL=issuer,
-        ISSUER_WORKERS="1",
-        PROXY_PORT=str(proxy_port),
-        PROXY_WORKERS="1",
-        PROXY_JWKS_URL=f"{issuer}/.well-known/jwks.json",
-        APP_BIND=f"127.0.0.1:{app_port}",
-        APP_WORKERS="1",
-    )
-    shutil.rmtree(tmp_path, ignore_errors=True)
-
-
-class Stack:
-    def __init__(self, env: dict[str, str], *options: str) -> None:
-        self.env = env
-        self.app_url = f"http://{env['APP_BIND']}"
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "stack", "run", *options],
-            env=env,
-            stdout=subprocess.PIPE,
-            stderr=subprocess.STDOUT,
-            text=True,
-        )
-        self.output: list[str] = []
-        deadline = time.monotonic() + 90
-        assert self.process.stdout is not None
-        while time.monotonic() < deadline:
-            line = self.process.stdout.readline()
-            if not line:
-                break
-            self.output.append(line)
-            if "Ctrl-C stops everything" in line:
-                return
-        self.process.kill()
-        raise AssertionError("stack did not come up:\n" + "".join(self.output))
-
-    def stop(self) -> int:
-        self.process.send_signal(signal.SIGINT)
-        out, _ = self.process.communicate(timeout=60)
-        self.output.append(out)
-        return self.process.returncode
-
-    def issuer(self, *args: str) -> str:
-        done = subprocess.run(
-            [sys.executable, "-m", "issuer", *args],
-            env=self.env,
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
-        assert done.returncode == 0, done.stderr
-        return done.stdout.strip()
+    def lines(self) -> list[str]:
+        return self.output().splitlines(keepends=True)
 
     def app_status(self, path: str) -> int:
         """The app's answer to GET `path`, once its workers answer at all."""
@@ -119,7 +52,7 @@ class Stack:
         """A browser-like session, logged in to the app through the issuer's pages."""
         browser = requests.Session()
         page = browser.get(f"{self.app_url}/login", timeout=15)
-        assert page.url.startswith(f"{self.env['ISSUER_URL']}/login"), page.url
+        assert page.url.startswith(f"{self.issuer_url}/login"), page.url
         token = hidden_field(page.text, "csrf_token")
         data = {"email": email, "password": password, "csrf_token": token}
         done = browser.post(page.url, data=data, timeout=15)
@@ -129,26 +62,26 @@ class Stack:
 
     def client(self, subject: str) -> NeonHTTP:
         token = self.issuer("token", "mint", "--sub", subject)
-        endpoint = f"http://127.0.0.1:{self.env['PROXY_PORT']}/sql"
-        return NeonHTTP(CONNECTION, auth_token=token, endpoint=endpoint)
+        return NeonHTTP(CONNECTION, auth_token=token, endpoint=self.proxy_url)
 
 
 @pytest.fixture
-def stack(stack_env: dict[str, str]) -> Iterator[Stack]:
-    running = Stack(stack_env)
+def stack() -> Iterator[Stack]:
+    # Outside pytest's temp root, as for `pg_server` (see tests/conftest.py).
+    base = Path(tempfile.mkdtemp(prefix="neon-own-login-stack-"))
+    running = Stack(base, {"ISSUER_WORKERS": "1", "PROXY_WORKERS": "1", "APP_WORKERS": "1"})
+    running.start()
     yield running
-    if running.process.poll() is None:
-        running.stop()
+    running.stop()
+    shutil.rmtree(base, ignore_errors=True)
 
 
-def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
-    stack: Stack, stack_env: dict[str, str]
-) -> None:
-    urls = [line.split()[0] for line in stack.output if line.startswith("  ")]
-    assert urls == ["app", "issuer", "proxy", "database"], "".join(stack.output)
-    assert f"  app      {stack.app_url}  <- open this\n" in stack.output
+def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(stack: Stack) -> None:
+    urls = [line.split()[0] for line in stack.lines() if line.startswith("  ")]
+    assert urls == ["app", "issuer", "proxy", "database"], stack.output()
+    assert f"  app      {stack.app_url}  <- open this\n" in stack.lines()
     assert stack.app_status("/healthz") == 200
-    credentials_file = Path(stack_env["DATA_DIR"]) / "app-client.json"
+    credentials_file = stack.data_dir / "app-client.json"
     assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
     credentials = json.loads(credentials_file.read_text())
     assert credentials["client_id"] == "todo-app"
@@ -172,10 +105,11 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
     assert carol.query("select auth.user_id() as sub").rows == [{"sub": "carol"}]
     assert alice.query("select count(*) as n from todos").rows == [{"n": "1"}]
 
-    assert stack.stop() == 0, "".join(stack.output)
-    assert postgres.running(Path(stack_env["DATA_DIR"]) / "pg") is None, "".join(stack.output)
+    assert stack.stop() == 0, stack.output()
+    assert postgres.running(stack.data_dir / "pg") is None, stack.output()
 
-    again = Stack(stack_env, "--demo-users")
+    again = stack
+    again.start("--demo-users")
     try:
         assert stack.client("alice").query("select task from todos").rows == [
             {"task": "alice's secret"}
@@ -184,11 +118,11 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(
         assert {k["kid"] for k in kids_before["keys"]} <= {k["kid"] for k in kids_after["keys"]}
         assert json.loads(credentials_file.read_text()) == credentials, "the client is reused"
         assert len(again.issuer("clients", "list").splitlines()) == 1
-        assert not any("registered" in line for line in again.output), "".join(again.output)
+        assert "registered" not in again.output(), again.output()
         assert again.app_status("/healthz") == 200
         emails = {json.loads(u)["email"] for u in again.issuer("users", "list", "--json").split()}
         assert emails == {"alice@example.com", "bob@example.com"}
-        shown = "".join(again.output)
+        shown = again.output()
         assert "alice@example.com  alice-demo-password" in shown
         assert "bob@example.com    bob-demo-password" in shown
 

@@ -13,7 +13,6 @@ import base64
 import json
 import re
 import socket
-import threading
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -23,7 +22,6 @@ from typing import Any
 import requests
 from flask import Flask
 from sqlalchemy import delete, select
-from werkzeug.serving import BaseWSGIServer, make_server
 
 from app import create_app
 from app.config import AppConfig
@@ -40,33 +38,13 @@ from proxy.config import ProxyConfig
 from proxy.rules import AuthRule
 from stack.migrate import LocalDatabase
 from tests.proxy.support import Proxy, base_config
+from tests.support.servers import LiveServer
 
 HTTP_TIMEOUT = 15
 PASSWORD = "correct horse battery staple"
 # `quick_stack`: access tokens last 5 s and are refreshed with less than 3 s left.
 QUICK_TOKEN_TTL = 5
 QUICK_REFRESH_MARGIN = 3
-
-
-class LiveServer:
-    """A threaded WSGI server whose app can be swapped (or set after the port is known)."""
-
-    def __init__(self) -> None:
-        self.app: Callable[..., Any] | None = None
-        self.httpd: BaseWSGIServer = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-        self._thread.start()
-
-    def _dispatch(self, environ: dict[str, Any], start_response: Callable[..., Any]) -> Any:
-        if self.app is None:
-            start_response("503 Service Unavailable", [("Content-Type", "text/plain")])
-            return [b"down\n"]
-        return self.app(environ, start_response)
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
 
 @dataclass

@@ -25,7 +25,8 @@ from issuer.db import get_engine
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from tests.app.browser import ENHANCED_FORM, Person, launch, new_context, run_sql
-from tests.app.live import LiveServer, Stack
+from tests.app.live import Stack
+from tests.support.servers import LiveServer
 
 pytestmark = pytest.mark.browser
 

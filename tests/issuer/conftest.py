@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import json
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -11,13 +10,13 @@ import psycopg
 import pytest
 from flask import Flask
 from joserfc import jwt
-from joserfc.jwk import KeySet
 from sqlalchemy import text
 
 import servicedb
 from issuer import create_app, db, migrations
 from issuer.config import Config
 from issuer.keys import KeyRing
+from tests.support.jose import verify_with_jwks
 
 T0 = 1_800_000_000
 
@@ -73,14 +72,10 @@ def keys_app(issuer_config: Config, ring: KeyRing) -> Flask:
     return app
 
 
-def _verify_with_jwks(token: str, jwks_body: bytes) -> jwt.Token:
-    return jwt.decode(token, KeySet.import_key_set(json.loads(jwks_body)), algorithms=["ES256"])
-
-
 @pytest.fixture
 def verify() -> Callable[[str, bytes], jwt.Token]:
     """Verify a token with an independent JOSE library, given only a published JWKS body."""
-    return _verify_with_jwks
+    return verify_with_jwks
 
 
 @pytest.fixture(scope="session")

@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import base64
 import hashlib
-import json
 import re
 import secrets
 from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask
 from flask.testing import FlaskClient
-from joserfc import jwt
-from joserfc.jwk import KeySet
 
 from issuer.accounts import users
 from issuer.accounts.models import User
@@ -115,8 +112,3 @@ def refresh(browser: FlaskClient, client: Client, refresh_token: str):
 def basic(client_id: str, secret: str) -> dict[str, str]:
     raw = base64.b64encode(f"{client_id}:{secret}".encode()).decode()
     return {"Authorization": f"Basic {raw}"}
-
-
-def verify_with_jwks(token: str, jwks_body: bytes) -> jwt.Token:
-    """Verify with joserfc, given only the published JWKS (as a relying party would)."""
-    return jwt.decode(token, KeySet.import_key_set(json.loads(jwks_body)), algorithms=["ES256"])

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -14,15 +13,10 @@ import pytest
 import requests
 
 from issuer.keys import REFRESH_INTERVAL, KeyRing
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 30  # enough that both workers answer after the change
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture

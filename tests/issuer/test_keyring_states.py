@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import shutil
 import tempfile
 from pathlib import Path
@@ -10,12 +9,11 @@ from pathlib import Path
 from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, initialize, invariant, rule
-from joserfc import jwt
 from joserfc.errors import InvalidKeyIdError
-from joserfc.jwk import KeySet
 
 from issuer.keys import KeyRing, KeyState, RotationTooEarly
 from issuer.tokens import mint_access_token
+from tests.support.jose import verify_with_jwks
 
 MIN_PUBLISHED, TTL, LEEWAY = 3900, 900, 30
 
@@ -102,19 +100,15 @@ class KeyRingMachine(RuleBasedStateMachine):
         for token, kid, exp in self.tokens:
             if kid in self.gone:
                 try:
-                    verify(token, body)
+                    verify_with_jwks(token, body)
                 except InvalidKeyIdError:
                     continue
                 raise AssertionError(f"token of withdrawn key {kid} still verifies")
             if self.clock.now < exp + LEEWAY:
-                verify(token, body)
+                verify_with_jwks(token, body)
 
     def teardown(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
-
-
-def verify(token: str, jwks_body: bytes) -> jwt.Token:
-    return jwt.decode(token, KeySet.import_key_set(json.loads(jwks_body)), algorithms=["ES256"])
 
 
 TestKeyRingLifecycle = KeyRingMachine.TestCase

@@ -21,8 +21,8 @@ from tests.issuer.oauth_flows import (
     redirect_params,
     refresh,
     register,
-    verify_with_jwks,
 )
+from tests.support.jose import verify_with_jwks
 
 
 @pytest.fixture

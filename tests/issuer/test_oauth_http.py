@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import socket
 import subprocess
 import sys
 import time
@@ -24,16 +23,11 @@ from tests.issuer.oauth_flows import (
     make_user,
     pkce_pair,
     register,
-    verify_with_jwks,
 )
+from tests.support.jose import verify_with_jwks
+from tests.support.ports import free_port
 
 TIMEOUT = 10
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 @pytest.fixture

@@ -25,8 +25,8 @@ from tests.issuer.oauth_flows import (
     redeem,
     redirect_params,
     register,
-    verify_with_jwks,
 )
+from tests.support.jose import verify_with_jwks
 
 
 @pytest.fixture

@@ -22,8 +22,8 @@ from tests.issuer.oauth_flows import (
     pkce_pair,
     refresh,
     register,
-    verify_with_jwks,
 )
+from tests.support.jose import verify_with_jwks
 
 DB = "urn:neon:database"
 OTHER = "https://reports.example/api"

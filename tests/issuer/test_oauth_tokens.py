@@ -16,8 +16,8 @@ from tests.issuer.oauth_flows import (
     redeem,
     refresh,
     register,
-    verify_with_jwks,
 )
+from tests.support.jose import verify_with_jwks
 
 
 @pytest.fixture

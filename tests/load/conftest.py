@@ -13,8 +13,8 @@ import pytest
 import servicedb
 from issuer import migrations
 from issuer.accounts import users
-from tests.load.production_stack import ProductionStack
 from tests.load.visitor import PASSWORD, email_of
+from tests.support.supervised_stack import SupervisedStack
 
 VISITORS = int(os.environ.get("LOAD_USERS", "16"))
 # Short enough that every visitor's session refreshes several times in a run.
@@ -28,10 +28,10 @@ def has_account(index: int) -> bool:
 
 
 @pytest.fixture(scope="module")
-def production_stack() -> Iterator[ProductionStack]:
+def production_stack() -> Iterator[SupervisedStack]:
     # Outside pytest's temp root, as for `pg_server` (see tests/conftest.py).
     base = Path(tempfile.mkdtemp(prefix="neon-own-login-load-"))
-    stack = ProductionStack(
+    stack = SupervisedStack(
         base,
         {
             "ISSUER_ACCESS_TOKEN_TTL": str(ACCESS_TOKEN_TTL),

@@ -22,8 +22,10 @@ import pytest
 import servicedb
 from issuer.accounts import users
 from tests.load.conftest import ACCESS_TOKEN_TTL, VISITORS, has_account
-from tests.load.production_stack import ProductionStack
 from tests.load.visitor import HTTP_TIMEOUT, Ledger, Registry, Traffic, Visitor
+from tests.support.supervised_stack import SupervisedStack
+
+pytestmark = pytest.mark.load
 
 SECONDS = float(os.environ.get("LOAD_SECONDS", "20"))
 
@@ -53,7 +55,7 @@ def _drive(visitor: Visitor, deadline: float) -> None:
         visitor.problems.append("the second tab hung past its request timeout")
 
 
-def _stored_todos(stack: ProductionStack, visitors: list[Visitor]) -> dict[str, Ledger]:
+def _stored_todos(stack: SupervisedStack, visitors: list[Visitor]) -> dict[str, Ledger]:
     """Every row of `todos`, read as the superuser (past RLS), by the owner's email."""
     engine = servicedb.engine_for(stack.issuer_database_url)
     try:
@@ -82,7 +84,7 @@ def _audit(output: str) -> list[dict[str, Any]]:
 
 
 def test_many_users_sign_in_refresh_and_crud_at_once(
-    production_stack: ProductionStack, capsys: pytest.CaptureFixture[str]
+    production_stack: SupervisedStack, capsys: pytest.CaptureFixture[str]
 ) -> None:
     traffic, registry = Traffic(), Registry()
     visitors = [

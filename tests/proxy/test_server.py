@@ -14,12 +14,7 @@ import psycopg
 
 from neon_http import NeonHTTP
 from tests.proxy.support import SigningKey, claims_for
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
+from tests.support.ports import free_port
 
 
 def key_count(superuser_url: str) -> int:

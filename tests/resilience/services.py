@@ -28,6 +28,7 @@ from issuer.keys.store import TEMP_PREFIX
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from stack.migrate import LocalDatabase
+from tests.support.ports import free_port
 
 REPO = Path(__file__).resolve().parents[2]
 GUNICORN = str(Path(sys.executable).parent / "gunicorn")
@@ -43,12 +44,6 @@ RING_REFRESH = REFRESH_INTERVAL
 # The issuer's access log: path, status, the ETag sent, and who asked.
 ACCESS_LOG_FORMAT = '%(U)s %(s)s %({etag}o)s "%(a)s"'
 PROXY_USER_AGENT = "neon-proxy-local"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 class Service:

@@ -40,6 +40,8 @@ from tests.resilience.services import (
 )
 from tests.resilience.traffic import Traffic, get_token, sql, token_header
 
+pytestmark = pytest.mark.resilience
+
 
 @pytest.fixture(scope="module")
 def own_db() -> Iterator[LocalDatabase]:

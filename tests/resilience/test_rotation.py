@@ -21,6 +21,8 @@ import threading
 import time
 from collections.abc import Callable
 
+import pytest
+
 import proxy.jwks
 import proxy.jwt
 from stack.migrate import LocalDatabase
@@ -32,6 +34,8 @@ from tests.resilience.services import (
     wait_for,
 )
 from tests.resilience.traffic import Traffic, get_token, sql, token_claims, token_header
+
+pytestmark = pytest.mark.resilience
 
 CLIENTS = 3
 ROTATIONS = 4

@@ -1,11 +1,12 @@
-"""`python -m stack run` as an operator starts it, in a temporary directory.
+"""`python -m stack run` (`make run`) as an operator starts it, in a temporary directory.
 
-The load test must hit what users run: the supervisor, PostgreSQL, and the
-issuer, proxy and app on gunicorn with their default workers. Only ports,
-directories and the short token lifetime that makes refreshes happen during
-a short run are set here. Everything the children print (gunicorn's logs and
-the issuer's audit trail) goes to one file, read after the run; a pipe would
-block the servers once nobody drained it.
+The stack tests and the load test drive what users run: the supervisor,
+PostgreSQL, and the issuer, proxy and app on gunicorn. Only ports, directories
+and the settings a test passes are set here; nothing of the developer's shell
+(`APP_…`, `ISSUER_…`, …) leaks in. Everything the children print (gunicorn's logs
+and the issuer's audit trail) goes to one file, read after the run; a pipe would
+block the servers once nobody drained it. A stack can be stopped and started
+again on the same state (`start(*options)`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,6 @@ from __future__ import annotations
 import contextlib
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -22,6 +22,7 @@ from pathlib import Path
 import psutil
 
 from stack import postgres
+from tests.support.ports import free_port
 
 START_TIMEOUT_S = 90.0
 STOP_TIMEOUT_S = 30.0
@@ -31,13 +32,7 @@ READY_LINE = "Ctrl-C stops everything."
 _INHERITED_PREFIXES = ("APP_", "ISSUER_", "PROXY_", "NEON_", "DATABASE_")
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-class ProductionStack:
+class SupervisedStack:
     """The supervised stack on free loopback ports, its state under `base`."""
 
     def __init__(self, base: Path, settings: dict[str, str]) -> None:
@@ -48,6 +43,7 @@ class ProductionStack:
         issuer_port, proxy_port, app_port = free_port(), free_port(), free_port()
         self.issuer_url = f"http://127.0.0.1:{issuer_port}"
         self.app_url = f"http://127.0.0.1:{app_port}"
+        self.proxy_url = f"http://127.0.0.1:{proxy_port}/sql"
         self.issuer_database_url = f"sqlite:///{self.data_dir / 'issuer.sqlite3'}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
         env.update(
@@ -66,13 +62,15 @@ class ProductionStack:
         )
         self.env = env
         self.process: subprocess.Popen[bytes] | None = None
+        self._run_starts_at = 0
 
-    def start(self) -> None:
-        """Start the supervisor and wait until it says every service is up."""
-        with self.log_path.open("wb") as log:
+    def start(self, *options: str) -> None:
+        """Start the supervisor (`run` with `options`) and wait until every service is up."""
+        self._run_starts_at = self.log_path.stat().st_size if self.log_path.exists() else 0
+        with self.log_path.open("ab") as log:
             # cwd is the temporary directory: no `.env` of the checkout is read.
             self.process = subprocess.Popen(
-                [sys.executable, "-m", "stack", "run"],
+                [sys.executable, "-m", "stack", "run", *options],
                 cwd=self.base,
                 env=self.env,
                 stdout=log,
@@ -108,8 +106,25 @@ class ProductionStack:
         return self.process.returncode
 
     def output(self) -> str:
-        """Everything the supervisor and its services have printed so far."""
-        return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        """What the supervisor and its services printed since the last start."""
+        if not self.log_path.exists():
+            return ""
+        with self.log_path.open("rb") as log:
+            log.seek(self._run_starts_at)
+            return log.read().decode(errors="replace")
+
+    def issuer(self, *args: str) -> str:
+        """`python -m issuer ARGS` on this stack's issuer (its stdout; it must succeed)."""
+        done = subprocess.run(
+            [sys.executable, "-m", "issuer", *args],
+            cwd=self.base,
+            env=self.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert done.returncode == 0, done.stderr
+        return done.stdout.strip()
 
     def database_url(self) -> str:
         """The superuser's URL of `neondb` on the running embedded server."""

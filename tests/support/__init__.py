@@ -1,0 +1,1 @@
+"""What many test suites need: free ports, live servers, the supervised stack, JOSE checks."""
