@@ -43,6 +43,13 @@ class Env:
     def integer(
         self, name: str, default: int, *, minimum: int = 1, maximum: int | None = None
     ) -> int:
+        return self._whole(name, default, minimum, maximum, "")
+
+    def seconds(self, name: str, default: int, *, minimum: int = 1) -> int:
+        """A duration in whole seconds (`minimum` 0 where "none" makes sense)."""
+        return self._whole(name, default, minimum, None, " of seconds")
+
+    def _whole(self, name: str, default: int, minimum: int, maximum: int | None, unit: str) -> int:
         raw = self.optional(name)
         if raw is None:
             return default
@@ -50,22 +57,11 @@ class Env:
         try:
             value = int(raw)
         except ValueError:
-            raise SettingError(f"{name} must be a whole number ({bounds}), got {raw!r}") from None
+            raise SettingError(
+                f"{name} must be a whole number{unit} ({bounds}), got {raw!r}"
+            ) from None
         if value < minimum or (maximum is not None and value > maximum):
             raise SettingError(f"{name} must be {bounds}, got {value}")
-        return value
-
-    def seconds(self, name: str, default: int, *, minimum: int = 1) -> int:
-        """A duration in whole seconds (`minimum` 0 where "none" makes sense)."""
-        raw = self.optional(name)
-        if raw is None:
-            return default
-        try:
-            value = int(raw)
-        except ValueError:
-            raise SettingError(f"{name} must be a whole number of seconds, got {raw!r}") from None
-        if value < minimum:
-            raise SettingError(f"{name} must be at least {minimum} second(s), got {value}")
         return value
 
     def number(self, name: str, default: float, *, minimum: float) -> float:

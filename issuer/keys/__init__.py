@@ -10,27 +10,21 @@
 Everything else in the issuer talks to the `KeyRing` only.
 """
 
-from issuer.keys.errors import RotationPolicyError
-from issuer.keys.ring import (
-    REFRESH_INTERVAL,
-    Jwks,
+from issuer.keys.errors import (
     KeyFileError,
-    KeyRecord,
-    KeyRing,
     KeyRingError,
-    KeyState,
-    Manifest,
     ManifestError,
     PassphraseError,
     RingBusy,
     RingExists,
     RingNotFound,
+    RotationPolicyError,
     RotationTooEarly,
-    SigningKey,
     StorageError,
     UnknownKey,
-    jwks_document,
 )
+from issuer.keys.manifest import KeyRecord, KeyState, Manifest
+from issuer.keys.ring import REFRESH_INTERVAL, Jwks, KeyRing, SigningKey, jwks_document
 
 __all__ = [
     "REFRESH_INTERVAL",

@@ -15,8 +15,8 @@ from flask import current_app
 
 from issuer.cli import command_group, operator_errors
 from issuer.config import Config
+from issuer.keys import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
 from issuer.keys.policy import check_rotation_policy
-from issuer.keys.ring import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
 
 
 def _ring() -> KeyRing:

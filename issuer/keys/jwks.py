@@ -19,7 +19,8 @@ from typing import Any
 from flask import Flask
 from werkzeug.http import parse_etags
 
-from issuer.keys.ring import Jwks, KeyRingError
+from issuer.keys.errors import KeyRingError
+from issuer.keys.ring import Jwks
 
 PATH = "/.well-known/jwks.json"
 log = logging.getLogger(__name__)

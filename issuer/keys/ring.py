@@ -26,39 +26,11 @@ from issuer.audit import audit
 from issuer.keys.errors import (
     KeyFileError,
     KeyRingError,
-    ManifestError,
-    PassphraseError,
-    RingBusy,
     RingExists,
-    RingNotFound,
-    RotationTooEarly,
-    StorageError,
-    UnknownKey,
 )
 from issuer.keys.jwk import b64url, public_jwk, thumbprint
 from issuer.keys.manifest import KeyRecord, KeyState, Manifest
 from issuer.keys.store import KeyStore, Stamp
-
-__all__ = [
-    "REFRESH_INTERVAL",
-    "Jwks",
-    "KeyFileError",
-    "KeyRecord",
-    "KeyRing",
-    "KeyRingError",
-    "KeyState",
-    "Manifest",
-    "ManifestError",
-    "PassphraseError",
-    "RingBusy",
-    "RingExists",
-    "RingNotFound",
-    "RotationTooEarly",
-    "SigningKey",
-    "StorageError",
-    "UnknownKey",
-    "jwks_document",
-]
 
 log = logging.getLogger(__name__)
 

@@ -9,6 +9,7 @@ from pathlib import Path
 import psycopg
 import pytest
 from flask import Flask
+from flask.testing import FlaskClient
 from joserfc import jwt
 from sqlalchemy import text
 
@@ -117,6 +118,17 @@ def make_issuer_app(backend_config: Config) -> Iterator[Callable[..., Flask]]:
     yield make
     for app in apps:
         app.extensions["db"].dispose()
+
+
+@pytest.fixture
+def alice_browser(oauth_app: Flask) -> FlaskClient:
+    """A browser logged in to the issuer as alice@example.com."""
+    from tests.issuer.oauth_flows import log_in, make_user
+
+    make_user(oauth_app)
+    client = oauth_app.test_client()
+    log_in(client, "alice@example.com")
+    return client
 
 
 @pytest.fixture

@@ -84,7 +84,12 @@ def get_code(browser: FlaskClient, client: Client, **extra: str) -> tuple[str, s
 
 
 def redeem(
-    browser: FlaskClient, client: Client, code: str, verifier: str, secret: str | None = None
+    browser: FlaskClient,
+    client: Client,
+    code: str,
+    verifier: str,
+    secret: str | None = None,
+    **extra: str,
 ):
     data = {
         "grant_type": "authorization_code",
@@ -92,6 +97,7 @@ def redeem(
         "redirect_uri": REDIRECT_URI,
         "code_verifier": verifier,
         "client_id": client.client_id,
+        **extra,
     }
     if secret is not None:
         data["client_secret"] = secret

@@ -14,14 +14,6 @@ LOGGED_OUT = "http://127.0.0.1:8000/logged-out"
 
 
 @pytest.fixture
-def browser(oauth_app: Flask) -> FlaskClient:
-    make_user(oauth_app)
-    client = oauth_app.test_client()
-    log_in(client, "alice@example.com")
-    return client
-
-
-@pytest.fixture
 def spa(oauth_app: Flask):
     return register(
         oauth_app, public=True, first_party=True, post_logout_redirect_uris=(LOGGED_OUT,)
@@ -29,18 +21,18 @@ def spa(oauth_app: Flask):
 
 
 @pytest.fixture
-def id_token(browser, spa) -> str:
-    code, verifier = get_code(browser, spa)
-    return redeem(browser, spa, code, verifier).json["id_token"]
+def id_token(alice_browser, spa) -> str:
+    code, verifier = get_code(alice_browser, spa)
+    return redeem(alice_browser, spa, code, verifier).json["id_token"]
 
 
-def logged_in(browser: FlaskClient) -> bool:
-    return browser.get("/account").status_code == 200
+def logged_in(alice_browser: FlaskClient) -> bool:
+    return alice_browser.get("/account").status_code == 200
 
 
-def test_logout_with_hint_and_registered_uri_redirects_with_state(browser, id_token):
-    assert logged_in(browser)
-    response = browser.get(
+def test_logout_with_hint_and_registered_uri_redirects_with_state(alice_browser, id_token):
+    assert logged_in(alice_browser)
+    response = alice_browser.get(
         "/end-session",
         query_string={
             "id_token_hint": id_token,
@@ -52,11 +44,11 @@ def test_logout_with_hint_and_registered_uri_redirects_with_state(browser, id_to
     location = urlsplit(response.headers["Location"])
     assert f"{location.scheme}://{location.netloc}{location.path}" == LOGGED_OUT
     assert parse_qs(location.query) == {"state": ["xyz"]}
-    assert not logged_in(browser)
+    assert not logged_in(alice_browser)
 
 
-def test_unregistered_post_logout_uri_is_not_followed(browser, id_token):
-    response = browser.get(
+def test_unregistered_post_logout_uri_is_not_followed(alice_browser, id_token):
+    response = alice_browser.get(
         "/end-session",
         query_string={
             "id_token_hint": id_token,
@@ -66,48 +58,48 @@ def test_unregistered_post_logout_uri_is_not_followed(browser, id_token):
     assert response.status_code == 200
     assert "Location" not in response.headers
     assert "logged out" in response.text
-    assert not logged_in(browser)
+    assert not logged_in(alice_browser)
 
 
-def test_logout_without_hint_asks_for_confirmation(browser):
-    page = browser.get("/end-session", query_string={"post_logout_redirect_uri": LOGGED_OUT})
+def test_logout_without_hint_asks_for_confirmation(alice_browser):
+    page = alice_browser.get("/end-session", query_string={"post_logout_redirect_uri": LOGGED_OUT})
     assert page.status_code == 200
-    assert logged_in(browser)  # a link alone logs nobody out
-    forged = browser.post("/end-session", data={"confirm": "Log out"})
+    assert logged_in(alice_browser)  # a link alone logs nobody out
+    forged = alice_browser.post("/end-session", data={"confirm": "Log out"})
     assert forged.status_code == 400
-    assert logged_in(browser)
-    posted = browser.post("/end-session", data={"post_logout_redirect_uri": LOGGED_OUT})
+    assert logged_in(alice_browser)
+    posted = alice_browser.post("/end-session", data={"post_logout_redirect_uri": LOGGED_OUT})
     assert posted.status_code == 200 and "Log out now?" in posted.text
-    assert logged_in(browser)
-    done = browser.post(
+    assert logged_in(alice_browser)
+    done = alice_browser.post(
         "/end-session",
         query_string={"post_logout_redirect_uri": LOGGED_OUT},
         data={"csrf_token": csrf_token(page.text), "confirm": "Log out"},
     )
     assert done.status_code == 200  # no hint: no redirect, per the spec
-    assert not logged_in(browser)
+    assert not logged_in(alice_browser)
 
 
 @pytest.mark.parametrize("hint", ["garbage", "a.b.c", "eyJhbGciOiJub25lIn0.e30."])
-def test_logout_with_a_bad_hint_is_refused_without_redirect(browser, hint):
-    response = browser.get(
+def test_logout_with_a_bad_hint_is_refused_without_redirect(alice_browser, hint):
+    response = alice_browser.get(
         "/end-session",
         query_string={"id_token_hint": hint, "post_logout_redirect_uri": LOGGED_OUT},
     )
     assert response.status_code == 400
     assert "Location" not in response.headers
-    assert logged_in(browser)
+    assert logged_in(alice_browser)
 
 
-def test_a_posted_hint_naming_the_user_logs_out_without_asking(browser, id_token):
+def test_a_posted_hint_naming_the_user_logs_out_without_asking(alice_browser, id_token):
     """What the todo app does: the ID token in a form body, never in a URL."""
-    response = browser.post(
+    response = alice_browser.post(
         "/end-session",
         data={"id_token_hint": id_token, "post_logout_redirect_uri": LOGGED_OUT},
     )
     assert response.status_code == 302
     assert response.headers["Location"] == LOGGED_OUT
-    assert not logged_in(browser)
+    assert not logged_in(alice_browser)
 
 
 @pytest.mark.parametrize("method", ["get", "post"])
@@ -146,21 +138,21 @@ def test_another_users_hint_asks_before_logging_this_user_out(
 
 
 def test_a_cross_site_post_without_cookies_writes_no_cookie_and_hops_to_our_origin(
-    oauth_app: Flask, browser, id_token
+    oauth_app: Flask, alice_browser, id_token
 ) -> None:
     """Browsers withhold SameSite=Lax cookies from a cross-site POST. The answer must
     not set one (it would replace the login it cannot see): a page of ours reposts
     the request, and that same-origin post carries the cookie."""
-    withheld = oauth_app.test_client()  # the same browser, minus the Lax cookie
+    withheld = oauth_app.test_client()  # the same alice_browser, minus the Lax cookie
     params = {"id_token_hint": id_token, "post_logout_redirect_uri": LOGGED_OUT}
     hop = withheld.post("/end-session", data=params)
     assert hop.status_code == 200 and "Continue" in hop.text
     assert "Set-Cookie" not in hop.headers
-    assert logged_in(browser)
+    assert logged_in(alice_browser)
     assert 'name="continued"' in hop.text and id_token in hop.text
-    done = browser.post("/end-session", data={**params, "continued": "1"})
+    done = alice_browser.post("/end-session", data={**params, "continued": "1"})
     assert done.status_code == 302 and done.headers["Location"] == LOGGED_OUT
-    assert not logged_in(browser)
+    assert not logged_in(alice_browser)
 
 
 def test_without_a_login_there_is_nothing_to_end_and_no_cookie_is_touched(
@@ -176,13 +168,13 @@ def test_without_a_login_there_is_nothing_to_end_and_no_cookie_is_touched(
         assert "Set-Cookie" not in response.headers
 
 
-def test_an_access_token_is_no_id_token_hint(browser, spa) -> None:
+def test_an_access_token_is_no_id_token_hint(alice_browser, spa) -> None:
     """A resource server holding Alice's access token cannot log her out silently."""
-    code, verifier = get_code(browser, spa)
-    access_token = redeem(browser, spa, code, verifier).json["access_token"]
-    response = browser.post(
+    code, verifier = get_code(alice_browser, spa)
+    access_token = redeem(alice_browser, spa, code, verifier).json["access_token"]
+    response = alice_browser.post(
         "/end-session",
         data={"id_token_hint": access_token, "post_logout_redirect_uri": LOGGED_OUT},
     )
     assert response.status_code == 400
-    assert logged_in(browser)
+    assert logged_in(alice_browser)

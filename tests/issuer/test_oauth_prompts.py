@@ -19,8 +19,6 @@ from tests.issuer.oauth_flows import (
     PASSWORD,
     authorize_params,
     csrf_token,
-    log_in,
-    make_user,
     pkce_pair,
     redeem,
     redirect_params,
@@ -34,14 +32,6 @@ def spa(oauth_app: Flask):
     return register(oauth_app, public=True, first_party=True)[0]
 
 
-@pytest.fixture
-def browser(oauth_app: Flask) -> FlaskClient:
-    make_user(oauth_app)
-    client = oauth_app.test_client()
-    log_in(client, "alice@example.com")
-    return client
-
-
 def age_login(app: Flask, seconds: float) -> None:
     """Pretend every login session started `seconds` earlier."""
     with app.app_context(), get_engine().begin() as conn:
@@ -50,11 +40,11 @@ def age_login(app: Flask, seconds: float) -> None:
         )
 
 
-def password_again(browser: FlaskClient, login_location: str) -> str:
+def password_again(alice_browser: FlaskClient, login_location: str) -> str:
     """Submit the login form the request was sent to; returns where it goes next."""
-    page = browser.get(login_location)
+    page = alice_browser.get(login_location)
     assert page.status_code == 200 and 'name="password"' in page.text
-    back = browser.post(
+    back = alice_browser.post(
         login_location,
         data={
             "email": "alice@example.com",
@@ -68,57 +58,67 @@ def password_again(browser: FlaskClient, login_location: str) -> str:
 
 @pytest.mark.parametrize("extra", [{"prompt": "login"}, {"max_age": "0"}])
 def test_a_fresh_login_is_required_and_replaying_next_does_not_skip_it(
-    oauth_app: Flask, browser: FlaskClient, spa, extra: dict[str, str]
+    oauth_app: Flask, alice_browser: FlaskClient, spa, extra: dict[str, str]
 ) -> None:
     age_login(oauth_app, 5)
     verifier, challenge = pkce_pair()
     params = authorize_params(spa, challenge, **extra)
-    first = browser.get("/authorize", query_string=params)
+    first = alice_browser.get("/authorize", query_string=params)
     assert first.status_code == 302 and first.headers["Location"].startswith("/login?next=")
     login_location = first.headers["Location"]
-    next_url = browser.get(login_location).request.args["next"]
+    next_url = alice_browser.get(login_location).request.args["next"]
 
     # The attack: request the login page's `next` without logging in.
     for _ in range(2):
-        replay = browser.get(next_url)
+        replay = alice_browser.get(next_url)
         assert replay.status_code == 302
         assert replay.headers["Location"].startswith("/login?next="), "code issued without a login"
 
-    back = password_again(browser, login_location)
+    back = password_again(alice_browser, login_location)
     assert back == next_url
     before = int(time.time())
-    query = redirect_params(browser.get(back))
+    query = redirect_params(alice_browser.get(back))
     assert query["state"] == params["state"]
-    tokens = redeem(browser, spa, query["code"], verifier).json
-    claims = verify_with_jwks(tokens["id_token"], browser.get("/.well-known/jwks.json").data).claims
+    tokens = redeem(alice_browser, spa, query["code"], verifier).json
+    claims = verify_with_jwks(
+        tokens["id_token"], alice_browser.get("/.well-known/jwks.json").data
+    ).claims
     assert claims["auth_time"] >= before - 1, "auth_time is the new login's"
 
 
 def test_max_age_accepts_a_recent_login_and_refuses_an_old_one(
-    oauth_app: Flask, browser: FlaskClient, spa
+    oauth_app: Flask, alice_browser: FlaskClient, spa
 ) -> None:
     _, challenge = pkce_pair()
-    recent = browser.get("/authorize", query_string=authorize_params(spa, challenge, max_age="600"))
+    recent = alice_browser.get(
+        "/authorize", query_string=authorize_params(spa, challenge, max_age="600")
+    )
     assert "code" in redirect_params(recent)
     age_login(oauth_app, 700)
-    old = browser.get("/authorize", query_string=authorize_params(spa, challenge, max_age="600"))
+    old = alice_browser.get(
+        "/authorize", query_string=authorize_params(spa, challenge, max_age="600")
+    )
     assert old.status_code == 302 and old.headers["Location"].startswith("/login?next=")
 
 
-def test_prompt_none_answers_instead_of_showing_a_page(oauth_app: Flask, browser, spa) -> None:
+def test_prompt_none_answers_instead_of_showing_a_page(
+    oauth_app: Flask, alice_browser, spa
+) -> None:
     _, challenge = pkce_pair()
-    fine = browser.get("/authorize", query_string=authorize_params(spa, challenge, prompt="none"))
+    fine = alice_browser.get(
+        "/authorize", query_string=authorize_params(spa, challenge, prompt="none")
+    )
     assert "code" in redirect_params(fine)
 
     age_login(oauth_app, 700)
     stale = authorize_params(spa, challenge, prompt="none", max_age="60")
-    assert redirect_params(browser.get("/authorize", query_string=stale))["error"] == (
+    assert redirect_params(alice_browser.get("/authorize", query_string=stale))["error"] == (
         "login_required"
     )
 
     third_party, _ = register(oauth_app, public=True, name="Other app")
     consent = authorize_params(third_party, challenge, prompt="none")
-    assert redirect_params(browser.get("/authorize", query_string=consent))["error"] == (
+    assert redirect_params(alice_browser.get("/authorize", query_string=consent))["error"] == (
         "consent_required"
     )
 
@@ -134,31 +134,31 @@ def test_prompt_none_answers_instead_of_showing_a_page(oauth_app: Flask, browser
     ],
 )
 def test_malformed_prompt_or_max_age_is_invalid_request(
-    browser: FlaskClient, spa, extra: dict[str, str]
+    alice_browser: FlaskClient, spa, extra: dict[str, str]
 ) -> None:
     _, challenge = pkce_pair()
     params = authorize_params(spa, challenge, **extra)
-    query = redirect_params(browser.get("/authorize", query_string=params))
+    query = redirect_params(alice_browser.get("/authorize", query_string=params))
     assert query["error"] == "invalid_request"
     assert query["state"] == params["state"]
 
 
 def test_prompt_consent_shows_consent_even_to_a_first_party_client(
-    browser: FlaskClient, spa
+    alice_browser: FlaskClient, spa
 ) -> None:
     _, challenge = pkce_pair()
-    page = browser.get(
+    page = alice_browser.get(
         "/authorize", query_string=authorize_params(spa, challenge, prompt="login consent")
     )
     # A login first (prompt=login), then the consent page (prompt=consent).
     assert page.status_code == 302
-    back = password_again(browser, page.headers["Location"])
-    consent = browser.get(back)
+    back = password_again(alice_browser, page.headers["Location"])
+    consent = alice_browser.get(back)
     assert consent.status_code == 200 and "Allow" in consent.text
 
 
 def test_an_abandoned_fresh_login_does_not_count_hours_later(
-    oauth_app: Flask, browser: FlaskClient, monkeypatch: pytest.MonkeyPatch
+    oauth_app: Flask, alice_browser: FlaskClient, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The login a request asked for serves that request for minutes, not for ever:
     a consent page left open, submitted hours later, asks for the password again."""
@@ -167,12 +167,14 @@ def test_an_abandoned_fresh_login_does_not_count_hours_later(
     third_party, _ = register(oauth_app, public=True, name="Other app")
     _, challenge = pkce_pair()
     params = authorize_params(third_party, challenge, prompt="login")
-    first = browser.get("/authorize", query_string=params)
-    back = password_again(browser, first.headers["Location"])
-    consent = browser.get(back)
+    first = alice_browser.get("/authorize", query_string=params)
+    back = password_again(alice_browser, first.headers["Location"])
+    consent = alice_browser.get(back)
     assert consent.status_code == 200 and "Allow" in consent.text
     later = time.time() + prompts.MARK_LIFETIME + 60
     monkeypatch.setattr(prompts.time, "time", lambda: later)
-    submitted = browser.post(back, data={"csrf_token": csrf_token(consent.text), "allow": "Allow"})
+    submitted = alice_browser.post(
+        back, data={"csrf_token": csrf_token(consent.text), "allow": "Allow"}
+    )
     assert submitted.status_code == 302
     assert submitted.headers["Location"].startswith("/login?next="), "code issued on a stale login"

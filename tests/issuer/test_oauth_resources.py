@@ -17,9 +17,9 @@ from tests.issuer.oauth_flows import (
     basic,
     csrf_token,
     get_code,
-    log_in,
     make_user,
     pkce_pair,
+    redeem,
     refresh,
     register,
 )
@@ -29,36 +29,20 @@ DB = "urn:neon:database"
 OTHER = "https://reports.example/api"
 
 
-@pytest.fixture
-def browser(oauth_app: Flask) -> FlaskClient:
-    make_user(oauth_app)
-    client = oauth_app.test_client()
-    log_in(client, "alice@example.com")
-    return client
+def claims(alice_browser: FlaskClient, token: str) -> dict:
+    return verify_with_jwks(token, alice_browser.get("/.well-known/jwks.json").data).claims
 
 
-def claims(browser: FlaskClient, token: str) -> dict:
-    return verify_with_jwks(token, browser.get("/.well-known/jwks.json").data).claims
-
-
-def tokens_for(browser: FlaskClient, client, authorize: dict, token: dict | None = None):
+def tokens_for(alice_browser: FlaskClient, client, authorize: dict, token: dict | None = None):
     """Code flow with extra /authorize and /token parameters; returns the /token response."""
-    code, verifier = get_code(browser, client, **authorize)
-    data = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "redirect_uri": REDIRECT_URI,
-        "code_verifier": verifier,
-        "client_id": client.client_id,
-        **(token or {}),
-    }
-    return browser.post("/token", data=data)
+    code, verifier = get_code(alice_browser, client, **authorize)
+    return redeem(alice_browser, client, code, verifier, **(token or {}))
 
 
-def error_redirect(browser: FlaskClient, client, **extra: str) -> dict[str, str]:
+def error_redirect(alice_browser: FlaskClient, client, **extra: str) -> dict[str, str]:
     _, challenge = pkce_pair()
     params = authorize_params(client, challenge, **extra)
-    response = browser.get("/authorize", query_string=params)
+    response = alice_browser.get("/authorize", query_string=params)
     assert response.status_code == 302, response.text
     query = {k: v[0] for k, v in parse_qs(urlsplit(response.headers["Location"]).query).items()}
     assert query["state"] == params["state"]
@@ -66,29 +50,32 @@ def error_redirect(browser: FlaskClient, client, **extra: str) -> dict[str, str]
 
 
 def test_the_database_audience_goes_only_to_access_tokens_of_allowed_clients(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB,))
-    response = tokens_for(browser, app, {"resource": DB})
+    response = tokens_for(alice_browser, app, {"resource": DB})
     assert response.status_code == 200, response.text
-    assert claims(browser, response.json["access_token"])["aud"] == DB
+    assert claims(alice_browser, response.json["access_token"])["aud"] == DB
     # The ID token is for the client, never for the database.
-    assert claims(browser, response.json["id_token"])["aud"] == app.client_id
+    assert claims(alice_browser, response.json["id_token"])["aud"] == app.client_id
     # Refreshed tokens keep the grant's one resource.
-    again = refresh(browser, app, response.json["refresh_token"])
-    assert claims(browser, again.json["access_token"])["aud"] == DB
+    again = refresh(alice_browser, app, response.json["refresh_token"])
+    assert claims(alice_browser, again.json["access_token"])["aud"] == DB
 
 
 def test_without_a_resource_a_token_is_for_the_issuer_and_userinfo_only(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB,))
-    plain = tokens_for(browser, app, {})
+    plain = tokens_for(alice_browser, app, {})
     token = plain.json["access_token"]
-    assert claims(browser, token)["aud"] == oauth_app.config["ISSUER"].userinfo_audience
-    assert browser.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code == 200
-    database = tokens_for(browser, app, {"resource": DB}).json["access_token"]
-    refused = browser.get("/userinfo", headers={"Authorization": f"Bearer {database}"})
+    assert claims(alice_browser, token)["aud"] == oauth_app.config["ISSUER"].userinfo_audience
+    assert (
+        alice_browser.get("/userinfo", headers={"Authorization": f"Bearer {token}"}).status_code
+        == 200
+    )
+    database = tokens_for(alice_browser, app, {"resource": DB}).json["access_token"]
+    refused = alice_browser.get("/userinfo", headers={"Authorization": f"Bearer {database}"})
     assert refused.status_code == 401
 
 
@@ -96,21 +83,21 @@ def test_without_a_resource_a_token_is_for_the_issuer_and_userinfo_only(
     "resource", [DB, "relative/path", "urn:neon:database#fragment", "", "x" * 300]
 )
 def test_a_resource_the_client_may_not_have_is_invalid_target(
-    oauth_app: Flask, browser: FlaskClient, resource: str
+    oauth_app: Flask, alice_browser: FlaskClient, resource: str
 ) -> None:
     """A client registered without the database (the default) cannot ask for it."""
     app, _ = register(oauth_app, public=True, first_party=True)
-    assert error_redirect(browser, app, resource=resource)["error"] == "invalid_target"
+    assert error_redirect(alice_browser, app, resource=resource)["error"] == "invalid_target"
 
 
 def test_several_resources_need_one_named_at_the_token_endpoint(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB, OTHER))
     verifier, challenge = pkce_pair()
     params = authorize_params(app, challenge)
     query = [*params.items(), ("resource", DB), ("resource", OTHER)]
-    location = browser.get("/authorize", query_string=query).headers["Location"]
+    location = alice_browser.get("/authorize", query_string=query).headers["Location"]
     code = parse_qs(urlsplit(location).query)["code"][0]
     base = {
         "grant_type": "authorization_code",
@@ -119,7 +106,7 @@ def test_several_resources_need_one_named_at_the_token_endpoint(
         "code_verifier": verifier,
         "client_id": app.client_id,
     }
-    unnamed = browser.post("/token", data=base)
+    unnamed = alice_browser.post("/token", data=base)
     assert unnamed.status_code == 400 and unnamed.json["error"] == "invalid_target"
 
     # A fresh code for the same grant: one token per resource, on request.
@@ -127,16 +114,16 @@ def test_several_resources_need_one_named_at_the_token_endpoint(
         verifier, challenge = pkce_pair()
         params = authorize_params(app, challenge)
         query = [*params.items(), ("resource", DB), ("resource", OTHER)]
-        location = browser.get("/authorize", query_string=query).headers["Location"]
+        location = alice_browser.get("/authorize", query_string=query).headers["Location"]
         code = parse_qs(urlsplit(location).query)["code"][0]
-        named = browser.post(
+        named = alice_browser.post(
             "/token",
             data={**base, "code": code, "code_verifier": verifier, "resource": wanted},
         )
         assert named.status_code == 200, named.text
-        assert claims(browser, named.json["access_token"])["aud"] == wanted
+        assert claims(alice_browser, named.json["access_token"])["aud"] == wanted
         refresh_token = named.json["refresh_token"]
-    two = browser.post(
+    two = alice_browser.post(
         "/token",
         data=MultiDict(
             [
@@ -150,7 +137,7 @@ def test_several_resources_need_one_named_at_the_token_endpoint(
     )
     assert two.status_code == 400 and two.json["error"] == "invalid_target"
     # The refused request did not cost the client its refresh token.
-    ok = browser.post(
+    ok = alice_browser.post(
         "/token",
         data={
             "grant_type": "refresh_token",
@@ -160,23 +147,23 @@ def test_several_resources_need_one_named_at_the_token_endpoint(
         },
     )
     assert ok.status_code == 200, ok.text
-    assert claims(browser, ok.json["access_token"])["aud"] == OTHER
+    assert claims(alice_browser, ok.json["access_token"])["aud"] == OTHER
 
 
 def test_a_resource_not_granted_at_authorize_is_refused_at_token(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB,))
-    response = tokens_for(browser, app, {}, {"resource": DB})
+    response = tokens_for(alice_browser, app, {}, {"resource": DB})
     assert response.status_code == 400 and response.json["error"] == "invalid_target"
 
 
 def test_refreshing_for_another_resource_keeps_the_refresh_token(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB, OTHER))
-    granted = tokens_for(browser, app, {"resource": DB})
-    refused = browser.post(
+    granted = tokens_for(alice_browser, app, {"resource": DB})
+    refused = alice_browser.post(
         "/token",
         data={
             "grant_type": "refresh_token",
@@ -186,34 +173,36 @@ def test_refreshing_for_another_resource_keeps_the_refresh_token(
         },
     )
     assert refused.status_code == 400 and refused.json["error"] == "invalid_target"
-    assert refresh(browser, app, granted.json["refresh_token"]).status_code == 200
+    assert refresh(alice_browser, app, granted.json["refresh_token"]).status_code == 200
 
 
 def test_an_audience_taken_from_a_client_ends_at_its_next_refresh(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB,))
-    granted = tokens_for(browser, app, {"resource": DB})
+    granted = tokens_for(alice_browser, app, {"resource": DB})
     with oauth_app.app_context():
         clients.set_audiences(get_engine(), app.client_id, ())
     oauth_app.extensions["oauth"].clients = clients.ClientCache(ttl=0)
-    refused = refresh(browser, app, granted.json["refresh_token"])
+    refused = refresh(alice_browser, app, granted.json["refresh_token"])
     assert refused.status_code == 400 and refused.json["error"] == "invalid_target"
 
 
 def test_consent_says_when_a_client_asks_for_the_database(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     """A third-party client: the user sees what allowing it means."""
     app, _ = register(oauth_app, public=True, audiences=(DB,))
     _, challenge = pkce_pair()
-    plain = browser.get("/authorize", query_string=authorize_params(app, challenge))
+    plain = alice_browser.get("/authorize", query_string=authorize_params(app, challenge))
     assert plain.status_code == 200
     assert "asks to sign you in" in plain.text
     assert "database" not in plain.text
-    asks = browser.get("/authorize", query_string=authorize_params(app, challenge, resource=DB))
+    asks = alice_browser.get(
+        "/authorize", query_string=authorize_params(app, challenge, resource=DB)
+    )
     assert "Read and change your data in the database" in asks.text
-    allowed = browser.post(
+    allowed = alice_browser.post(
         asks.request.url,
         data={"csrf_token": csrf_token(asks.text), "allow": "Allow"},
     )
@@ -285,16 +274,16 @@ def test_the_database_audience_cannot_be_the_issuers_own(make_issuer_app, audien
 
 
 def test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token(
-    oauth_app: Flask, browser: FlaskClient
+    oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     """Several resources granted and none named, or an audience the client lost: the
     refusal comes before the rotation, so the client keeps a working token."""
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB, OTHER))
     verifier, challenge = pkce_pair()
     query = [*authorize_params(app, challenge).items(), ("resource", DB), ("resource", OTHER)]
-    location = browser.get("/authorize", query_string=query).headers["Location"]
+    location = alice_browser.get("/authorize", query_string=query).headers["Location"]
     code = parse_qs(urlsplit(location).query)["code"][0]
-    granted = browser.post(
+    granted = alice_browser.post(
         "/token",
         data={
             "grant_type": "authorization_code",
@@ -305,12 +294,12 @@ def test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token(
             "resource": DB,
         },
     ).json
-    unnamed = refresh(browser, app, granted["refresh_token"])
+    unnamed = refresh(alice_browser, app, granted["refresh_token"])
     assert unnamed.status_code == 400 and unnamed.json["error"] == "invalid_target"
     with oauth_app.app_context():
         clients.set_audiences(get_engine(), app.client_id, (OTHER,))
     oauth_app.extensions["oauth"].clients = clients.ClientCache(ttl=0)
-    lost = browser.post(
+    lost = alice_browser.post(
         "/token",
         data={
             "grant_type": "refresh_token",
@@ -320,7 +309,7 @@ def test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token(
         },
     )
     assert lost.status_code == 400 and lost.json["error"] == "invalid_target"
-    kept = browser.post(
+    kept = alice_browser.post(
         "/token",
         data={
             "grant_type": "refresh_token",
