@@ -99,6 +99,10 @@ class Env:
         value = self.optional(name)
         return default if value is None else Path(value)
 
+    def optional_path(self, name: str) -> Path | None:
+        value = self.optional(name)
+        return None if value is None else Path(value)
+
 
 def check_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> None:
     """Raise SettingError unless `value` is an absolute URL with one of `schemes`."""

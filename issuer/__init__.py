@@ -22,7 +22,9 @@ def create_app(config: Config | None = None) -> Flask:
     headers.init_app(app)
     db.init_app(app)
     accounts.init_app(app)
-    app.extensions["keyring"] = KeyRing(config.keys_dir, passphrase=config.keys_passphrase)
+    app.extensions["keyring"] = KeyRing(
+        config.keys_dir, passphrase=config.keys_passphrase, static_jwks_dir=config.jwks_static_dir
+    )
     jwks.init_app(app)
     app.cli.add_command(keys)
     app.cli.add_command(token)

@@ -35,6 +35,8 @@ class Config:
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
     jwks_max_age: int = 300
+    # Where to keep a copy of the JWKS for a static host or CDN (None: no copy).
+    jwks_static_dir: Path | None = None
     # A `next` key must be published this long before it may sign: longer than
     # any verifier's JWKS cache (Neon's proxy refreshes blocking after 1 h).
     rotation_min_published: int = 3900
@@ -81,6 +83,7 @@ class Config:
             access_token_ttl=env.seconds("ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
             refresh_token_ttl=env.seconds("ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
             jwks_max_age=env.seconds("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0),
+            jwks_static_dir=env.optional_path("ISSUER_JWKS_STATIC_DIR"),
             rotation_min_published=env.seconds(
                 "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
             ),

@@ -13,15 +13,17 @@ import tempfile
 from pathlib import Path
 
 
-def write_atomically(path: Path, data: bytes, *, temp_prefix: str) -> None:
+def write_atomically(path: Path, data: bytes, *, temp_prefix: str, mode: int = 0o600) -> None:
     """Replace `path` with `data`, so that a crash leaves the old file or the new one.
 
-    A temp file in the same directory (created 0600), fsynced, renamed over the
-    target, then the directory fsynced so the rename itself survives a power cut.
-    Raises OSError, leaving no temp file behind.
+    A temp file in the same directory (created 0600, then given `mode`), fsynced,
+    renamed over the target, then the directory fsynced so the rename itself
+    survives a power cut. Raises OSError, leaving no temp file behind.
     """
     fd, tmp = tempfile.mkstemp(prefix=temp_prefix, dir=path.parent)
     try:
+        if mode != 0o600:
+            os.fchmod(fd, mode)
         with os.fdopen(fd, "wb") as f:
             f.write(data)
             f.flush()

@@ -159,7 +159,11 @@ def ensure_key_ring(config: Config) -> None:
     cannot both create one.
     """
     try:
-        manifest = KeyRing(config.keys_dir, passphrase=config.keys_passphrase).init()
+        manifest = KeyRing(
+            config.keys_dir,
+            passphrase=config.keys_passphrase,
+            static_jwks_dir=config.jwks_static_dir,
+        ).init()
     except RingExists:
         return
     except KeyRingError as error:

@@ -31,6 +31,7 @@ from issuer.keys.errors import (
 from issuer.keys.jwk import b64url, public_jwk, thumbprint
 from issuer.keys.manifest import KeyRecord, KeyState, Manifest
 from issuer.keys.store import KeyStore, Stamp
+from private_files import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +88,10 @@ class KeyRing:
         passphrase: str | None = None,
         clock: Callable[[], float] = time.time,
         refresh_interval: float = REFRESH_INTERVAL,
+        static_jwks_dir: Path | None = None,
     ) -> None:
         self.store = KeyStore(Path(directory), passphrase)
+        self.static_jwks = None if static_jwks_dir is None else Path(static_jwks_dir) / "jwks.json"
         self.clock = clock
         self.refresh_interval = refresh_interval
         self._snapshot: _Snapshot | None = None
@@ -127,6 +130,7 @@ class KeyRing:
     def _reload(self, previous: _Snapshot | None, stamp: Stamp | None) -> _Snapshot:
         try:
             self._snapshot = self._load(stamp)
+            self._publish_static(self._snapshot.jwks.body)
         except KeyRingError as exc:
             # A broken edit must not stop a running issuer: keep signing with the
             # last good ring, and say so once per broken manifest.
@@ -251,6 +255,27 @@ class KeyRing:
         self.store.write_manifest(manifest.dumps())
         self.store.remove_unreferenced(manifest.signing_kids())
         self._snapshot, self._fresh_until = None, 0.0
+        self._publish_static(jwks_document(manifest).body)
+
+    def _publish_static(self, body: bytes) -> None:
+        """Keep the static copy of the JWKS (ISSUER_JWKS_STATIC_DIR) equal to the
+        published set: written by whichever process changes the ring, and by every
+        issuer that loads a ring the copy does not match (a lost or stale file).
+
+        Verifiers such as Neon's proxy drop a provider's keys when a refresh fails:
+        a copy any static host or CDN can serve keeps the JWKS URL up while the
+        issuer is down. Written atomically, world-readable (it is public). A
+        failure is logged, not raised: the ring itself has changed, and signing
+        must go on; the next reload tries again."""
+        if self.static_jwks is None:
+            return
+        try:
+            if self.static_jwks.is_file() and self.static_jwks.read_bytes() == body:
+                return
+            self.static_jwks.parent.mkdir(parents=True, exist_ok=True)
+            write_atomically(self.static_jwks, body, temp_prefix=".jwks.json.", mode=0o644)
+        except OSError as error:
+            log.error("cannot write the static JWKS %s: %s", self.static_jwks, error)
 
     def _new_key(self) -> ec.EllipticCurvePrivateKey:
         return ec.generate_private_key(ec.SECP256R1())

@@ -401,3 +401,27 @@ class TestPassphrase:
         active.write_bytes(following.read_bytes())
         with pytest.raises(PassphraseError):
             KeyRing(keys_dir, passphrase="pw").signing_key()
+
+
+def test_the_static_jwks_follows_every_change_atomically(tmp_path: Path, clock) -> None:
+    """ISSUER_JWKS_STATIC_DIR: a copy of the published set for a static host, rewritten
+    on init, rotate, revoke and prune, and by any issuer that finds it lost."""
+    static = tmp_path / "public"
+    ring = KeyRing(tmp_path / "keys", clock=clock, static_jwks_dir=static)
+    copy = static / "jwks.json"
+    ring.init()
+    assert copy.read_bytes() == ring.jwks().body
+    assert stat.S_IMODE(copy.stat().st_mode) == 0o644
+    clock.advance(MIN_PUBLISHED + 1)
+    ring.rotate(min_published=MIN_PUBLISHED)
+    assert copy.read_bytes() == ring.jwks().body
+    ring.revoke(ring.manifest().next.kid)
+    assert copy.read_bytes() == ring.jwks().body
+    clock.advance(10_000)
+    assert ring.prune(max_token_lifetime=900, leeway=30)
+    assert copy.read_bytes() == ring.jwks().body
+    assert [p.name for p in static.iterdir()] == ["jwks.json"], "no temp file left behind"
+
+    copy.unlink()
+    published = KeyRing(tmp_path / "keys", clock=clock, static_jwks_dir=static).jwks().body
+    assert copy.read_bytes() == published
