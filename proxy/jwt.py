@@ -110,13 +110,16 @@ class TokenValidator:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in KNOWN_ALGORITHMS or "crit" in header:
             raise AuthError(NOT_A_JWT)
-        expires, not_before = _number(claims.get("exp")), _number(claims.get("nbf"))
+        # Typed as Neon's proxy reads them (its JwtPayload): `exp`/`nbf` unsigned
+        # integers, `iss`/`sub`/`jti`/`sid` strings, `aud` a string or a list of
+        # them; anything else is "not a valid JWT encoding" there, so here too.
+        expires, not_before = _numeric_date(claims.get("exp")), _numeric_date(claims.get("nbf"))
         audience = claims.get("aud", [])
         audiences = [audience] if isinstance(audience, str) else audience
         if (
             ("exp" in claims and expires is None)
             or ("nbf" in claims and not_before is None)
-            or ("sub" in claims and not isinstance(claims["sub"], str))
+            or any(name in claims and not isinstance(claims[name], str) for name in _STRINGS)
             or not isinstance(audiences, list)
             or not all(isinstance(a, str) for a in audiences)
             or not _storable_claims(claims)
@@ -136,9 +139,9 @@ class TokenValidator:
         if rule.audience is not None and rule.audience not in audiences:
             raise AuthError("invalid JWT token audience")
         if expires is not None and now >= expires + LEEWAY:
-            raise AuthError("JWT token has expired")
+            raise AuthError(f"JWT token has expired (exp={expires})")
         if not_before is not None and not_before >= now + LEEWAY:
-            raise AuthError("JWT token is not yet ready to use")
+            raise AuthError(f"JWT token is not yet ready to use (nbf={not_before})")
         return claims, expires, kid, rule
 
     def _find_key(self, kid: str, role: str) -> tuple[Jwk, AuthRule]:
@@ -192,13 +195,15 @@ def _storable_claims(claims: dict[str, Any]) -> bool:
     return True
 
 
-def _number(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+#: Claims Neon's proxy reads as strings.
+_STRINGS = ("iss", "sub", "jti", "sid")
+
+
+def _numeric_date(value: Any) -> int | None:
+    """A NumericDate as Neon reads it: an unsigned 64-bit integer (no float, no bool)."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         return None
-    try:
-        return float(value)
-    except OverflowError:
-        return None
+    return value
 
 
 def _key_fits(jwk: Jwk, alg: str) -> bool:

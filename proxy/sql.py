@@ -62,25 +62,29 @@ _READ = tuple(
         DEFERRABLE,
     )
 )
+# The preflight exactly as Neon's proxy answers it (proxy/src/serverless/mod.rs): 200,
+# no Allow-Methods (POST needs none), and these request headers only: no
+# Content-Type (a browser page must send its JSON as the default text/plain, as
+# Neon's driver does) and no Neon-Batch-Deferrable. A page that works here works
+# there.
 ALLOWED_HEADERS = ", ".join(
     (
         "Authorization",
-        "Content-Type",
         "Neon-Connection-String",
         "Neon-Raw-Text-Output",
         "Neon-Array-Mode",
         "Neon-Pool-Opt-In",
         "Neon-Batch-Read-Only",
         "Neon-Batch-Isolation-Level",
-        "Neon-Batch-Deferrable",
     )
 )
 _CORS = ("Access-Control-Allow-Origin", "*")
 _PREFLIGHT: Headers = [
+    ("Allow", "OPTIONS, POST"),
     _CORS,
-    ("Access-Control-Allow-Methods", "OPTIONS, POST"),
     ("Access-Control-Allow-Headers", ALLOWED_HEADERS),
     ("Access-Control-Max-Age", "86400"),
+    ("Content-Length", "0"),
 ]
 
 # Built once: json.dumps() with options builds a new encoder for every response.
@@ -103,7 +107,7 @@ class SqlEndpoint:
             if method == "POST":
                 return self._post(environ, start_response)
             if method == "OPTIONS":
-                start_response("204 No Content", _PREFLIGHT)
+                start_response("200 OK", _PREFLIGHT)
                 return []
             raise ProxyError("The method is not allowed for the requested URL.", status=405)
         except ProxyError as error:

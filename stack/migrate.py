@@ -11,6 +11,7 @@ lock, so a failure leaves no half-applied file and two migrations never race.
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -52,13 +53,49 @@ class LocalDatabase:
         return self.server.url(role, self.name)
 
 
-def apply_local(server: postgres.Server) -> LocalDatabase:
-    """Create roles, `neondb`, the local `auth` schema and the app schema."""
+#: pg_session_jwt as Neon's compute images install it (neondatabase/neon,
+#: compute/compute-node.Dockerfile); the local `auth` schema offers its API.
+PG_SESSION_JWT = "0.3.1"
+#: What LOCAL_PG_SESSION_JWT may ask for instead: 0.4.0 adds auth.jwt() and auth.uid().
+NEWER = {"0.4.0": "local/30_auth_0_4.sql"}
+
+
+def apply_local(server: postgres.Server, pg_session_jwt: str | None = None) -> LocalDatabase:
+    """Create roles, `neondb`, the local `auth` schema and the app schema.
+
+    `pg_session_jwt` (default LOCAL_PG_SESSION_JWT, else 0.3.1, Neon's) is the
+    version whose functions the local `auth` schema offers: functions of later
+    versions are dropped unless asked for, so that a policy that would fail on
+    Neon fails here first.
+    """
+    version = pg_session_jwt or os.environ.get("LOCAL_PG_SESSION_JWT") or PG_SESSION_JWT
+    if version != PG_SESSION_JWT and version not in NEWER:
+        raise MigrationError(
+            f"LOCAL_PG_SESSION_JWT must be {PG_SESSION_JWT} or {', '.join(NEWER)}, got {version!r}"
+        )
     db = LocalDatabase(server)
     _run_files(server.url(), "local/10_roles.sql")
     _create_database(server.url(), db.name, OWNER)
-    _run_files(db.owner_url, "local/20_auth.sql", *_schema_files())
+    newer = [NEWER[version]] if version in NEWER else []
+    if not newer:
+        _drop_newer_functions(db.owner_url)
+    _run_files(db.owner_url, "local/20_auth.sql", *newer, *_schema_files())
     return db
+
+
+def _drop_newer_functions(owner_url: str) -> None:
+    """Remove auth.jwt() and auth.uid() (pg_session_jwt 0.4.0) from an earlier migration;
+    a policy that uses them makes this fail with Postgres' own words."""
+    with _connect(owner_url) as conn:
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", [LOCK_ID])
+                conn.execute("DROP FUNCTION IF EXISTS auth.jwt(), auth.uid()")
+        except psycopg.Error as exc:
+            raise MigrationError(
+                f"auth.jwt() and auth.uid() exist only from pg_session_jwt 0.4.0, which Neon does "
+                f"not install: {_first_line(exc)} (or set LOCAL_PG_SESSION_JWT=0.4.0)"
+            ) from None
 
 
 def apply_neon(database_url: str) -> None:

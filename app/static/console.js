@@ -52,8 +52,9 @@ async function run(sql) {
     const token = await accessToken();
     const response = await fetch(token.endpoint, {
       method: "POST",
+      // Only headers Neon's CORS preflight allows: the JSON body goes as the
+      // browser's default text/plain, as Neon's own driver sends it.
       headers: {
-        "Content-Type": "application/json",
         Authorization: `Bearer ${token.access_token}`,
         "Neon-Connection-String": token.connection_string,
       },

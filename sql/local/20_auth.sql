@@ -1,7 +1,11 @@
 -- Local only, as `neondb_owner` in `neondb`: a stand-in for Neon's pg_session_jwt.
 --
--- Same API (auth.init, auth.jwt_session_init, auth.session, auth.jwt,
--- auth.user_id, auth.uid), same trust: identity comes only from a token the
+-- The API of the version Neon's compute images install, pg_session_jwt 0.3.1
+-- (neondatabase/neon, compute/compute-node.Dockerfile): auth.init,
+-- auth.jwt_session_init, auth.session, auth.user_id, with its claim checks and
+-- messages (exp/nbf integers, 60 s leeway). auth.jwt() and auth.uid() arrive in
+-- 0.4.0: 30_auth_0_4.sql, applied only when asked for (LOCAL_PG_SESSION_JWT).
+-- Same trust: identity comes only from a token the
 -- local proxy signed. The proxy validates the user's JWT, then hands the pooled
 -- backend an HS256 "session token" (the user's claims plus that backend's `pid`)
 -- signed with a secret it installed in `auth_private`, which user roles cannot
@@ -221,23 +225,28 @@ BEGIN
         RAISE EXCEPTION 'session token belongs to another backend' USING ERRCODE = 'check_violation';
     END IF;
 
+    -- pg_session_jwt 0.3.1's time checks, words and codes: integers, 60 s leeway.
     now_epoch := extract(epoch FROM now());
     IF claims ? 'exp' THEN
-        IF jsonb_typeof(claims->'exp') <> 'number' THEN
-            RAISE EXCEPTION '''exp'' must be a number of seconds since the unix epoch'
+        IF jsonb_typeof(claims->'exp') <> 'number'
+            OR (claims->>'exp')::numeric <> trunc((claims->>'exp')::numeric) THEN
+            RAISE EXCEPTION '''exp'' (Expiration) must be an integer representing seconds since unix epoch'
                 USING ERRCODE = 'datatype_mismatch';
         END IF;
-        IF (claims->>'exp')::numeric + 30 < now_epoch THEN
-            RAISE EXCEPTION 'session token expired' USING ERRCODE = 'check_violation';
+        IF (claims->>'exp')::numeric + 60 < now_epoch THEN
+            RAISE EXCEPTION 'Token used after it has expired'
+                USING ERRCODE = 'check_violation', DETAIL = 'exp=' || (claims->>'exp');
         END IF;
     END IF;
     IF claims ? 'nbf' THEN
-        IF jsonb_typeof(claims->'nbf') <> 'number' THEN
-            RAISE EXCEPTION '''nbf'' must be a number of seconds since the unix epoch'
+        IF jsonb_typeof(claims->'nbf') <> 'number'
+            OR (claims->>'nbf')::numeric <> trunc((claims->>'nbf')::numeric) THEN
+            RAISE EXCEPTION '''nbf'' (Not Before) must be an integer representing seconds since unix epoch'
                 USING ERRCODE = 'datatype_mismatch';
         END IF;
-        IF (claims->>'nbf')::numeric - 30 > now_epoch THEN
-            RAISE EXCEPTION 'session token not yet valid' USING ERRCODE = 'check_violation';
+        IF (claims->>'nbf')::numeric - 60 > now_epoch THEN
+            RAISE EXCEPTION 'Token used before it is ready'
+                USING ERRCODE = 'check_violation', DETAIL = 'nbf=' || (claims->>'nbf');
         END IF;
     END IF;
     IF claims ? 'sub' AND jsonb_typeof(claims->'sub') <> 'string' THEN
@@ -298,10 +307,12 @@ BEGIN
         claims := convert_from(auth_private.base64url_decode(payload), 'UTF8')::jsonb;
         IF claims->'pid' = to_jsonb(pg_backend_pid())
             AND (CASE jsonb_typeof(claims->'exp')
-                WHEN 'number' THEN (claims->'exp')::numeric + 30 >= extract(epoch FROM now())
+                WHEN 'number' THEN (claims->'exp')::numeric + 60 >= extract(epoch FROM now())
+                    AND (claims->'exp')::numeric = trunc((claims->'exp')::numeric)
                 ELSE NOT claims ? 'exp' END)
             AND (CASE jsonb_typeof(claims->'nbf')
-                WHEN 'number' THEN (claims->'nbf')::numeric - 30 <= extract(epoch FROM now())
+                WHEN 'number' THEN (claims->'nbf')::numeric - 60 <= extract(epoch FROM now())
+                    AND (claims->'nbf')::numeric = trunc((claims->'nbf')::numeric)
                 ELSE NOT claims ? 'nbf' END)
             AND (CASE jsonb_typeof(claims->'sub')
                 WHEN 'string' THEN true
@@ -333,25 +344,12 @@ BEGIN
 END
 $$;
 
--- Thin SQL wrappers with bodies bound at creation time (no search_path
--- lookups at run time) that the planner can inline into a policy's InitPlan.
-CREATE OR REPLACE FUNCTION auth.jwt()
-RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL RESTRICTED
-RETURN auth.session();
-
+-- A thin SQL wrapper with its body bound at creation time (no search_path
+-- lookup at run time) that the planner can inline into a policy's InitPlan.
 CREATE OR REPLACE FUNCTION auth.user_id()
 RETURNS text
 LANGUAGE sql STABLE PARALLEL RESTRICTED
 RETURN auth.session() ->> 'sub';
-
-CREATE OR REPLACE FUNCTION auth.uid()
-RETURNS uuid
-LANGUAGE sql STABLE PARALLEL RESTRICTED
-RETURN (
-    SELECT CASE WHEN pg_catalog.pg_input_is_valid(sub, 'uuid') THEN sub::uuid END
-    FROM (SELECT auth.session() ->> 'sub') AS session (sub)
-);
 
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth_private FROM PUBLIC;

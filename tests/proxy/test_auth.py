@@ -190,12 +190,44 @@ def test_rsa_keys_under_2048_bits_are_ignored(guarded: Proxy, weak_rsa_key: Sign
 
 def test_expiry_and_not_before_beyond_leeway(guarded: Proxy, ec_key: SigningKey) -> None:
     now = int(time.time())
-    refused(guarded, ec_key.sign(claims_for("alice") | {"exp": now - 31}), "JWT token has expired")
+    refused(
+        guarded,
+        ec_key.sign(claims_for("alice") | {"exp": now - 31}),
+        f"JWT token has expired (exp={now - 31})",
+    )
     refused(
         guarded,
         ec_key.sign(claims_for("alice") | {"nbf": now + 40}),
-        "JWT token is not yet ready to use",
+        f"JWT token is not yet ready to use (nbf={now + 40})",
     )
+
+
+@pytest.mark.parametrize(
+    "claims",
+    [
+        {"exp": 1.9e9},
+        {"exp": 1900000000.0},
+        {"exp": "1900000000"},
+        {"exp": -1},
+        {"exp": True},
+        {"nbf": 1.5},
+        {"nbf": 2**64},
+        {"iss": 7},
+        {"iss": ["https://issuer.example"]},
+        {"jti": 123},
+        {"sid": {"id": "s"}},
+        {"sub": None},
+        {"aud": None},
+        {"aud": 5},
+        {"aud": ["ok", 5]},
+    ],
+)
+def test_claims_typed_as_neon_types_them(
+    guarded: Proxy, ec_key: SigningKey, claims: dict[str, Any]
+) -> None:
+    """Neon's proxy reads `exp`/`nbf` as u64 and `iss`/`sub`/`jti`/`sid` as strings and
+    refuses anything else as an encoding error: a token that fails there fails here."""
+    refused(guarded, ec_key.sign(claims_for("alice") | claims), NOT_A_JWT)
 
 
 def test_expiry_and_not_before_within_leeway_are_accepted(proxy: Proxy, ec_key: SigningKey) -> None:

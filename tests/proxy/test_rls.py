@@ -73,7 +73,7 @@ def test_hand_set_claims_do_not_change_the_identity(proxy: Proxy, users: dict[st
             "queries": [
                 {"query": "select set_config('request.jwt.claims', $1, false)", "params": [forged]},
                 {"query": "select set_config('pg_session_jwt.jwt', $1, false)", "params": [forged]},
-                {"query": "select auth.user_id() as u, auth.jwt() ->> 'sub' as s"},
+                {"query": "select auth.user_id() as u, auth.session() ->> 'sub' as s"},
             ]
         },
         alice,
