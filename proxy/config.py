@@ -45,6 +45,9 @@ class ProxyConfig:
     max_request_bytes: int = 10 * MIB
     max_response_bytes: int = 10 * MIB
     max_token_bytes: int = 8 * 1024
+    # The endpoint hosts this proxy answers for (the connection string's host), as a
+    # Neon region answers only for its endpoints; None answers for any.
+    endpoint_hosts: frozenset[str] | None = None
     clock: Clock = field(default=time.time, repr=False)
 
     @classmethod
@@ -76,4 +79,19 @@ class ProxyConfig:
             max_request_bytes=env.integer("PROXY_MAX_REQUEST_BYTES", cls.max_request_bytes),
             max_response_bytes=env.integer("PROXY_MAX_RESPONSE_BYTES", cls.max_response_bytes),
             max_token_bytes=env.integer("PROXY_MAX_TOKEN_BYTES", cls.max_token_bytes),
+            endpoint_hosts=endpoint_hosts(env),
         )
+
+
+def endpoint_hosts(env: Env) -> frozenset[str]:
+    """PROXY_ENDPOINT_HOSTS (comma-separated), else localhost, 127.0.0.1 and the host
+    of DATABASE_AUTHENTICATED_URL: a mistyped connection string fails here as on Neon."""
+    listed = env.optional("PROXY_ENDPOINT_HOSTS")
+    if listed is not None:
+        return frozenset(h.strip().lower() for h in listed.split(",") if h.strip())
+    hosts = {"localhost", "127.0.0.1"}
+    app_url = env.optional("DATABASE_AUTHENTICATED_URL")
+    host = urllib.parse.urlsplit(app_url).hostname if app_url else None
+    if host:
+        hosts.add(host)
+    return frozenset(hosts)

@@ -110,16 +110,17 @@ class TokenValidator:
         alg = header.get("alg")
         if not isinstance(alg, str) or alg not in KNOWN_ALGORITHMS or "crit" in header:
             raise AuthError(NOT_A_JWT)
-        # Typed as Neon's proxy reads them (its JwtPayload): `exp`/`nbf` unsigned
-        # integers, `iss`/`sub`/`jti`/`sid` strings, `aud` a string or a list of
-        # them; anything else is "not a valid JWT encoding" there, so here too.
+        # Typed as Neon's proxy reads them (its JwtPayload, serde): `exp`/`nbf`
+        # Option<u64>, `iss`/`sub`/`jti`/`sid` Option<str> (null reads as absent),
+        # `aud` a string or a list of them; anything else is "not a valid JWT
+        # encoding" there, so here too.
         expires, not_before = _numeric_date(claims.get("exp")), _numeric_date(claims.get("nbf"))
         audience = claims.get("aud", [])
         audiences = [audience] if isinstance(audience, str) else audience
         if (
-            ("exp" in claims and expires is None)
-            or ("nbf" in claims and not_before is None)
-            or any(name in claims and not isinstance(claims[name], str) for name in _STRINGS)
+            (claims.get("exp") is not None and expires is None)
+            or (claims.get("nbf") is not None and not_before is None)
+            or any(not isinstance(claims.get(name, ""), str | None) for name in _STRINGS)
             or not isinstance(audiences, list)
             or not all(isinstance(a, str) for a in audiences)
             or not _storable_claims(claims)

@@ -23,6 +23,9 @@ from proxy.protocol import Field, SqlRequest, result_json
 from proxy.watchdog import Watchdog
 
 SESSION_INIT = b"select auth.jwt_session_init($1)"
+# What the session hand-off raises for claims it refuses (datatype_mismatch,
+# check_violation), as opposed to a deployment problem (no key installed, say).
+_CLAIMS_REFUSED = frozenset({"42804", "23514"})
 
 
 class SessionInitFailed(ProxyError):
@@ -69,6 +72,10 @@ def execute(
         error = psycopg.errors.error_from_result(failed, encoding=encoding)
         if failed is results[first - 1]:
             conn.close()  # a session that cannot start is not worth keeping
+            if error.sqlstate in _CLAIMS_REFUSED:
+                # The user's own claims, refused as pg_session_jwt refuses them (an
+                # `exp` of null, say, which Neon's proxy lets through): their error.
+                raise PostgresError(error)
             raise SessionInitFailed(
                 f"could not initialise the database session: {error.diag.message_primary}"
             )

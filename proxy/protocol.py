@@ -11,7 +11,7 @@ import json
 import math
 import urllib.parse
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from psycopg.postgres import types as pg_types
@@ -38,12 +38,14 @@ ISOLATION_LEVELS = {
 class Target:
     """Who runs the SQL, and where: the connection string's user and database.
 
-    The host part only names the endpoint on Neon; locally there is one backend,
-    so it is required to be present but never used to route.
+    The host names the endpoint (on Neon its first label is the endpoint id);
+    locally there is one backend, so it is checked against the hosts the proxy
+    serves but never used to route.
     """
 
     role: str
     database: str
+    host: str = field(default="", compare=False)
 
 
 @dataclass(frozen=True)
@@ -92,7 +94,7 @@ def parse_target(headers: Mapping[str, str]) -> Target:
         raise AuthError("invalid username")
     if not hostname:
         raise AuthError("missing hostname")
-    return Target(role=role, database=database)
+    return Target(role=role, database=database, host=hostname)
 
 
 def parse_bearer(headers: Mapping[str, str]) -> str:

@@ -25,7 +25,7 @@ import orjson
 from flask import Flask
 from werkzeug.wsgi import get_content_length, get_input_stream
 
-from proxy.errors import PayloadTooLarge, ProxyError, ResponseTooLarge
+from proxy.errors import AuthError, PayloadTooLarge, ProxyError, ResponseTooLarge
 from proxy.pipeline import execute
 from proxy.protocol import (
     ARRAY_MODE,
@@ -43,6 +43,10 @@ from proxy.protocol import (
 from proxy.services import Services
 
 PATH = "/sql"
+# What Neon answers (400, code "") when its control plane knows no such endpoint.
+UNKNOWN_ENDPOINT = (
+    "failed to fetch auth rules: Control plane request failed: endpoint cannot be found"
+)
 log = logging.getLogger(__name__)
 
 StartResponse = Callable[..., Any]
@@ -121,6 +125,8 @@ class SqlEndpoint:
         config = services.config
         headers = {name: environ[key] for name, key in _READ if key in environ}
         target = parse_target(headers)
+        if config.endpoint_hosts is not None and target.host not in config.endpoint_hosts:
+            raise AuthError(UNKNOWN_ENDPOINT)
         token = parse_bearer(headers)
         options = parse_options(headers)
         limit = config.max_request_bytes

@@ -249,7 +249,8 @@ BEGIN
                 USING ERRCODE = 'check_violation', DETAIL = 'nbf=' || (claims->>'nbf');
         END IF;
     END IF;
-    IF claims ? 'sub' AND jsonb_typeof(claims->'sub') <> 'string' THEN
+    -- A null `sub` reads as none (auth.user_id() is NULL), as Neon's proxy reads it.
+    IF claims ? 'sub' AND jsonb_typeof(claims->'sub') NOT IN ('string', 'null') THEN
         RAISE EXCEPTION 'invalid subject claim in the session token'
             USING ERRCODE = 'datatype_mismatch';
     END IF;
@@ -316,6 +317,7 @@ BEGIN
                 ELSE NOT claims ? 'nbf' END)
             AND (CASE jsonb_typeof(claims->'sub')
                 WHEN 'string' THEN true
+                WHEN 'null' THEN true
                 ELSE NOT claims ? 'sub' END)
         THEN
             RETURN claims - 'pid';

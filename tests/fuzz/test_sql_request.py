@@ -137,7 +137,7 @@ def test_any_header_values(
 )
 def test_other_methods_and_paths(proxy_app: Flask, method: str, path: str) -> None:
     answer = call(proxy_app, environ(method, path))
-    assert_clean(answer, {204, 400, 404, 405})
+    assert_clean(answer, {200, 400, 404, 405})  # 200: the CORS preflight (OPTIONS /sql)
 
 
 @settings(max_examples=150, deadline=None)
@@ -170,7 +170,6 @@ REFUSED_PAYLOADS = [
     '{"sub":"a","name":"\\ud800"}',
     '{"sub":"a","name":"\\u0000"}',
     '{"sub":["a"]}',
-    '{"sub":null}',
 ]
 
 

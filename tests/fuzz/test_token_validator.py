@@ -81,14 +81,11 @@ def _header(key_index: int) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-def _seconds(value: Any) -> float | None:
-    if isinstance(value, bool) or not isinstance(value, int | float):
+def _seconds(value: Any) -> int | None:
+    """serde's u64 (Neon's `numeric_date_opt`): a non-negative integer below 2**64."""
+    if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value < 2**64:
         return None
-    try:
-        seconds = float(value)
-    except OverflowError:
-        return None
-    return seconds if math.isfinite(seconds) else None
+    return value
 
 
 def _strict_json(value: Any) -> bool:
@@ -110,8 +107,10 @@ def neon_accepts(key: SigningKey, header: dict[str, Any], claims: dict[str, Any]
         return False
     if not _strict_json(claims):
         return False
-    if "sub" in claims and not isinstance(claims["sub"], str):
-        return False
+    # serde's Option<Cow<str>>: a string, or null (read as absent).
+    for name in ("iss", "sub", "jti", "sid"):
+        if claims.get(name) is not None and not isinstance(claims[name], str):
+            return False
     aud = claims.get("aud", [])
     if not (
         isinstance(aud, str) or (isinstance(aud, list) and all(isinstance(a, str) for a in aud))
@@ -119,7 +118,7 @@ def neon_accepts(key: SigningKey, header: dict[str, Any], claims: dict[str, Any]
         return False
     now = time.time()
     for name, ok in (("exp", lambda t: now < t + LEEWAY), ("nbf", lambda t: t < now + LEEWAY)):
-        if name in claims:
+        if claims.get(name) is not None:  # Option<u64>: null is absent
             seconds = _seconds(claims[name])
             if seconds is None or not ok(seconds):
                 return False

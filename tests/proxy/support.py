@@ -181,6 +181,19 @@ class Proxy:
         return response.json()
 
 
+#: The endpoint hosts the tests' connection strings name.
+ENDPOINT_HOSTS = frozenset(
+    {
+        "localhost",
+        "127.0.0.1",
+        "h",
+        "ep-test.localhost",
+        "ep-test-123.localhost",
+        "ep-fuzz.localhost",
+    }
+)
+
+
 def base_config(neon_db: LocalDatabase, jwks_url: str, **overrides: Any) -> ProxyConfig:
     config = ProxyConfig(
         database_host=str(neon_db.server.socket_dir),
@@ -188,6 +201,7 @@ def base_config(neon_db: LocalDatabase, jwks_url: str, **overrides: Any) -> Prox
         admin_url=neon_db.owner_url,
         auth_rules=[AuthRule("test", jwks_url, None, ("authenticated", "anonymous"))],
         pool_size=4,
+        endpoint_hosts=ENDPOINT_HOSTS,
     )
     return replace(config, **overrides)
 

@@ -216,7 +216,6 @@ def test_expiry_and_not_before_beyond_leeway(guarded: Proxy, ec_key: SigningKey)
         {"iss": ["https://issuer.example"]},
         {"jti": 123},
         {"sid": {"id": "s"}},
-        {"sub": None},
         {"aud": None},
         {"aud": 5},
         {"aud": ["ok", 5]},
@@ -228,6 +227,13 @@ def test_claims_typed_as_neon_types_them(
     """Neon's proxy reads `exp`/`nbf` as u64 and `iss`/`sub`/`jti`/`sid` as strings and
     refuses anything else as an encoding error: a token that fails there fails here."""
     refused(guarded, ec_key.sign(claims_for("alice") | claims), NOT_A_JWT)
+
+
+def test_a_null_string_claim_reads_as_absent(proxy: Proxy, ec_key: SigningKey) -> None:
+    """serde reads `"sub": null` as no subject (Option<str>): Neon accepts the token,
+    and nobody is the database's user."""
+    token = ec_key.sign(claims_for("alice") | {"sub": None, "iss": None, "jti": None})
+    assert proxy.sql(token, "select auth.user_id() as u")["rows"] == [{"u": None}]
 
 
 def test_expiry_and_not_before_within_leeway_are_accepted(proxy: Proxy, ec_key: SigningKey) -> None:

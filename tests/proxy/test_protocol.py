@@ -9,6 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+import pytest
 
 from tests.proxy.support import Proxy
 
@@ -466,3 +467,35 @@ def test_other_methods_on_sql_are_405_with_allow(proxy: Proxy) -> None:
         assert response.status_code == 405, method
         assert response.headers["Allow"] == "OPTIONS, POST"
         assert response.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize(
+    "host", ["ep-typo.localhost", "ep-cool-darkness-123456.us-east-2.aws.neon.tech", "example.com"]
+)
+def test_an_unknown_endpoint_host_is_refused_as_neon_refuses_it(
+    proxy: Proxy, user_token: Callable[[str], str], host: str
+) -> None:
+    """A mistyped connection string fails locally as it would on Neon, before any SQL."""
+    response = proxy.post(
+        {"query": "select 1"},
+        user_token("typo"),
+        headers={"Neon-Connection-String": f"postgresql://authenticated@{host}/neondb"},
+    )
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "failed to fetch auth rules: Control plane request failed: endpoint cannot be found"
+    )
+    assert response.json()["code"] == ""
+
+
+def test_the_endpoint_hosts_default_to_local_ones_and_the_apps_connection_string() -> None:
+    from envsettings import Env
+    from proxy.config import endpoint_hosts
+
+    assert endpoint_hosts(Env({})) == {"localhost", "127.0.0.1"}
+    app = {"DATABASE_AUTHENTICATED_URL": "postgresql://authenticated@ep-x.example/neondb"}
+    assert endpoint_hosts(Env(app)) == {"localhost", "127.0.0.1", "ep-x.example"}
+    assert endpoint_hosts(Env({**app, "PROXY_ENDPOINT_HOSTS": " A.example, b.example "})) == {
+        "a.example",
+        "b.example",
+    }

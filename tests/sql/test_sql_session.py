@@ -33,9 +33,7 @@ def refused(conn: psycopg.Connection, token: str) -> psycopg.Error:
 
 def test_no_session_means_json_null_and_no_identity(connect) -> None:
     conn = connect("authenticated")
-    row = conn.execute(
-        "SELECT auth.session() = 'null'::jsonb, auth.user_id()"
-    ).fetchone()
+    row = conn.execute("SELECT auth.session() = 'null'::jsonb, auth.user_id()").fetchone()
     assert row == (True, None)
 
 
