@@ -81,10 +81,10 @@ MUTANTS: tuple[Mutant, ...] = (
         (f"{PROXY_AUTH}::test_rsa_keys_under_2048_bits_are_ignored",),
     ),
     Mutant(
-        "a failing JWKS keeps its old keys forever",
+        "a failed JWKS renewal keeps the old keys",
         "proxy/jwks.py",
-        "                self._keys = {}\n",
-        "                pass\n",
+        "            self._keys = {}\n",
+        "            pass\n",
         ("tests/proxy/test_jwks.py",),
     ),
     Mutant(

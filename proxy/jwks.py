@@ -1,10 +1,13 @@
-"""JWKS fetching and caching with Neon's proxy timings.
+"""JWKS fetching and caching as Neon's proxy does it (proxy/src/auth/backend/jwt.rs).
 
 A key set is refreshed in the background once it is 5 minutes old and
-synchronously once it is an hour old; a `kid` that is not in the set triggers a
-refetch, but at most every 30 seconds, so a flood of tokens with random key ids
-cannot turn the proxy into a request amplifier. Fetches follow no redirects,
-time out after 5 seconds and read at most 64 KiB.
+synchronously once it is an hour old. A `kid` that is not in the set asks for a
+renewal once the set is 30 s old, but a renewal hands back the cached set while it
+is younger than 5 minutes: in effect a new key is seen once the set is 5 minutes
+old (Neon's proxy waits in a loop until then; this one answers "jwk not found").
+A renewal whose fetch fails leaves that URL with no keys at all, and none is
+tried again for 5 minutes: the JWKS URL must stay up. Fetches follow no
+redirects, time out after 5 seconds and read at most 64 KiB.
 """
 
 from __future__ import annotations
@@ -139,7 +142,6 @@ class KeySet:
         self._clock = clock
         self._keys: dict[str, Jwk] = {}
         self._retrieved: float | None = None
-        self._fetched: float | None = None
         self._lock = threading.Lock()
         self._refreshing = False
 
@@ -150,8 +152,10 @@ class KeySet:
         elif now - self._retrieved > AUTO_RENEW:
             self._renew_in_background()
         jwk = self._keys.get(kid)
-        if jwk is None and refetch_unknown:
-            self._renew(max_age=MIN_RENEW)
+        if jwk is None and refetch_unknown and now - self._retrieved > MIN_RENEW:
+            # Neon's renew_jwks returns the cached entry while it is younger than
+            # AUTO_RENEW, so only a set that old is fetched again for an unknown kid.
+            self._renew(max_age=AUTO_RENEW)
             jwk = self._keys.get(kid)
         return jwk
 
@@ -178,18 +182,15 @@ class KeySet:
                 self._refreshing = False
 
     def _refresh_locked(self) -> None:
-        # A failed fetch still counts as an attempt, so an unreachable issuer costs one
-        # timeout per MIN_RENEW window, not one per request. It keeps the previous keys
-        # for at most MAX_RENEW: a key removed from the set must not live on forever
-        # just because the issuer went down.
+        # As Neon: a failed fetch counts as a renewal that found no keys for this URL
+        # (its new cache entry lacks them), and the next one waits its turn like any
+        # other. An unreachable issuer costs one timeout per window, not one per request.
         started = self._clock()
         try:
             self._keys = self._fetch(self.url)
-            self._fetched = started
         except (requests.RequestException, ValueError) as error:
-            log.warning("could not fetch JWKS from %s: %s", self.url, error)
-            if self._fetched is None or started - self._fetched > MAX_RENEW:
-                self._keys = {}
+            log.warning("could not fetch JWKS from %s: %s (its keys are dropped)", self.url, error)
+            self._keys = {}
         self._retrieved = started
 
 

@@ -9,7 +9,9 @@ from pathlib import Path
 import click
 from dotenv import find_dotenv, load_dotenv
 
+from issuer.config import Config
 from stack import migrate, postgres, supervisor
+from stack.neon_api import DEFAULT_API_URL, JwksRegistration, NeonAPI, NeonAPIError
 
 
 def data_dir() -> Path:
@@ -71,10 +73,55 @@ def migrate_command(database_url: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
+def _register(project_id: str, branch_id: str | None, provider_name: str) -> None:
+    """Register the issuer's JWKS URL and audience with the Neon project (idempotent)."""
+    api_key = os.environ.get("NEON_API_KEY", "").strip()
+    if not api_key:
+        raise click.UsageError("set NEON_API_KEY (a Neon API key, in the environment or .env)")
+    try:
+        config = Config.from_env()
+    except ValueError as error:
+        raise click.ClickException(str(error)) from None
+    if not config.issuer_url.startswith("https://"):
+        raise click.UsageError(
+            f"ISSUER_URL is {config.issuer_url}: Neon fetches the JWKS over HTTPS from the "
+            "issuer's public URL (set ISSUER_URL to it)"
+        )
+    wanted = JwksRegistration(
+        jwks_url=f"{config.issuer_url}/.well-known/jwks.json",
+        provider_name=provider_name,
+        audience=config.database_audience,
+        branch_id=branch_id,
+    )
+    api = NeonAPI(api_key, os.environ.get("NEON_API_URL") or DEFAULT_API_URL)
+    try:
+        registration, created = api.register(project_id, wanted)
+    except NeonAPIError as error:
+        raise click.ClickException(str(error)) from None
+    state = "registered" if created else "already registered, unchanged"
+    click.echo(
+        f"{wanted.jwks_url} (audience {wanted.audience}) {state} for Neon project {project_id}"
+        + (f" (id {registration['id']})" if registration.get("id") else "")
+    )
+
+
+@cli.command("neon-register")
+@click.option("--project-id", required=True, help="The Neon project (console: Settings).")
+@click.option("--branch-id", default=None, help="Only this branch (default: the project's).")
+@click.option("--provider-name", default="own-login", show_default=True)
+def neon_register_command(project_id: str, branch_id: str | None, provider_name: str) -> None:
+    """Register ISSUER_URL's JWKS and ISSUER_DATABASE_AUDIENCE with a Neon project
+    through Neon's API (NEON_API_KEY; NEON_API_URL overrides the API's base URL).
+    A second run finds the registration and changes nothing."""
+    load_dotenv(find_dotenv(usecwd=True))
+    _register(project_id, branch_id, provider_name)
+
+
 @cli.command("neon-setup")
 def neon_setup_command() -> None:
     """Apply sql/ to your Neon database: DATABASE_URL (the neondb_owner
-    connection string, from the environment or .env, as in Neon's guides)."""
+    connection string, from the environment or .env, as in Neon's guides); with
+    NEON_API_KEY and NEON_PROJECT_ID also register the issuer's JWKS (neon-register)."""
     load_dotenv(find_dotenv(usecwd=True))
     database_url = os.environ.get("DATABASE_URL", "").strip()
     if not database_url:
@@ -87,6 +134,9 @@ def neon_setup_command() -> None:
     except migrate.MigrationError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("migrated: pg_session_jwt, grants, todos and its policies")
+    project_id = os.environ.get("NEON_PROJECT_ID", "").strip()
+    if os.environ.get("NEON_API_KEY", "").strip() and project_id:
+        _register(project_id, os.environ.get("NEON_BRANCH_ID") or None, "own-login")
 
 
 @cli.command("proxy", context_settings={"ignore_unknown_options": True})

@@ -116,10 +116,15 @@ class Deployment:
     token_ttl: int = 9  # ISSUER_ACCESS_TOKEN_TTL: 900 s / TIME_SCALE
     proxy_workers: int = 2
     proxy_threads: int = 4
+    # Serve the JWKS from a static copy (ISSUER_JWKS_STATIC_DIR) on a server of its
+    # own, as the README advises, instead of from the issuer.
+    static_jwks: bool = False
     issuer_port: int = field(default_factory=free_port)
     proxy_port: int = field(default_factory=free_port)
+    static_port: int = field(default_factory=free_port)
     issuer: Service | None = None
     proxy: Service | None = None
+    static: Service | None = None
 
     @property
     def issuer_url(self) -> str:
@@ -132,6 +137,13 @@ class Deployment:
     @property
     def keys_dir(self) -> Path:
         return self.root / "keys"
+
+    @property
+    def jwks_url(self) -> str:
+        """Where the proxy fetches the JWKS: the issuer, or the static copy's server."""
+        if self.static_jwks:
+            return f"http://127.0.0.1:{self.static_port}/jwks.json"
+        return f"{self.issuer_url}/.well-known/jwks.json"
 
     @property
     def access_log(self) -> Path:
@@ -160,8 +172,9 @@ class Deployment:
             PROXY_DATABASE_HOST=str(server.socket_dir),
             PROXY_DATABASE_PORT=str(server.port),
             PROXY_ADMIN_URL=self.database.owner_url,
-            PROXY_JWKS_URL=f"{self.issuer_url}/.well-known/jwks.json",
+            PROXY_JWKS_URL=self.jwks_url,
             RESILIENCE_TIME_SCALE=str(TIME_SCALE),
+            **({"ISSUER_JWKS_STATIC_DIR": str(self.root / "public")} if self.static_jwks else {}),
         )
 
     # Processes.
@@ -177,8 +190,15 @@ class Deployment:
         self.proxy = Service("proxy", argv, self.env, self.proxy_port, self.root / "proxy.log")
         return self.proxy
 
+    def start_static(self) -> Service:
+        """A plain static file server for the copy the key ring writes (a CDN's stand-in)."""
+        argv = [sys.executable, "-m", "http.server", str(self.static_port)]
+        argv += ["--bind", "127.0.0.1", "--directory", str(self.root / "public")]
+        self.static = Service("static", argv, self.env, self.static_port, self.root / "static.log")
+        return self.static
+
     def close(self) -> None:
-        for service in (self.proxy, self.issuer):
+        for service in (self.proxy, self.issuer, self.static):
             if service is not None:
                 service.stop()
 

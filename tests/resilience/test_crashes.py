@@ -26,6 +26,7 @@ import psycopg
 import pytest
 import requests
 
+import proxy.jwks
 from stack import migrate, postgres
 from stack.migrate import LocalDatabase
 from tests.resilience.services import (
@@ -34,6 +35,7 @@ from tests.resilience.services import (
     HTTP_TIMEOUT,
     REPO,
     RING_REFRESH,
+    TIME_SCALE,
     Deployment,
     assert_ring_intact,
     wait_for,
@@ -97,7 +99,11 @@ class Rotator(threading.Thread):
 def test_issuer_killed_during_rotation_and_token_issuance_recovers(
     deploy: Callable[..., Deployment], own_db: LocalDatabase
 ) -> None:
-    deployment = deploy(own_db)
+    # The JWKS served statically, as the README advises: an issuer down when the
+    # proxy renews its set would otherwise cost minutes of refused tokens (see
+    # test_an_issuer_down_when_the_proxy_renews_its_jwks).
+    deployment = deploy(own_db, static_jwks=True)
+    deployment.start_static()
     deployment.start_issuer()
     deployment.start_proxy()
     credentials = deployment.register_clients(3)
@@ -151,6 +157,48 @@ def test_issuer_killed_during_rotation_and_token_issuance_recovers(
     for failure in tally.failures:
         assert failure.status is None or failure.status < 500, failure
     tally.assert_quiet_since(recovered + RING_REFRESH + 1)
+
+
+@pytest.mark.parametrize("static", [False, True], ids=["from-the-issuer", "served-statically"])
+def test_an_issuer_down_when_the_proxy_renews_its_jwks(
+    deploy: Callable[..., Deployment], own_db: LocalDatabase, static: bool
+) -> None:
+    """What Neon does, and what the README tells operators: a renewal whose fetch fails
+    drops that provider's keys until the next renewal, 5 min later (3 s here), so valid
+    tokens are refused ("jwk not found") meanwhile. A JWKS URL that stays up (the
+    issuer's static copy on another server) costs nothing."""
+    deployment = deploy(own_db, static_jwks=static, token_ttl=120, proxy_workers=1)
+    if static:
+        deployment.start_static()
+    deployment.start_issuer()
+    deployment.start_proxy()
+    (credentials,) = deployment.register_clients(1)
+    token = get_token(deployment, credentials)
+    renewal = proxy.jwks.AUTO_RENEW / TIME_SCALE
+
+    def answers(seconds: float) -> list[tuple[float, int, str]]:
+        seen, until = [], time.time() + seconds
+        while time.time() < until:
+            response = sql(None, deployment.sql_url, token, "select 1 as one")
+            seen.append((time.time(), response.status_code, response.text))
+            time.sleep(0.05)
+        return seen
+
+    assert {status for _, status, _ in answers(0.5)} == {200}
+    assert deployment.issuer is not None
+    deployment.issuer.kill()
+    during = answers(2 * renewal + 1)  # the set is renewed (and fails) at least once
+    deployment.start_issuer()
+    back = time.time()
+    after = answers(renewal + 1.5)
+    refused = [(at, text) for at, status, text in during + after if status != 200]
+    if static:
+        assert refused == [], refused[:3]
+        return
+    assert refused, "an issuer down at renewal time costs refused tokens"
+    assert all("jwk not found" in text for _, text in refused), refused[:3]
+    assert max(at for at, _ in refused) <= back + renewal + 0.5, "refused past the next renewal"
+    assert after[-1][1] == 200
 
 
 class SlowBatches:
