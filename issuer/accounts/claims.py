@@ -18,6 +18,9 @@ RESERVED_CLAIMS = frozenset(
         "client_id", "scope", "scp", "auth_time", "acr", "amr",
         "nonce", "azp", "at_hash", "c_hash", "s_hash", "sid",
         "email", "email_verified", "typ", "cnf", "act", "may_act",
+        # Neon's Data API switches to the Postgres role a token's `role` names: the
+        # issuer sets it ("authenticated" on database tokens), never a user.
+        "role",
     }
 )  # fmt: skip
 CLAIM_NAME_MAX_LENGTH = 64

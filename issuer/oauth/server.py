@@ -30,7 +30,7 @@ from issuer.oauth.grants import (
     S256CodeChallenge,
 )
 from issuer.oauth.refresh_tokens import RefreshToken
-from issuer.tokens import mint_access_token
+from issuer.tokens import database_role, mint_access_token
 
 
 class AccessTokenMinter:
@@ -43,6 +43,7 @@ class AccessTokenMinter:
     def __init__(self, config: Config) -> None:
         self.issuer = config.issuer_url
         self.userinfo = config.userinfo_audience
+        self.database = config.database_audience
         self.ttl = config.access_token_ttl
 
     def __call__(
@@ -56,6 +57,7 @@ class AccessTokenMinter:
             ttl=self.ttl,
             scope=scope,
             client_id=client.get_client_id(),
+            role=database_role(audience, self.database),
             extra_claims={} if user is None else user.claims,
         )
 

@@ -26,7 +26,7 @@ ACCESS_TOKEN_TYP = "at+jwt"  # noqa: S105 (RFC 9068 media type, not a secret)
 RESERVED_CLAIMS = frozenset(
     {
         "iss", "sub", "aud", "exp", "iat", "nbf", "jti", "scope", "scp", "client_id",
-        "azp", "auth_time", "acr", "amr", "cnf", "act", "may_act",
+        "azp", "auth_time", "acr", "amr", "cnf", "act", "may_act", "role",
     }
 )  # fmt: skip
 _ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
@@ -36,6 +36,17 @@ _compact_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 # ASCII without DEL (orjson writes other text raw, `json` escapes it as \uXXXX).
 _PLAIN_TYPES = frozenset({str, int, bool, type(None)})
 _URLSAFE = bytes.maketrans(b"+/", b"-_")
+
+
+def database_role(audience: str | None, database_audience: str) -> str | None:
+    """The `role` claim: Neon's Data API switches to the role a token names, so a
+    database token names `authenticated` (what RLS policies are written for); tokens
+    for anything else name none."""
+    return DATABASE_ROLE if audience == database_audience else None
+
+
+#: The Postgres role database tokens are for (Neon's Data API; `sql/` grants it).
+DATABASE_ROLE = "authenticated"
 
 
 class ReservedClaimError(ValueError):
@@ -60,13 +71,15 @@ def mint_access_token(
     ttl: int,
     scope: str | None = None,
     client_id: str | None = None,
+    role: str | None = None,
     extra_claims: Mapping[str, object] | None = None,
 ) -> str:
     """An RFC 9068-style access token: registered claims first, then `extra_claims`.
 
     `aud` is left out when `audience` is None (Neon checks it only when configured),
-    likewise `scope` and `client_id`. Raises ReservedClaimError if an extra claim
-    names a registered one, and ValueError for a non-positive ttl.
+    likewise `scope`, `client_id` and `role` (the Postgres role Neon's Data API
+    switches to). Raises ReservedClaimError if an extra claim names a registered
+    one, and ValueError for a non-positive ttl.
     """
     if ttl <= 0:
         raise ValueError("ttl must be a positive number of seconds")
@@ -85,6 +98,7 @@ def mint_access_token(
         "jti": os.urandom(16).hex(),
         "scope": scope,
         "client_id": client_id,
+        "role": role,
     }
     if audience is None:
         del claims["aud"]
@@ -92,6 +106,8 @@ def mint_access_token(
         del claims["scope"]
     if client_id is None:
         del claims["client_id"]
+    if role is None:
+        del claims["role"]
     if extra_claims:
         claims.update(extra_claims)
     return sign_jwt(ring, claims, typ=ACCESS_TOKEN_TYP)

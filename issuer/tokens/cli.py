@@ -12,7 +12,7 @@ from issuer.audit import audit
 from issuer.cli import claims_option, command_group, operator_errors
 from issuer.config import Config
 from issuer.keys import KeyRingError
-from issuer.tokens import ReservedClaimError, mint_access_token
+from issuer.tokens import ReservedClaimError, database_role, mint_access_token
 
 token = command_group("token", "Mint tokens for debugging (for example RLS policies).")
 
@@ -50,6 +50,7 @@ def mint_command(
         audience=audience if audience is not None else config.database_audience,
         ttl=ttl or config.access_token_ttl,
         scope=scope,
+        role=database_role(audience or config.database_audience, config.database_audience),
         extra_claims=claims,
     )
     payload = json.loads(base64.urlsafe_b64decode(jwt.split(".")[1] + "=="))

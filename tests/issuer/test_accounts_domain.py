@@ -74,7 +74,7 @@ def test_invalid_emails_are_refused(raw: str) -> None:
 @pytest.mark.parametrize(
     ("assignment", "expected"),
     [
-        ("role=admin", ("role", "admin")),
+        ("team=admin", ("team", "admin")),
         ("level=3", ("level", 3)),
         ('tags=["a","b"]', ("tags", ["a", "b"])),
         ("beta=true", ("beta", True)),
@@ -129,7 +129,7 @@ def test_password_policy(password: str) -> None:
 
 
 def test_create_and_find_user(engine: Engine) -> None:
-    user = users.create_user(engine, "Ada@Example.com", "password-1", {"role": "admin"})
+    user = users.create_user(engine, "Ada@Example.com", "password-1", {"team": "admin"})
     assert user.email == "ada@example.com"
     assert len(user.id) == 36
     assert users.get_user(engine, user.id) == user

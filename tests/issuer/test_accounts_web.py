@@ -36,7 +36,7 @@ def client(app: Flask) -> FlaskClient:
 
 @pytest.fixture
 def ada(app: Flask) -> users.User:
-    return users.create_user(app.extensions["db"], "ada@example.com", PASSWORD, {"role": "admin"})
+    return users.create_user(app.extensions["db"], "ada@example.com", PASSWORD, {"team": "admin"})
 
 
 def csrf_token(html: str) -> str:
@@ -155,7 +155,7 @@ def test_public_api_inside_a_request(app: Flask, client: FlaskClient, ada: users
     with client:
         client.get("/account")
         assert accounts.current_user() == ada
-        assert accounts.current_user().claims == {"role": "admin"}
+        assert accounts.current_user().claims == {"team": "admin"}
         assert isinstance(accounts.authenticated_at(), int)
         assert accounts.get_user(ada.id) == ada
         assert accounts.get_user("no-such-id") is None

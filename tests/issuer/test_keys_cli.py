@@ -199,14 +199,14 @@ def test_mint_prints_a_verifiable_token(keys_app: Flask, ring: KeyRing, verify, 
     result = run(
         keys_app,
         "token", "mint", "--sub", "alice", "--ttl", "60", "--aud", "neon", "--scope", "todos",
-        "--claim", "role=admin", "--claim", "level=3", "--claim", "tags=[\"a\"]",
+        "--claim", "team=admin", "--claim", "level=3", "--claim", "tags=[\"a\"]",
         "--claim", "weight=NaN",
     )  # fmt: skip
     assert result.exit_code == 0, result.output
     token = verify(result.stdout.strip(), ring.jwks().body)
     assert token.claims["sub"] == "alice" and token.claims["aud"] == "neon"
     assert token.claims["exp"] == clock() + 60
-    assert (token.claims["role"], token.claims["level"], token.claims["tags"]) == (
+    assert (token.claims["team"], token.claims["level"], token.claims["tags"]) == (
         "admin",
         3,
         ["a"],

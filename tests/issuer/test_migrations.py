@@ -126,3 +126,23 @@ def test_db_commands_report_the_revision(oauth_app: Flask, command: str) -> None
     result = oauth_app.test_cli_runner().invoke(args=["db", command])
     assert result.exit_code == 0, result.output
     assert migrations.head() in result.output
+
+
+def test_a_stored_role_claim_becomes_app_role(tmp_path: Path) -> None:
+    """Revision 0003: `role` is the issuer's (it names a Postgres role on Neon's Data
+    API); a user's stored custom claim of that name is kept as `app_role`."""
+    engine = servicedb.engine_for(f"sqlite:///{tmp_path / 'issuer.sqlite3'}")
+    try:
+        migrations.upgrade(engine, "0002")
+        with engine.begin() as conn:
+            conn.execute(
+                text(
+                    "insert into users (id, email, password_hash, claims, disabled, created_at)"
+                    " values ('u1', 'a@example.com', 'x', :claims, false, '2026-01-01')"
+                ),
+                {"claims": '{"role": "admin", "tenant": "acme"}'},
+            )
+        migrations.upgrade(engine)
+        assert users.get_user(engine, "u1").claims == {"app_role": "admin", "tenant": "acme"}
+    finally:
+        engine.dispose()

@@ -27,8 +27,8 @@ from tests.support.jose import verify_with_jwks
 
 @pytest.fixture
 def browser(oauth_app: Flask) -> FlaskClient:
-    """A browser logged in to the issuer as alice (custom claim role=admin)."""
-    make_user(oauth_app, claims={"role": "admin"})
+    """A browser logged in to the issuer as alice (custom claim team=admin)."""
+    make_user(oauth_app, claims={"team": "admin"})
     client = oauth_app.test_client()
     log_in(client, "alice@example.com")
     return client
@@ -64,7 +64,7 @@ def test_code_flow_issues_tokens_verifiable_with_the_published_jwks(oauth_app, b
     assert claims["iss"] == config.issuer_url
     assert claims["aud"] == f"{config.issuer_url}/userinfo"  # no resource: sign-in only
     assert claims["client_id"] == spa.client_id
-    assert claims["role"] == "admin"
+    assert claims["team"] == "admin"
     assert claims["exp"] - claims["iat"] == 900
     assert abs(claims["iat"] - time.time()) < 5
     assert claims["jti"]

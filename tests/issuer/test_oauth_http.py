@@ -71,7 +71,7 @@ def served(issuer_config: Config, tmp_path) -> Iterator[tuple[str, object]]:
 
 def test_code_flow_refresh_userinfo_and_logout_over_http(served):
     base, app = served
-    make_user(app, claims={"role": "admin"})
+    make_user(app, claims={"team": "admin"})
     client, secret = register(
         app, first_party=True, post_logout_redirect_uris=("http://127.0.0.1:8000/bye",)
     )
@@ -127,7 +127,7 @@ def test_code_flow_refresh_userinfo_and_logout_over_http(served):
     access = verify_with_jwks(body["access_token"], jwks).claims
     id_token = verify_with_jwks(body["id_token"], jwks).claims
     assert access["iss"] == id_token["iss"] == discovery["issuer"] == base
-    assert access["role"] == "admin"
+    assert access["team"] == "admin"
     assert id_token["nonce"] == "n-456"
 
     info = requests.get(

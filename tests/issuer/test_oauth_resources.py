@@ -319,3 +319,18 @@ def test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token(
         },
     )
     assert kept.status_code == 200, kept.text
+
+
+def test_database_tokens_name_the_authenticated_role_and_no_other_token_does(
+    oauth_app: Flask, alice_browser: FlaskClient
+) -> None:
+    """Neon's Data API switches to the Postgres role a token's `role` names: the issuer
+    sets it on database tokens only."""
+    app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB, OTHER))
+    database = tokens_for(alice_browser, app, {"resource": DB}).json
+    assert claims(alice_browser, database["access_token"])["role"] == "authenticated"
+    assert "role" not in claims(alice_browser, database["id_token"])
+    other = tokens_for(alice_browser, app, {"resource": OTHER}).json
+    assert "role" not in claims(alice_browser, other["access_token"])
+    signin = tokens_for(alice_browser, app, {}).json
+    assert "role" not in claims(alice_browser, signin["access_token"])

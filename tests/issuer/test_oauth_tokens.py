@@ -22,7 +22,7 @@ from tests.support.jose import verify_with_jwks
 
 @pytest.fixture
 def browser(oauth_app: Flask) -> FlaskClient:
-    make_user(oauth_app, claims={"role": "member"})
+    make_user(oauth_app, claims={"team": "member"})
     client = oauth_app.test_client()
     log_in(client, "alice@example.com")
     return client
@@ -184,7 +184,7 @@ def test_userinfo_returns_the_user_claims(browser, tokens):
     )
     assert response.status_code == 200, response.text
     assert response.json["email"] == "alice@example.com"
-    assert response.json["role"] == "member"
+    assert response.json["team"] == "member"
     assert response.headers["Cache-Control"] == "no-store"
 
 

@@ -39,7 +39,7 @@ def mint(ring: KeyRing, **overrides) -> str:
         "ttl": TTL,
         "scope": "openid todos",
         "client_id": "todo-app",
-        "extra_claims": {"role": "member"},
+        "extra_claims": {"team": "member"},
     }
     return mint_access_token(ring, **(args | overrides))
 
@@ -58,7 +58,7 @@ def test_access_token_verifies_against_the_published_jwks(ring: KeyRing, verify,
         "jti": token.claims["jti"],
         "scope": "openid todos",
         "client_id": "todo-app",
-        "role": "member",
+        "team": "member",
     }
 
 
@@ -99,7 +99,7 @@ def test_optional_claims_are_omitted_when_unset(ring: KeyRing) -> None:
 @pytest.mark.parametrize("name", sorted(RESERVED_CLAIMS))
 def test_custom_claims_cannot_override_registered_ones(ring: KeyRing, name: str) -> None:
     with pytest.raises(ReservedClaimError, match=name):
-        mint(ring, extra_claims={"role": "member", name: "attacker"})
+        mint(ring, extra_claims={"team": "member", name: "attacker"})
 
 
 @pytest.mark.parametrize("ttl", [0, -1])

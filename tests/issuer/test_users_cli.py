@@ -40,7 +40,7 @@ def test_add_with_prompt_and_claims(app: Flask) -> None:
         "add",
         "Ada@Example.com",
         "--claim",
-        "role=admin",
+        "team=admin",
         "--claim",
         "level=3",
         "--claim",
@@ -51,7 +51,7 @@ def test_add_with_prompt_and_claims(app: Flask) -> None:
     user = users.find_user(app.extensions["db"], "ada@example.com")
     assert user is not None
     assert f"Created ada@example.com (sub {user.id})" in result.stdout
-    assert user.claims == {"role": "admin", "level": 3, "teams": ["a", "b"]}
+    assert user.claims == {"team": "admin", "level": 3, "teams": ["a", "b"]}
     assert users.authenticate(app.extensions["db"], user.email, PASSWORD).user == user
     assert PASSWORD not in result.stdout + result.stderr
     audit = [json.loads(line) for line in result.stderr.splitlines() if line.startswith("{")]
@@ -78,7 +78,7 @@ def test_prompt_confirmation_must_match(app: Flask) -> None:
         (["ada@example.com", "--password-stdin"], "", "at least 8 characters", 1),
         (["ada@example.com", "--password-stdin"], "seven77", "at least 8 characters", 1),
         (["ada@example.com", "--password-stdin"], "x" * 257, "at most 256 characters", 1),
-        (["ada@example.com", "--password-stdin", "--claim", "role"], PASSWORD, "NAME=VALUE", 2),
+        (["ada@example.com", "--password-stdin", "--claim", "team"], PASSWORD, "NAME=VALUE", 2),
         (["ada@example.com", "--password-stdin", "--claim", "=x"], PASSWORD, "NAME=VALUE", 2),
         (["ada@example.com", "--password-stdin", "--claim", "sub=x"], PASSWORD, "'sub'", 2),
         (
@@ -109,7 +109,7 @@ def test_duplicate_email_is_an_error(app: Flask) -> None:
 
 def test_list_shows_no_hashes(app: Flask) -> None:
     engine = app.extensions["db"]
-    ada = users.create_user(engine, "ada@example.com", PASSWORD, {"role": "admin"})
+    ada = users.create_user(engine, "ada@example.com", PASSWORD, {"team": "admin"})
     users.create_user(engine, "grace@example.com", PASSWORD)
     users.set_disabled(engine, "grace@example.com", True)
 
@@ -118,7 +118,7 @@ def test_list_shows_no_hashes(app: Flask) -> None:
     lines = result.stdout.splitlines()
     assert len(lines) == 2
     assert lines[0].startswith(f"{ada.id}  ada@example.com  active  ")
-    assert lines[0].endswith('{"role":"admin"}')
+    assert lines[0].endswith('{"team":"admin"}')
     assert "grace@example.com  disabled" in lines[1]
     assert "argon2" not in result.stdout
 
@@ -127,7 +127,7 @@ def test_list_shows_no_hashes(app: Flask) -> None:
     assert records[0] == {
         "id": ada.id,
         "email": "ada@example.com",
-        "claims": {"role": "admin"},
+        "claims": {"team": "admin"},
         "disabled": False,
         "created_at": ada.created_at.isoformat(),
     }
@@ -175,12 +175,12 @@ def test_python_dash_m_issuer_users(tmp_path: Path) -> None:
         )
 
     created = issuer(
-        "add", "ada@example.com", "--password-stdin", "--claim", "role=admin", stdin=PASSWORD
+        "add", "ada@example.com", "--password-stdin", "--claim", "team=admin", stdin=PASSWORD
     )
     assert created.returncode == 0, created.stderr
     listed = issuer("list", "--json")
     assert listed.returncode == 0
-    assert json.loads(listed.stdout)["claims"] == {"role": "admin"}
+    assert json.loads(listed.stdout)["claims"] == {"team": "admin"}
     again = issuer("add", "ada@example.com", "--password-stdin", stdin=PASSWORD)
     assert again.returncode == 1
     assert "Error: An account for ada@example.com already exists." in again.stderr
@@ -220,3 +220,13 @@ def test_bad_settings_are_one_line_errors(
     assert result.stderr.startswith(f"Error: {message}")
     assert "Traceback" not in result.stderr
     assert "s3cret" not in result.stderr
+
+
+def test_role_is_the_issuers_claim(oauth_app) -> None:
+    """Neon's Data API would switch to a Postgres role named by it."""
+    result = oauth_app.test_cli_runner().invoke(
+        args=["users", "add", "x@example.com", "--password-stdin", "--claim", "role=neondb_owner"],
+        input="a-long-enough-password\n",
+    )
+    assert result.exit_code == 2
+    assert "'role' is set by the issuer itself" in result.output
