@@ -48,6 +48,8 @@ class ProxyConfig:
     # The endpoint hosts this proxy answers for (the connection string's host), as a
     # Neon region answers only for its endpoints; None answers for any.
     endpoint_hosts: frozenset[str] | None = None
+    # The schemas the Data API exposes (the first is the default profile).
+    data_api_schemas: tuple[str, ...] = ("public",)
     clock: Clock = field(default=time.time, repr=False)
 
     @classmethod
@@ -80,6 +82,11 @@ class ProxyConfig:
             max_response_bytes=env.integer("PROXY_MAX_RESPONSE_BYTES", cls.max_response_bytes),
             max_token_bytes=env.integer("PROXY_MAX_TOKEN_BYTES", cls.max_token_bytes),
             endpoint_hosts=endpoint_hosts(env),
+            data_api_schemas=tuple(
+                name.strip()
+                for name in env.text("PROXY_DATA_API_SCHEMAS", "public").split(",")
+                if name.strip()
+            ),
         )
 
 

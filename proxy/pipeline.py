@@ -59,16 +59,9 @@ def execute(
 ) -> list[dict[str, Any]]:
     encoding = conn.info.encoding
     commands = _commands(request, session_token, encoding)
-    with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
-        try:
-            results = _round_trip(conn.pgconn, commands)
-        except (psycopg.Error, _CopyRefused) as error:
-            raise _unusable(conn, str(error), fired[0], time_limit) from None
+    results, failed = run(conn, commands, watchdog, time_limit)
     first = 2 if request.batch else 1  # after BEGIN and the hand-off, before COMMIT
-    failed = next((r for r in results if r.status == pq.ExecStatus.FATAL_ERROR), None)
     if failed is not None:
-        if fired[0] or conn.pgconn.status == pq.ConnStatus.BAD:
-            raise _unusable(conn, "", fired[0], time_limit)
         error = psycopg.errors.error_from_result(failed, encoding=encoding)
         if failed is results[first - 1]:
             conn.close()  # a session that cannot start is not worth keeping
@@ -91,6 +84,23 @@ def execute(
         status = (result.command_status or b"").decode(encoding)
         out.append(result_json(_fields(result), rows, status, options.raw_text, array_mode))
     return out
+
+
+def run(
+    conn: psycopg.Connection, commands: list[Command], watchdog: Watchdog, time_limit: float
+) -> tuple[list[pq.abc.PGresult], pq.abc.PGresult | None]:
+    """Send `commands` in one round trip under the time limit; their results and the
+    first that failed. A lost or timed-out connection is closed and raised as a
+    ProxyError; a failed command leaves the connection usable (the pipeline stopped)."""
+    with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
+        try:
+            results = _round_trip(conn.pgconn, commands)
+        except (psycopg.Error, _CopyRefused) as error:
+            raise _unusable(conn, str(error), fired[0], time_limit) from None
+    failed = next((r for r in results if r.status == pq.ExecStatus.FATAL_ERROR), None)
+    if failed is not None and (fired[0] or conn.pgconn.status == pq.ConnStatus.BAD):
+        raise _unusable(conn, "", fired[0], time_limit)
+    return results, failed
 
 
 def _commands(request: SqlRequest, session_token: str, encoding: str) -> list[Command]:

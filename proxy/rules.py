@@ -16,7 +16,8 @@ from pathlib import Path
 from typing import Any
 
 DEFAULT_JWKS_URL = "http://127.0.0.1:8001/.well-known/jwks.json"
-DEFAULT_ROLES = ("authenticated", "anonymous")
+# As Neon registers a JWKS by default: the user roles, and the Data API's connection role.
+DEFAULT_ROLES = ("authenticated", "anonymous", "authenticator")
 
 
 @dataclass(frozen=True)

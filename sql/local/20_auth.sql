@@ -26,7 +26,7 @@ CREATE SCHEMA IF NOT EXISTS auth_private;
 
 REVOKE ALL ON SCHEMA auth FROM PUBLIC;
 REVOKE ALL ON SCHEMA auth_private FROM PUBLIC;
-GRANT USAGE ON SCHEMA auth TO authenticated, anonymous;
+GRANT USAGE ON SCHEMA auth TO authenticated, anonymous, authenticator;
 
 CREATE TABLE IF NOT EXISTS auth_private.session_keys (
     kid text PRIMARY KEY CHECK (kid <> '' AND length(kid) <= 128),
@@ -356,3 +356,6 @@ RETURN auth.session() ->> 'sub';
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth FROM PUBLIC;
 REVOKE ALL ON ALL FUNCTIONS IN SCHEMA auth_private FROM PUBLIC;
 GRANT EXECUTE ON ALL FUNCTIONS IN SCHEMA auth TO authenticated, anonymous;
+-- The Data API's connection (NOINHERIT) starts each request's session before it
+-- switches to the token's role.
+GRANT EXECUTE ON FUNCTION auth.init(), auth.jwt_session_init(text) TO authenticator;

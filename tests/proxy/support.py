@@ -199,7 +199,9 @@ def base_config(neon_db: LocalDatabase, jwks_url: str, **overrides: Any) -> Prox
         database_host=str(neon_db.server.socket_dir),
         database_port=neon_db.server.port,
         admin_url=neon_db.owner_url,
-        auth_rules=[AuthRule("test", jwks_url, None, ("authenticated", "anonymous"))],
+        auth_rules=[
+            AuthRule("test", jwks_url, None, ("authenticated", "anonymous", "authenticator"))
+        ],
         pool_size=4,
         endpoint_hosts=ENDPOINT_HOSTS,
     )
