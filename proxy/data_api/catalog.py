@@ -15,7 +15,10 @@ from dataclasses import dataclass
 
 import psycopg
 
+#: Seconds a schema is served from the cache before it is read again.
 TTL = 10.0
+#: How fresh a schema must be before a missed lookup is answered with a 404.
+MISS_MAX_AGE = 1.0
 
 # Each reads as one JSON document: pooled connections load every value as text.
 _RELATIONS = b"""
@@ -66,17 +69,23 @@ class Catalog:
 
     def __init__(self, clock=time.monotonic) -> None:
         self._clock = clock
-        self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}
+        self._schemas: dict[tuple[str, str], tuple[float, Schema]] = {}  # (read at, schema)
         self._lock = threading.Lock()
 
-    def schema(self, conn: psycopg.Connection, database: str, name: str) -> Schema:
+    def schema(
+        self, conn: psycopg.Connection, database: str, name: str, max_age: float = TTL
+    ) -> Schema:
+        """The schema as read at most `max_age` seconds ago (a lookup that missed asks
+        again with a short `max_age`: a new table is served at once, and a flood of
+        unknown names costs one read per second)."""
         key = (database, name)
         cached = self._schemas.get(key)
-        if cached is not None and cached[0] > self._clock():
+        now = self._clock()
+        if cached is not None and now - cached[0] < max_age:
             return cached[1]
         schema = read_schema(conn, name)
         with self._lock:
-            self._schemas[key] = (self._clock() + TTL, schema)
+            self._schemas[key] = (now, schema)
         return schema
 
 

@@ -29,7 +29,7 @@ from flask import Flask
 from werkzeug.wsgi import get_content_length, get_input_stream
 
 from proxy.data_api import compile as build
-from proxy.data_api.catalog import Catalog
+from proxy.data_api.catalog import MISS_MAX_AGE, Catalog
 from proxy.data_api.errors import ApiError, bad_request, from_postgres
 from proxy.data_api.query import RESERVED, parse
 from proxy.errors import AuthError, ProxyError
@@ -106,9 +106,19 @@ class DataApiEndpoint:
             conn = lease.conn
             try:
                 schema = self.catalog.schema(conn, database, schema_name)
+                try:
+                    statements, status = _statements(
+                        schema, method, rest, params, body, prefer, environ
+                    )
+                except ApiError as error:
+                    if error.code not in ("PGRST205", "PGRST202"):
+                        raise
+                    schema = self.catalog.schema(conn, database, schema_name, MISS_MAX_AGE)
+                    statements, status = _statements(
+                        schema, method, rest, params, body, prefer, environ
+                    )
             except psycopg.Error as error:
                 raise from_postgres(error, role == ANONYMOUS_ROLE) from None
-            statements, status = _statements(schema, method, rest, params, body, prefer, environ)
             session = services.session_key.token(claims, conn.info.backend_pid)
             settings = [
                 role, f'"{schema_name}"', json.dumps(claims), method,
