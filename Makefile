@@ -26,16 +26,30 @@ $(CHROMIUM):
 		echo "The browser tests need Debian's chromium: run 'sudo apt-get install chromium' once." >&2; exit 1; \
 	fi
 
+# The Data API tests also drive Supabase's postgrest-js, pinned in tests/data_api/js.
+JS_TESTS := tests/data_api/js
+JS_STAMP := $(JS_TESTS)/node_modules/.package-lock.json
+$(JS_STAMP): $(JS_TESTS)/package-lock.json
+	@if ! command -v npm >/dev/null; then \
+		if [ "$$(id -u)" -eq 0 ]; then \
+			export DEBIAN_FRONTEND=noninteractive && apt-get update && apt-get install -y nodejs npm; \
+		else \
+			echo "The Data API tests need node and npm: run 'sudo apt-get install nodejs npm' once." >&2; exit 1; \
+		fi; \
+	fi
+	npm ci --prefix $(JS_TESTS) --no-audit --no-fund --loglevel=error
+	touch $(JS_STAMP)
+
 # DEMO=1 also creates the demo users alice@example.com and bob@example.com.
 run: $(STAMP)
 	$(PY) -m stack run $(if $(DEMO),--demo-users,)
 
-test: $(STAMP) $(CHROMIUM)
+test: $(STAMP) $(CHROMIUM) $(JS_STAMP)
 	$(PY) -m pytest
 
 # The inner loop: everything but the browser, load, resilience and supervisor suites
 # (the slow suites are a handful of tests but half of the time). CI runs `make test`.
-test-quick: $(STAMP)
+test-quick: $(STAMP) $(JS_STAMP)
 	$(PY) -m pytest -m "not browser and not load and not resilience and not stack"
 
 bench: $(STAMP)
@@ -58,7 +72,6 @@ db-down: $(STAMP)
 migrate: $(STAMP)
 	$(PY) -m stack migrate
 
-# Applies sql/ to a real Neon database: DATABASE_URL is its owner connection string.
 # Applies sql/ to the Neon database of DATABASE_URL (environment or .env).
 neon-setup: $(STAMP)
 	$(PY) -m stack neon-setup

@@ -33,4 +33,4 @@ def rest(proxy: Proxy, ec_key: SigningKey) -> Iterator[Client]:
 
     yield make
     for client in opened:
-        client.aclose() if hasattr(client, "aclose") else None
+        client.aclose()  # the sync client's name for closing its session
