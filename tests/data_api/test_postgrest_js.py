@@ -26,7 +26,9 @@ def node() -> str:
     """Fails (never skips) without node and the client: `make test` installs both."""
     found = shutil.which("node")
     assert found, "node is not installed: run `make test`, which installs it"
-    assert CLIENT.is_dir(), "postgrest-js is not installed: run `make test` (npm ci in tests/data_api/js)"
+    assert CLIENT.is_dir(), (
+        "postgrest-js is not installed: run `make test` (npm ci in tests/data_api/js)"
+    )
     return found
 
 
