@@ -14,6 +14,8 @@ from urllib.parse import urlsplit
 
 from envsettings import Env, SettingError, check_url
 
+DATABASE_APIS = ("sql", "data_api")
+
 
 @dataclass
 class AppConfig:
@@ -30,6 +32,11 @@ class AppConfig:
     # None: derive `https://apiauth.<host>/sql` from the connection string, as
     # Neon's own driver does. Locally this points at the proxy.
     sql_endpoint: str | None = None
+    # How the app reaches its rows: "sql" (SQL over HTTP, Neon's `/sql`) or
+    # "data_api" (Neon's Data API, PostgREST, at `data_api_url`).
+    database_api: str = "sql"
+    # The Data API's REST URL as Neon's console shows it (`https://<endpoint>/<db>/rest/v1`).
+    data_api_url: str | None = None
     # The app's own store: server-side sessions and the tokens they hold.
     store_url: str = "sqlite:///.data/app.sqlite3"
     data_dir: Path = Path(".data")
@@ -65,6 +72,17 @@ class AppConfig:
             check_url(name, url)
         if self.sql_endpoint is not None:
             check_url("NEON_HTTP_ENDPOINT", self.sql_endpoint)
+        if self.database_api not in DATABASE_APIS:
+            raise SettingError(
+                f"APP_DATABASE_API must be one of {', '.join(DATABASE_APIS)}, got {self.database_api!r}"
+            )
+        if self.database_api == "data_api":
+            if not self.data_api_url:
+                raise SettingError(
+                    "APP_DATABASE_API=data_api needs APP_DATA_API_URL: the Data API URL Neon's "
+                    "console shows (https://<endpoint>/<database>/rest/v1)"
+                )
+            check_url("APP_DATA_API_URL", self.data_api_url)
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None) -> AppConfig:
@@ -79,6 +97,8 @@ class AppConfig:
             ),
             database_audience=env.text("APP_DATABASE_AUDIENCE", cls.database_audience),
             sql_endpoint=env.optional("NEON_HTTP_ENDPOINT"),
+            database_api=env.choice("APP_DATABASE_API", cls.database_api, DATABASE_APIS),
+            data_api_url=env.optional("APP_DATA_API_URL"),
             # APP_DATABASE_URL is release 0.1's name for it.
             store_url=env.text("APP_STORE_URL", cls.store_url, "APP_DATABASE_URL"),
             data_dir=env.path("APP_DATA_DIR", cls.data_dir),

@@ -1,5 +1,6 @@
-"""The Neon database, as the app reaches it: one `neon_http` client per request,
-carrying the logged-in user's token.
+"""The Neon database, as the app reaches it: SQL over HTTP (one `neon_http`
+client per request) or the Data API (`app.data_api`), as `APP_DATABASE_API`
+says, always carrying the logged-in user's token.
 
 Each thread keeps one `requests.Session` so that connections to the SQL
 endpoint stay alive across requests; a response hook adds each round trip's
@@ -10,11 +11,16 @@ the app's own overhead from the database's.
 from __future__ import annotations
 
 import threading
+from typing import Any
 
 import requests
 from flask import current_app, g
+from postgrest import SyncPostgrestClient
 
+from app import data_api
 from app.config import AppConfig
+from app.todos import SqlTodos, Todos
+from app.todos import database_view as sql_database_view
 from neon_http import NeonHTTP, derive_endpoint
 
 _local = threading.local()
@@ -49,3 +55,23 @@ def client(access_token: str) -> NeonHTTP:
         timeout=config.http_timeout,
         session=_http(),
     )
+
+
+def todos(access_token: str) -> Todos:
+    """The logged-in user's todos, over the configured path."""
+    config: AppConfig = current_app.config["APP"]
+    if config.database_api == "data_api":
+        return data_api.DataApiTodos(_data_api(config, access_token))
+    return SqlTodos(client(access_token))
+
+
+def database_view(access_token: str) -> dict[str, Any]:
+    config: AppConfig = current_app.config["APP"]
+    if config.database_api == "data_api":
+        return data_api.database_view(_data_api(config, access_token))
+    return sql_database_view(client(access_token))
+
+
+def _data_api(config: AppConfig, access_token: str) -> SyncPostgrestClient:
+    assert config.data_api_url  # AppConfig.check() refuses data_api without it
+    return data_api.client(config.data_api_url, access_token, config.http_timeout)

@@ -1,4 +1,5 @@
-"""Todos, read and written as the logged-in user through Neon's SQL over HTTP.
+"""Todos, read and written as the logged-in user through Neon's SQL over HTTP
+(`app.data_api` does the same through Neon's Data API).
 
 There are no ownership checks here on purpose: the database's Row-Level
 Security is the authorization. The queries still say `user_id =
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 from neon_http import NeonHTTP
 
@@ -53,8 +54,21 @@ def clean_task(raw: str | None) -> str:
     return task
 
 
-class Todos:
-    """The current user's todos; `db` carries their access token."""
+class Todos(Protocol):
+    """The current user's todos, whichever path reaches them. A todo that is not
+    theirs (or does not exist) is None / False, never an error."""
+
+    def list(self) -> list[Todo]: ...
+    def get(self, todo_id: int) -> Todo | None: ...
+    def add(self, task: str) -> Todo: ...
+    def set_complete(self, todo_id: int, done: bool) -> Todo | None: ...
+    def flip(self, todo_id: int) -> Todo | None: ...
+    def rename(self, todo_id: int, task: str) -> Todo | None: ...
+    def delete(self, todo_id: int) -> bool: ...
+
+
+class SqlTodos:
+    """The current user's todos over SQL; `db` carries their access token."""
 
     def __init__(self, db: NeonHTTP) -> None:
         self.db = db
@@ -112,10 +126,6 @@ class Todos:
 
 
 def database_view(db: NeonHTTP) -> dict[str, Any]:
-    """What the database itself knows about this request: the role it runs
-    as and the claims `pg_session_jwt` (or the local compat schema) verified."""
-    result = db.query(
-        "SELECT current_user AS role, auth.user_id() AS user_id, auth.session() AS session,"
-        " (SELECT count(*) FROM todos) AS visible_todos"
-    )
-    return result.rows[0]
+    """What the database itself knows about this request (`public.whoami()`): the
+    role it runs as and the claims `pg_session_jwt` (or the local compat schema) verified."""
+    return db.query("SELECT public.whoami() AS seen").rows[0]["seen"]

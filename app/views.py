@@ -3,18 +3,28 @@ the database itself sees. Every handler is request → validation → `Todos`.""
 
 from __future__ import annotations
 
-from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    g,
+    redirect,
+    render_template,
+    request,
+    url_for,
+)
 from flask.typing import ResponseReturnValue
 
 from app import neon
 from app.auth import fresh_login, login_required, login_token
-from app.todos import InvalidTask, Todo, Todos, clean_task, database_view
+from app.todos import InvalidTask, Todo, Todos, clean_task
 
 bp = Blueprint("todos", __name__)
 
 
 def _todos() -> Todos:
-    return Todos(neon.client(g.login.access_token))
+    return neon.todos(g.login.access_token)
 
 
 def _found(todo: Todo | None) -> Todo:
@@ -95,5 +105,6 @@ def delete(todo_id: int) -> ResponseReturnValue:
 @bp.get("/session")
 @login_required
 def session_page() -> ResponseReturnValue:
-    seen = database_view(neon.client(g.login.access_token))
-    return render_template("session.html", seen=seen)
+    seen = neon.database_view(g.login.access_token)
+    data_api = current_app.config["APP"].database_api == "data_api"
+    return render_template("session.html", seen=seen, data_api=data_api)

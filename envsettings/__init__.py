@@ -87,6 +87,13 @@ class Env:
             return False
         raise SettingError(f"{name} must be true or false, got {raw!r}")
 
+    def choice(self, name: str, default: str, choices: tuple[str, ...]) -> str:
+        """One of a few named modes, case-insensitive."""
+        value = self.text(name, default).lower()
+        if value not in choices:
+            raise SettingError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+        return value
+
     def url(
         self, name: str, default: str, *aliases: str, schemes: tuple[str, ...] = ("http", "https")
     ) -> str:

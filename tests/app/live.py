@@ -70,6 +70,10 @@ class Stack:
     def sql_url(self) -> str:
         return f"{self.proxy_url}/sql"
 
+    @property
+    def data_api_url(self) -> str:
+        return f"{self.proxy_url}/neondb/rest/v1"
+
 
 def hidden_field(html: str, name: str) -> str:
     match = re.search(rf'name="{name}"[^>]*value="([^"]*)"', html) or re.search(
@@ -201,7 +205,12 @@ def start_stack(
             neon_db,
             jwks_url,
             auth_rules=[
-                AuthRule("issuer", jwks_url, DATABASE_AUDIENCE, ("authenticated", "anonymous"))
+                AuthRule(
+                    "issuer",
+                    jwks_url,
+                    DATABASE_AUDIENCE,
+                    ("authenticated", "anonymous", "authenticator"),
+                )
             ],
         )
     )
@@ -226,6 +235,7 @@ def start_stack(
             client_id=client.client_id,
             client_secret=secret,
             sql_endpoint=f"{proxy.url}/sql",
+            data_api_url=f"{proxy.url}/neondb/rest/v1",
             store_url=f"sqlite:///{root / 'app.sqlite3'}",
             data_dir=root / "app-data",
             secret_key="app-test-secret-key-not-for-production",

@@ -3,7 +3,7 @@
 The proxy requires the database audience, as `make run` and the README's Neon
 steps configure it. The todo app's access token and an operator's minted token
 carry it; an ID token, a third-party client's token and a service posing as a
-user do not, and are refused before any SQL runs.
+user do not, and are refused before any SQL runs, on `/sql` and on the Data API alike.
 """
 
 from __future__ import annotations
@@ -41,6 +41,23 @@ def run_sql(stack: Stack, token: str, query: str, params: list[Any] | None = Non
         },
         timeout=HTTP_TIMEOUT,
     )
+
+
+def rest(stack: Stack, token: str, method: str, table: str, **kw: Any) -> requests.Response:
+    """A Data API request, as postgrest-py sends one."""
+    headers = {"Authorization": f"Bearer {token}", "Prefer": "return=representation"}
+    return requests.request(
+        method, f"{stack.data_api_url}/{table}", headers=headers, timeout=HTTP_TIMEOUT, **kw
+    )
+
+
+def assert_refused_on_the_data_api(stack: Stack, token: str) -> None:
+    """Neither a read nor a write: 401 with the proxy's reason, as on `/sql` (400 there)."""
+    for method, kw in (("GET", {}), ("POST", {"json": {"task": "via the wrong token"}})):
+        refused = rest(stack, token, method, "todos", **kw)
+        assert refused.status_code == 401, refused.text
+        assert refused.json()["message"] == "invalid JWT token audience"
+    assert rest(stack, token, "DELETE", "todos", params={"id": "gt.0"}).status_code == 401
 
 
 def todos_of(neon_db: LocalDatabase, sub: str) -> int:
@@ -128,6 +145,9 @@ def test_the_todo_apps_access_token_opens_the_database(stack: Stack, alice) -> N
     answer = run_sql(stack, token, "select auth.user_id() as sub, count(*)::int as n from todos")
     assert answer.status_code == 200, answer.text
     assert answer.json()["rows"] == [{"sub": sub, "n": 1}]
+    over_rest = rest(stack, token, "GET", "todos", params={"select": "task,user_id"})
+    assert over_rest.status_code == 200, over_rest.text
+    assert over_rest.json() == [{"task": "mine", "user_id": sub}]
 
 
 def test_an_id_token_is_refused_and_runs_nothing(stack: Stack, neon_db, alice) -> None:
@@ -137,6 +157,7 @@ def test_an_id_token_is_refused_and_runs_nothing(stack: Stack, neon_db, alice) -
     refused = run_sql(stack, id_token, "insert into todos (task) values ('via id token')")
     assert refused.status_code == 400
     assert refused.json()["message"] == "invalid JWT token audience"
+    assert_refused_on_the_data_api(stack, id_token)
     assert todos_of(neon_db, sub) == 1
 
 
@@ -151,6 +172,7 @@ def test_a_third_party_clients_token_is_refused(stack: Stack, neon_db, alice) ->
         refused = run_sql(stack, token, "delete from todos")
         assert refused.status_code == 400
         assert refused.json()["message"] == "invalid JWT token audience"
+        assert_refused_on_the_data_api(stack, token)
     assert todos_of(neon_db, sub) == 1
 
 
@@ -212,6 +234,12 @@ def test_a_service_registered_under_a_users_id_cannot_read_the_users_rows(
     assert seen.json()["rows"] == [{"n": 0}]
     run_sql(stack, token, "update todos set task = 'owned'")
     run_sql(stack, token, "delete from todos")
+    assert rest(stack, token, "GET", "todos").json() == []
+    assert (
+        rest(stack, token, "PATCH", "todos", params={"id": "gt.0"}, json={"task": "owned"}).json()
+        == []
+    )
+    assert rest(stack, token, "DELETE", "todos", params={"id": "gt.0"}).json() == []
     assert todos_of(neon_db, sub) == 1
 
 
@@ -226,6 +254,13 @@ def test_a_database_without_the_session_functions_is_refused_and_left_closed(
         refused = run_sql(stack, token, "select 1", connection=connection)
         assert refused.status_code == 400, refused.text
         assert "is not set up for authenticated access" in refused.json()["message"]
+        over_rest = requests.get(
+            f"{stack.proxy_url}/{database}/rest/v1/todos",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=HTTP_TIMEOUT,
+        )
+        assert over_rest.status_code == 400, over_rest.text
+        assert "is not set up for authenticated access" in over_rest.json()["message"]
     # No pooled connection lingers: template1 is free to copy.
     with psycopg.connect(neon_db.superuser_url, autocommit=True, connect_timeout=10) as conn:
         name = f"made_from_{database}_{secrets.token_hex(3)}"
