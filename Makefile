@@ -8,7 +8,7 @@ PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 CHROMIUM := /usr/bin/chromium
 
-.PHONY: run test test-quick bench mutants lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
+.PHONY: vendor-js run test test-quick bench mutants lint db-up db-down migrate neon-setup keys-init keys-list keys-rotate keys-prune keys-revoke issuer proxy app clean
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -39,6 +39,10 @@ $(JS_STAMP): $(JS_TESTS)/package-lock.json
 	fi
 	npm ci --prefix $(JS_TESTS) --no-audit --no-fund --loglevel=error
 	touch $(JS_STAMP)
+
+# The Data API page's browser client is that same package, vendored (see app/static/vendor/).
+vendor-js: $(JS_STAMP)
+	cp $(JS_TESTS)/node_modules/@supabase/postgrest-js/dist/index.mjs app/static/vendor/postgrest-js.mjs
 
 # DEMO=1 also creates the demo users alice@example.com and bob@example.com.
 run: $(STAMP)

@@ -23,6 +23,12 @@ def _origin(url: str) -> str:
     return f"{parts.scheme}://{parts.netloc}"
 
 
+def _browser_origins(config: AppConfig) -> list[str]:
+    """Where the browser pages send queries themselves: the SQL endpoint and the Data API."""
+    urls = [neon.sql_endpoint(config), config.data_api_url]
+    return sorted({_origin(url) for url in urls if url})
+
+
 def create_app(config: AppConfig | None = None) -> Flask:
     """Application factory: one app per config, blueprints per concern."""
     config = config or AppConfig.from_env()
@@ -63,7 +69,7 @@ def _init_headers(app: Flask, config: AppConfig) -> None:
     policy = "; ".join(
         (
             "default-src 'self'",
-            f"connect-src 'self' {_origin(neon.sql_endpoint(config))}",
+            f"connect-src 'self' {' '.join(_browser_origins(config))}",
             # Chrome applies form-action to the redirects after a submit:
             # logging out ends at the issuer.
             f"form-action 'self' {_origin(config.issuer_url)}",

@@ -1,7 +1,8 @@
-"""SQL from the browser, as in Neon's Clerk and Descope samples.
+"""SQL and the Data API from the browser, as in Neon's Clerk and Descope samples.
 
-The page's script asks us for the user's current access token and sends SQL
-straight to the SQL endpoint with it: the app is not in the path, so
+The pages' scripts ask us for the user's current access token and send SQL
+straight to the SQL endpoint (or call the Data API with Supabase's postgrest-js)
+with it: the app is not in the path, so
 whatever the browser sees, RLS alone decided. The token is the same
 short-lived (15 min by default) access token the app itself uses, handed out
 only to a same-origin POST carrying the CSRF token, and never cached.
@@ -38,6 +39,13 @@ def page() -> ResponseReturnValue:
     return render_template("console.html")
 
 
+@bp.get("/data-api")
+@login_required
+def data_api_page() -> ResponseReturnValue:
+    config: AppConfig = current_app.config["APP"]
+    return render_template("data_api.html", data_api_url=config.data_api_url)
+
+
 @bp.post("/sql/token")
 def token() -> ResponseReturnValue:
     fresh_login()
@@ -47,6 +55,7 @@ def token() -> ResponseReturnValue:
         expires_at=int(g.login.access_expires_at),
         endpoint=neon.sql_endpoint(config),
         connection_string=public_connection_string(config),
+        data_api_url=config.data_api_url,
     )
     response.headers["Cache-Control"] = "no-store"
     return response

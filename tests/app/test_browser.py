@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -289,6 +290,66 @@ def test_sql_console_reaches_only_own_rows(
     alice.expect_todos(["alice: diary"])
     bob.reload()
     bob.expect_todos(["bob: two", "bob: one"])
+
+
+def test_data_api_page_reaches_only_own_rows_with_postgrest_js(
+    person: OpenPerson, stack: Stack, make_user: MakeUser
+) -> None:
+    alice = person()
+    alice.log_in(make_user("alice.rest@example.com"))
+    alice.add("alice: diary")
+
+    bob = person()
+    bob.log_in(make_user("bob.rest@example.com"))
+    bob.add("bob: one")
+    bob_sub = stack.users["bob.rest@example.com"]
+
+    page = bob.page
+    page.get_by_role("link", name="Data API from the browser").click()
+    expect(page.get_by_test_id("data-api-url")).to_have_text(stack.data_api_url)
+    status = page.locator("#data-api-status")
+    call = page.get_by_test_id("data-api-call")
+
+    page.get_by_label("A new todo").fill("bob: two, from postgrest-js")
+    page.get_by_role("button", name="Add it").click()
+    expect(status).to_have_text("HTTP 201 — 1 row(s)")
+    expect(call).to_have_text(
+        'db.from("todos").insert({ task: "bob: two, from postgrest-js" }).select()'
+    )
+
+    page.get_by_role("button", name="My todos").click()
+    expect(status).to_have_text("HTTP 200 — 2 row(s)")
+    expect(page.locator("#data-api-result th")).to_have_text(
+        ["id", "task", "is_complete", "user_id"]
+    )
+    expect(page.locator("#data-api-result tbody td:nth-child(2)")).to_have_text(
+        ["bob: one", "bob: two, from postgrest-js"]
+    )
+    expect(page.locator("#data-api-result tbody td:nth-child(4)")).to_have_text([bob_sub, bob_sub])
+
+    page.get_by_role("button", name="Count every row").click()
+    expect(status).to_have_text("HTTP 200 — count 2")
+    for action in ("Change others' todos", "Delete others' todos"):
+        page.get_by_role("button", name=action).click()
+        expect(call).to_contain_text(f'.neq("user_id", "{bob_sub}")')
+        expect(status).to_have_text(re.compile(r"HTTP 20[04] — 0 row\(s\)"))
+
+    page.get_by_role("button", name="whoami()").click()
+    expect(status).to_have_text("HTTP 200 — a value")
+    seen = json.loads(page.locator("#data-api-result pre").inner_text())
+    assert (seen["role"], seen["user_id"], seen["visible_todos"]) == ("authenticated", bob_sub, 2)
+
+    page.get_by_label("A new todo").fill("")
+    page.get_by_role("button", name="Add it").click()
+    expect(status).to_have_text(
+        re.compile(r"The Data API refused \(400\): .*todos_task_check.* \(23514\)")
+    )
+    expect(status).to_have_class("error")
+
+    alice.reload()
+    alice.expect_todos(["alice: diary"])
+    bob.reload()
+    bob.expect_todos(["bob: two, from postgrest-js", "bob: one"])
 
 
 def test_session_page_shows_what_the_database_sees(

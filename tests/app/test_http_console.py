@@ -8,6 +8,8 @@ RLS) checks afterwards that her rows are exactly as they were.
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
 from typing import Any
 
 import psycopg
@@ -94,3 +96,37 @@ def test_the_console_token_cannot_change_another_users_rows(neon_db, bob_and_ali
     if answer.status_code == 200 and answer.json()["command"] in ("UPDATE", "DELETE"):
         assert answer.json()["rowCount"] == 0
     assert all_rows(neon_db, alice_sub) == before
+
+
+def test_the_data_api_page_gets_the_data_api_url_and_may_reach_it(stack: Stack, make_user) -> None:
+    browser = log_in(stack, make_user("data-api-page@example.com"))
+    page = browser.get(f"{stack.app_url}/data-api", timeout=HTTP_TIMEOUT)
+    assert page.status_code == 200
+    assert stack.data_api_url in page.text
+    connect_src = next(
+        part for part in page.headers["Content-Security-Policy"].split("; ")
+        if part.startswith("connect-src")
+    )  # fmt: skip
+    assert connect_src == f"connect-src 'self' {stack.proxy_url}"
+    grant = browser.post(
+        f"{stack.app_url}/sql/token",
+        headers={"X-CSRFToken": csrf(browser, stack)},
+        timeout=HTTP_TIMEOUT,
+    )
+    assert grant.json()["data_api_url"] == stack.data_api_url
+    script = browser.get(f"{stack.app_url}/static/vendor/postgrest-js.mjs", timeout=HTTP_TIMEOUT)
+    assert script.headers["Content-Type"].startswith("text/javascript")
+
+
+def test_the_vendored_postgrest_js_is_the_pinned_package_unmodified() -> None:
+    """The browser runs exactly the package the Node tests run (`make vendor-js`)."""
+    root = Path(__file__).parents[2]
+    vendored = root / "app" / "static" / "vendor" / "postgrest-js.mjs"
+    package = root / "tests" / "data_api" / "js" / "node_modules" / "@supabase" / "postgrest-js"
+    assert package.is_dir(), "postgrest-js is not installed: run `make test`"
+    assert (package / "dist" / "index.mjs").read_bytes() == vendored.read_bytes()
+    pinned = json.loads((package.parents[2] / "package.json").read_text())
+    assert (
+        pinned["dependencies"]["@supabase/postgrest-js"]
+        in (root / "app/static/vendor/README.md").read_text()
+    )
