@@ -17,6 +17,7 @@ import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from sqlalchemy import Engine
@@ -59,7 +60,12 @@ def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
     env.setdefault("PROXY_JWKS_URL", f"http://{issuer_bind}/.well-known/jwks.json")
     proxy = f"{env.get('PROXY_HOST', '127.0.0.1')}:{env.get('PROXY_PORT', '4444')}"
     env.setdefault("NEON_HTTP_ENDPOINT", f"http://{proxy}/sql")
-    env.setdefault("DATABASE_AUTHENTICATED_URL", "postgresql://authenticated@localhost/neondb")
+    authenticated = env.setdefault(
+        "DATABASE_AUTHENTICATED_URL", "postgresql://authenticated@localhost/neondb"
+    )
+    # The same proxy serves Neon's Data API for that database, as Neon's proxy does.
+    database = urlsplit(authenticated).path.lstrip("/") or "neondb"
+    env.setdefault("APP_DATA_API_URL", f"http://{proxy}/{database}/rest/v1")
     # One audience for database tokens: the issuer grants it to the app, the app
     # asks for it, the proxy requires it (as Neon must be told to).
     audience = env.setdefault("ISSUER_DATABASE_AUDIENCE", DEFAULT_DATABASE_AUDIENCE)
@@ -210,14 +216,15 @@ def stop_all(children: list[tuple[Service, subprocess.Popen[bytes]]]) -> None:
             process.wait()
 
 
-def print_urls(started: list[Service], database_url: str) -> None:
+def print_urls(started: list[Service], database_url: str, data_api_url: str) -> None:
     """The app first: it is the one to open."""
     by_name = {service.name: service for service in started}
     click.echo("\nThe stack is up:")
-    click.echo(f"  {'app':<8} {by_name['app'].url}  <- open this")
+    click.echo(f"  {'app':<9} {by_name['app'].url}  <- open this")
     for name in ("issuer", "proxy"):
-        click.echo(f"  {name:<8} {by_name[name].url}")
-    click.echo(f"  {'database':<8} {database_url}  (DATABASE_URL, owner)")
+        click.echo(f"  {name:<9} {by_name[name].url}")
+    click.echo(f"  {'data api':<9} {data_api_url}")
+    click.echo(f"  {'database':<9} {database_url}  (DATABASE_URL, owner)")
 
 
 def run(data_dir: Path, with_demo_users: bool = False) -> int:
@@ -250,7 +257,9 @@ def run(data_dir: Path, with_demo_users: bool = False) -> int:
             process = subprocess.Popen(service.argv, env=env, start_new_session=True)  # noqa: S603
             children.append((service, process))
             wait_listening(service, process)
-        print_urls([service for service, _ in children], database.owner_url)
+        print_urls(
+            [service for service, _ in children], database.owner_url, env["APP_DATA_API_URL"]
+        )
         if with_demo_users:
             click.echo("\nDemo users (--demo-users):")
             for email, password in demo_users.DEMO_USERS:

@@ -78,8 +78,10 @@ def stack() -> Iterator[Stack]:
 
 def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(stack: Stack) -> None:
     urls = [line.split()[0] for line in stack.lines() if line.startswith("  ")]
-    assert urls == ["app", "issuer", "proxy", "database"], stack.output()
-    assert f"  app      {stack.app_url}  <- open this\n" in stack.lines()
+    assert urls == ["app", "issuer", "proxy", "data", "database"], stack.output()
+    assert f"  app       {stack.app_url}  <- open this\n" in stack.lines()
+    data_api = f"{stack.proxy_url.removesuffix('/sql')}/neondb/rest/v1"
+    assert f"  data api  {data_api}\n" in stack.lines()
     assert stack.app_status("/healthz") == 200
     credentials_file = stack.data_dir / "app-client.json"
     assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
@@ -97,6 +99,16 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(stack
     with pytest.raises(NeonDbError) as refused:
         bob.query("insert into todos (task, user_id) values ('x', 'alice')")
     assert refused.value.code == "42501"
+    # The printed Data API serves the same rows to the same tokens.
+    for subject, tasks in (("alice", [{"task": "alice's secret"}]), ("bob", [])):
+        token = stack.issuer("token", "mint", "--sub", subject)
+        answer = requests.get(
+            f"{data_api}/todos",
+            params={"select": "task"},
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=15,
+        )
+        assert (answer.status_code, answer.json()) == (200, tasks), answer.text
 
     kids_before = json.loads(stack.issuer("keys", "list", "--json"))
     stack.issuer("keys", "rotate", "--force")

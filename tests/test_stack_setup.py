@@ -185,6 +185,7 @@ def test_children_share_one_set_of_addresses(tmp_path):
     assert env["ISSUER_URL"] == "http://127.0.0.1:9001"
     assert env["PROXY_JWKS_URL"] == "http://127.0.0.1:9001/.well-known/jwks.json"
     assert env["NEON_HTTP_ENDPOINT"] == "http://127.0.0.1:9444/sql"
+    assert env["APP_DATA_API_URL"] == "http://127.0.0.1:9444/neondb/rest/v1"
     assert env["APP_URL"] == "http://127.0.0.1:9000"
     assert env["DATABASE_AUTHENTICATED_URL"] == "postgresql://authenticated@localhost/neondb"
     assert env["APP_STORE_URL"] == f"sqlite:///{tmp_path / 'app.sqlite3'}"
@@ -224,6 +225,7 @@ def test_operator_settings_win_over_derived_ones(tmp_path):
         "ISSUER_URL": "https://login.example",
         "APP_URL": "https://todo.example",
         "NEON_HTTP_ENDPOINT": "https://apiauth.example/sql",
+        "APP_DATA_API_URL": "https://ep-x.example/neondb/rest/v1",
     }
     env = supervisor.stack_env(given, tmp_path)
     assert {name: env[name] for name in given} == given
