@@ -76,9 +76,10 @@ db-down: $(STAMP)
 migrate: $(STAMP)
 	$(PY) -m stack migrate
 
-# Applies sql/ to the Neon database of DATABASE_URL (environment or .env).
+# Applies sql/ to the Neon database of DATABASE_URL (environment or .env); with
+# NEON_API_KEY and NEON_PROJECT_ID registers the JWKS, and DATA_API=1 enables the Data API.
 neon-setup: $(STAMP)
-	$(PY) -m stack neon-setup
+	$(PY) -m stack neon-setup $(if $(DATA_API),--data-api,)
 
 proxy: $(STAMP)
 	$(PY) -m stack proxy

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import click
 from dotenv import find_dotenv, load_dotenv
@@ -73,8 +74,11 @@ def migrate_command(database_url: str | None) -> None:
         raise click.ClickException(str(exc)) from None
 
 
-def _register(project_id: str, branch_id: str | None, provider_name: str) -> None:
-    """Register the issuer's JWKS URL and audience with the Neon project (idempotent)."""
+def _api_and_registration(
+    provider_name: str, branch_id: str | None
+) -> tuple[NeonAPI, JwksRegistration]:
+    """Neon's API (NEON_API_KEY, NEON_API_URL) and what to register: ISSUER_URL's JWKS
+    and ISSUER_DATABASE_AUDIENCE."""
     api_key = os.environ.get("NEON_API_KEY", "").strip()
     if not api_key:
         raise click.UsageError("set NEON_API_KEY (a Neon API key, in the environment or .env)")
@@ -93,7 +97,12 @@ def _register(project_id: str, branch_id: str | None, provider_name: str) -> Non
         audience=config.database_audience,
         branch_id=branch_id,
     )
-    api = NeonAPI(api_key, os.environ.get("NEON_API_URL") or DEFAULT_API_URL)
+    return NeonAPI(api_key, os.environ.get("NEON_API_URL") or DEFAULT_API_URL), wanted
+
+
+def _register(project_id: str, branch_id: str | None, provider_name: str) -> None:
+    """Register the issuer's JWKS URL and audience with the Neon project (idempotent)."""
+    api, wanted = _api_and_registration(provider_name, branch_id)
     try:
         registration, created = api.register(project_id, wanted)
     except NeonAPIError as error:
@@ -103,6 +112,21 @@ def _register(project_id: str, branch_id: str | None, provider_name: str) -> Non
         f"{wanted.jwks_url} (audience {wanted.audience}) {state} for Neon project {project_id}"
         + (f" (id {registration['id']})" if registration.get("id") else "")
     )
+
+
+def _enable_data_api(
+    project_id: str, branch_id: str | None, database: str, provider_name: str
+) -> None:
+    """Enable Neon's Data API for `database` with the issuer as its provider (idempotent)."""
+    api, wanted = _api_and_registration(provider_name, branch_id)
+    try:
+        branch = branch_id or api.default_branch(project_id)
+        url, created = api.enable_data_api(project_id, branch, database, wanted)
+    except NeonAPIError as error:
+        raise click.ClickException(str(error)) from None
+    state = "enabled" if created else "already enabled, unchanged"
+    click.echo(f"Data API for {database} on branch {branch} {state}: {url}")
+    click.echo(f"  set APP_DATA_API_URL={url} (and APP_DATABASE_API=data_api to use it)")
 
 
 @cli.command("neon-register")
@@ -117,11 +141,32 @@ def neon_register_command(project_id: str, branch_id: str | None, provider_name:
     _register(project_id, branch_id, provider_name)
 
 
+@cli.command("neon-data-api")
+@click.option("--project-id", required=True, help="The Neon project (console: Settings).")
+@click.option("--branch-id", default=None, help="The branch (default: the project's default).")
+@click.option("--database", default="neondb", show_default=True)
+@click.option("--provider-name", default="own-login", show_default=True)
+def neon_data_api_command(
+    project_id: str, branch_id: str | None, database: str, provider_name: str
+) -> None:
+    """Enable Neon's Data API for a database, with ISSUER_URL's JWKS and
+    ISSUER_DATABASE_AUDIENCE as its provider, through Neon's API (NEON_API_KEY);
+    print its URL. A second run finds it enabled and changes nothing."""
+    load_dotenv(find_dotenv(usecwd=True))
+    _enable_data_api(project_id, branch_id, database, provider_name)
+
+
 @cli.command("neon-setup")
-def neon_setup_command() -> None:
+@click.option(
+    "--data-api",
+    is_flag=True,
+    help="Also enable Neon's Data API for the database (needs NEON_API_KEY and NEON_PROJECT_ID).",
+)
+def neon_setup_command(data_api: bool) -> None:
     """Apply sql/ to your Neon database: DATABASE_URL (the neondb_owner
     connection string, from the environment or .env, as in Neon's guides); with
-    NEON_API_KEY and NEON_PROJECT_ID also register the issuer's JWKS (neon-register)."""
+    NEON_API_KEY and NEON_PROJECT_ID also register the issuer's JWKS (neon-register),
+    and with --data-api enable the Data API with it (neon-data-api)."""
     load_dotenv(find_dotenv(usecwd=True))
     database_url = os.environ.get("DATABASE_URL", "").strip()
     if not database_url:
@@ -129,14 +174,22 @@ def neon_setup_command() -> None:
             "set DATABASE_URL (in the environment or .env) to your Neon database's owner "
             "connection string: postgresql://neondb_owner:…@ep-….neon.tech/neondb"
         )
+    project_id = os.environ.get("NEON_PROJECT_ID", "").strip()
+    if data_api and not (os.environ.get("NEON_API_KEY", "").strip() and project_id):
+        raise click.UsageError(
+            "--data-api needs NEON_API_KEY and NEON_PROJECT_ID (environment or .env)"
+        )
     try:
         migrate.apply_neon(database_url)
     except migrate.MigrationError as exc:
         raise click.ClickException(str(exc)) from None
     click.echo("migrated: pg_session_jwt, grants, todos and its policies")
-    project_id = os.environ.get("NEON_PROJECT_ID", "").strip()
+    branch_id = os.environ.get("NEON_BRANCH_ID") or None
+    if data_api:
+        database = urlsplit(database_url).path.lstrip("/") or "neondb"
+        _enable_data_api(project_id, branch_id, database, "own-login")
     if os.environ.get("NEON_API_KEY", "").strip() and project_id:
-        _register(project_id, os.environ.get("NEON_BRANCH_ID") or None, "own-login")
+        _register(project_id, branch_id, "own-login")
 
 
 @cli.command("proxy", context_settings={"ignore_unknown_options": True})

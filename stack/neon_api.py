@@ -1,10 +1,17 @@
-"""The part of Neon's public API that registers an issuer's JWKS with a project.
+"""The part of Neon's public API that registers an issuer's JWKS with a project
+and enables the Data API on a branch.
 
-`POST /projects/{project_id}/jwks` (`jwks_url`, `provider_name`, `jwt_audience`,
-`branch_id`) and `GET /projects/{project_id}/jwks` (`{"jwks": [...]}`) at
-https://console.neon.tech/api/v2, with `Authorization: Bearer <NEON_API_KEY>`
-(Neon's API reference, "addProjectJWKS" / "getProjectJWKS"). `register` is
-idempotent: it lists first, and posts only when the JWKS URL is not registered.
+At https://console.neon.tech/api/v2, with `Authorization: Bearer <NEON_API_KEY>`
+(Neon's API reference):
+- `POST /projects/{project_id}/jwks` (`jwks_url`, `provider_name`, `jwt_audience`,
+  `branch_id`) and `GET /projects/{project_id}/jwks` (`{"jwks": [...]}`):
+  "addProjectJWKS" / "getProjectJWKS";
+- `GET /projects/{project_id}/branches` (`{"branches": [{"id", "default"}, ...]}`);
+- `GET` / `POST /projects/{project_id}/branches/{branch_id}/data-api/{database_name}`
+  ("getProjectBranchDataAPI" answers `url` and `status`; "createProjectBranchDataAPI"
+  takes `auth_provider`, `jwks_url`, `provider_name`, `jwt_audience`,
+  `add_default_grants`, `skip_auth_schema`).
+Both steps are idempotent: they read first and create only what is missing.
 Tests run it against a stand-in of this API (`tests/support/neon_api.py`): Neon's
 cloud is the one part this project fakes.
 """
@@ -76,7 +83,52 @@ class NeonAPI:
             raise NeonAPIError("Neon's API answered the registration with an unexpected body")
         return created, True
 
-    def _call(self, method: str, path: str, **kwargs: Any) -> Any:
+    def default_branch(self, project_id: str) -> str:
+        body = self._call("GET", f"/projects/{project_id}/branches")
+        branches = body.get("branches") if isinstance(body, dict) else None
+        if not isinstance(branches, list):
+            raise NeonAPIError("Neon's API answered the branch list with an unexpected body")
+        for branch in branches:
+            if isinstance(branch, dict) and branch.get("default") and branch.get("id"):
+                return str(branch["id"])
+        raise NeonAPIError(f"project {project_id} has no default branch: set NEON_BRANCH_ID")
+
+    def enable_data_api(
+        self, project_id: str, branch_id: str, database: str, wanted: JwksRegistration
+    ) -> tuple[str, bool]:
+        """The Data API's URL for `database` on the branch, and whether this call enabled it.
+
+        It is created for an external provider (our issuer's JWKS and audience), with
+        neither Neon's default grants nor its auth schema: `sql/` installs
+        pg_session_jwt and grants exactly what the policies need. One already enabled
+        is left as it is (its provider is changed knowingly, in Neon's console).
+        """
+        path = f"/projects/{project_id}/branches/{branch_id}/data-api/{database}"
+        existing = self._call("GET", path, missing_ok=True)
+        if existing is not None:
+            return self._data_api_url(existing), False
+        self._call(
+            "POST",
+            path,
+            json={
+                "auth_provider": "external",
+                "jwks_url": wanted.jwks_url,
+                "provider_name": wanted.provider_name,
+                "jwt_audience": wanted.audience,
+                "add_default_grants": False,
+                "skip_auth_schema": True,
+            },
+        )
+        return self._data_api_url(self._call("GET", path)), True
+
+    @staticmethod
+    def _data_api_url(body: Any) -> str:
+        url = body.get("url") if isinstance(body, dict) else None
+        if not isinstance(url, str) or not url.startswith("https://"):
+            raise NeonAPIError("Neon's API answered the Data API query with an unexpected body")
+        return url
+
+    def _call(self, method: str, path: str, *, missing_ok: bool = False, **kwargs: Any) -> Any:
         url = self.api_url + path
         try:
             response = self._http.request(method, url, timeout=TIMEOUT, **kwargs)
@@ -86,6 +138,8 @@ class NeonAPI:
             body = response.json()
         except ValueError:
             body = None
+        if missing_ok and response.status_code == 404:
+            return None
         if response.status_code >= 400:
             message = body.get("message") if isinstance(body, dict) else None
             raise NeonAPIError(
