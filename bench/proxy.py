@@ -1,4 +1,5 @@
-"""Proxy overhead: one user's 50 todos through the proxy vs the same work straight to Postgres.
+"""Proxy overhead: one user's 50 todos through the proxy vs the same work straight to Postgres,
+and the same read through the Data API vs through `/sql`.
 
 Through the proxy: gunicorn (`python -m proxy`), real HTTP with keep-alive, a
 validated ES256 JWT, RLS. Directly: a psycopg connection as `authenticated`
@@ -52,6 +53,7 @@ from stack import migrate, postgres
 
 SUITE = "proxy"
 QUERY = "select id, task, is_complete, inserted_at from todos order by inserted_at"
+REST_PATH = "/neondb/rest/v1/todos?select=id,task,is_complete,inserted_at&order=inserted_at"
 USER = "bench-user"
 DURATION = 3.0
 CHOSEN = (2, 8)  # gunicorn workers, threads per worker: see gunicorn_options()
@@ -104,7 +106,8 @@ class _Jwks:
 
     def token(self, sub: str) -> str:
         now = int(time.time())
-        claims = {"sub": sub, "iat": now, "exp": now + 3600}
+        # `role` as the issuer's database tokens carry it (the Data API switches to it).
+        claims = {"sub": sub, "iat": now, "exp": now + 3600, "role": "authenticated"}
         signing_input = (
             f"{_b64json({'alg': 'ES256', 'typ': 'JWT', 'kid': 'bench'})}.{_b64json(claims)}"
         )
@@ -129,22 +132,40 @@ def _seed(db: migrate.LocalDatabase) -> None:
         conn.execute("analyze todos")
 
 
-def _proxy_client(port: int, token: str, until: float, out: Any) -> None:
+def _sql_request(token: str) -> tuple[str, str, bytes | None, dict[str, str]]:
+    """The todo-list read over SQL, as Neon's driver sends it."""
     body = json.dumps({"query": QUERY, "params": []}).encode()
     headers = {
         "Neon-Connection-String": "postgresql://authenticated@localhost/neondb",
         "Authorization": f"Bearer {token}",
         "Content-Type": "application/json",
     }
+    return "POST", "/sql", body, headers
+
+
+def _rest_request(token: str) -> tuple[str, str, bytes | None, dict[str, str]]:
+    """The same read on the Data API, as postgrest-py sends it."""
+    return "GET", REST_PATH, None, {"Authorization": f"Bearer {token}"}
+
+
+def _rows(data: bytes) -> list[Any]:
+    answer = json.loads(data)
+    return answer["rows"] if isinstance(answer, dict) else answer
+
+
+def _proxy_client(
+    port: int, request: tuple[str, str, bytes | None, dict[str, str]], until: float, out: Any
+) -> None:
+    method, path, body, headers = request
     conn = http.client.HTTPConnection("127.0.0.1", port, timeout=30)
     samples = []
     while time.perf_counter() < until:
         started = time.perf_counter()
-        conn.request("POST", "/sql", body, headers)
+        conn.request(method, path, body, headers)
         response = conn.getresponse()
         data = response.read()
         samples.append(time.perf_counter() - started)
-        assert response.status == 200 and len(json.loads(data)["rows"]) == 50, data[:200]
+        assert response.status == 200 and len(_rows(data)) == 50, data[:200]
     out.put(samples)
 
 
@@ -259,14 +280,21 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
         }
         figures: list[Figure] = []
         proxied: dict[tuple[int, int], dict[int, tuple[float, float, float]]] = {}
+        rest: dict[int, tuple[float, float, float]] = {}
+        sql, over_rest = _sql_request(token), _rest_request(token)
         for workers, threads in [CHOSEN, *ALTERNATIVES]:
             process, port = _serve(db, jwks.url, workers, threads)
             try:
                 counts = (1, 16) if (workers, threads) == CHOSEN else (16,)
                 proxied[(workers, threads)] = {
-                    c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, token)))
+                    c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, sql)))
                     for c in counts
                 }
+                if (workers, threads) == CHOSEN:
+                    rest = {
+                        c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, over_rest)))
+                        for c in counts
+                    }
             finally:
                 _stop(process)
     finally:
@@ -292,6 +320,24 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
                 chosen[clients][index],
                 "direct psycopg",
                 direct[clients][index],
+                target,
+            )
+        )
+    # The Data API against /sql: the same 50 rows, the same proxy, the same run.
+    for name, unit, clients, index, target in (
+        ("p50 latency", "ms", 1, 1, "<= 1.5"),
+        ("throughput", "req/s", 1, 0, ">= 0.67 (1/1.5)"),
+        ("p50 latency", "ms", 16, 1, "<= 1.5"),
+        ("throughput", "req/s", 16, 0, ">= 0.67 (1/1.5)"),
+    ):
+        figures.append(
+            Figure(
+                SUITE,
+                f"Data API todo-list read: {name}, {clients} client{'s' if clients > 1 else ''}",
+                unit,
+                rest[clients][index],
+                "the same read over /sql",
+                chosen[clients][index],
                 target,
             )
         )
