@@ -20,9 +20,36 @@ class Mutant:
 
 
 PROXY_AUTH = "tests/proxy/test_auth.py"
+DATA_API_ATTACKS = "tests/data_api/test_attacks.py"
 RESOURCES = "tests/issuer/test_oauth_resources.py"
 
 MUTANTS: tuple[Mutant, ...] = (
+    # --- the Data API: which role a request becomes ------------------------------
+    Mutant(
+        "Data API: a token without a role runs as authenticated",
+        "proxy/data_api/endpoint.py",
+        'isinstance(claims.get("role"), str) else ANONYMOUS_ROLE',
+        'isinstance(claims.get("role"), str) else "authenticated"',
+        (
+            f"{DATA_API_ATTACKS}::test_a_token_without_a_role_is_the_anonymous_role_and_sees_nothing",
+        ),
+    ),
+    Mutant(
+        "Data API: any schema may be named as the profile",
+        "proxy/data_api/endpoint.py",
+        "    if wanted not in schemas:\n",
+        "    if False:\n",
+        (f"{DATA_API_ATTACKS}::test_bad_requests_are_precise_4xx",),
+    ),
+    Mutant(
+        "local auth reads request.jwt.claims without a session (as pg_session_jwt without a JWK)",
+        "sql/local/20_auth.sql",
+        "    IF token IS NULL OR token = '' THEN\n        RETURN 'null'::jsonb;",
+        "    IF token IS NULL OR token = '' THEN\n"
+        "        RETURN coalesce(nullif(current_setting('request.jwt.claims', true), '')::jsonb,"
+        " 'null'::jsonb);",
+        ("tests/proxy/test_rls.py::test_hand_set_claims_do_not_change_the_identity",),
+    ),
     # --- the proxy: who may run SQL as whom -------------------------------------
     Mutant(
         "validation cache ignores the role",

@@ -93,6 +93,19 @@ def test_hand_set_claims_do_not_change_the_identity(proxy: Proxy, users: dict[st
     )
     assert response.status_code == 400
     assert "bob" not in response.text
+    # With its session token cleared, the statement has no identity at all: the claims
+    # a Data API request carries in `request.jwt.claims` are never read in its place.
+    response = proxy.post(
+        {
+            "queries": [
+                {"query": "select set_config('auth.session_token', '', false)"},
+                {"query": "select set_config('request.jwt.claims', $1, false)", "params": [forged]},
+                {"query": "select auth.user_id() as u, auth.session() as s"},
+            ]
+        },
+        alice,
+    )
+    assert response.json()["results"][2]["rows"] == [{"u": None, "s": None}]
 
 
 def test_the_session_secret_is_out_of_reach(proxy: Proxy, users: dict[str, str]) -> None:
