@@ -110,9 +110,11 @@ def test_no_token_reaches_the_browser(stack, alice) -> None:
     for name, piece in pieces:
         assert not [c for c in set_cookies if piece in c], f"{name} token in a cookie"
         assert not [b for b in bodies if piece in b], f"{name} token in a page"
-    # The SQL console is handed the access token by design, and nothing more.
+    # The browser pages are handed the access token by design, and nothing more.
     assert token["access_token"] == row.access_token
-    assert set(token) == {"access_token", "expires_at", "endpoint", "connection_string"}
+    assert set(token) == {
+        "access_token", "expires_at", "endpoint", "connection_string", "data_api_url",
+    }  # fmt: skip
 
 
 def test_the_session_cookie_is_httponly_lax_and_holds_only_the_login_id(stack, alice) -> None:

@@ -1,4 +1,5 @@
-"""Supabase's JavaScript PostgREST client, unmodified, against the local Data API.
+"""Supabase's JavaScript PostgREST client, unmodified, against the local Data API:
+CRUD as two users, counts, ranges, ordering, filters, RPC and errors.
 
 `tests/data_api/js/scenario.mjs` drives `@supabase/postgrest-js` (pinned in its
 package.json, installed by `make test`) as a browser app would; this test gives
@@ -65,6 +66,11 @@ def test_postgrest_js_crud_counts_ranges_filters_and_errors(
     assert seen["aliceUpdate"] == [{"task": "task 00", "is_complete": True}]
     assert seen["aliceDelete"] == [{"task": "task 11"}]
     assert seen["aliceCount"] == 11
+    # RPC: public.whoami() runs as the caller, under RLS, by POST and by GET.
+    assert {k: seen["whoami"][k] for k in ("role", "user_id", "visible_todos")} == {
+        "role": "authenticated", "user_id": alice_id, "visible_todos": 11,
+    }  # fmt: skip
+    assert (seen["whoamiByGet"]["user_id"], seen["whoamiByGet"]["visible_todos"]) == (bob_id, 1)
 
     assert seen["missingTable"] == {"status": 404, "code": "PGRST205"}
     assert seen["forged"] == {"status": 403, "code": "42501"}

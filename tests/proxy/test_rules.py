@@ -12,7 +12,7 @@ from proxy.rules import DEFAULT_JWKS_URL, AuthRule, rules_from_env
 
 def test_defaults_point_at_the_local_issuer() -> None:
     assert rules_from_env({}) == [
-        AuthRule("default", DEFAULT_JWKS_URL, None, ("authenticated", "anonymous"))
+        AuthRule("default", DEFAULT_JWKS_URL, None, ("authenticated", "anonymous", "authenticator"))
     ]
     assert DEFAULT_JWKS_URL == "http://127.0.0.1:8001/.well-known/jwks.json"
 

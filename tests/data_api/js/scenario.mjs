@@ -52,6 +52,8 @@ observed.aliceUpdate = ok(
 ).data;
 observed.aliceDelete = ok(await alice.from("todos").delete().eq("task", "task 11").select("task")).data;
 observed.aliceCount = ok(await alice.from("todos").select("*", { count: "exact", head: true })).count;
+observed.whoami = ok(await alice.rpc("whoami")).data;
+observed.whoamiByGet = ok(await bob.rpc("whoami", {}, { get: true })).data;
 
 const missing = await alice.from("nosuchtable").select("*");
 observed.missingTable = { status: missing.status, code: missing.error?.code };
