@@ -1,28 +1,10 @@
 // The browser queries the SQL endpoint directly, with the user's access
 // token: Neon's HTTP protocol, no app in between.
-"use strict";
+import { accessToken } from "./access_token.js";
 
 const form = document.getElementById("console");
 const status = document.getElementById("console-status");
 const output = document.getElementById("console-result");
-let cached = null;
-
-async function accessToken() {
-  if (cached && cached.expires_at - Date.now() / 1000 > 30) return cached;
-  const response = await fetch(form.dataset.tokenUrl, {
-    method: "POST",
-    headers: { "X-CSRFToken": form.dataset.csrf, Accept: "application/json" },
-    credentials: "same-origin",
-  });
-  const body = await response.json();
-  if (response.status === 401) {
-    window.location.assign(body.login);
-    throw new Error(body.message);
-  }
-  if (!response.ok) throw new Error(body.message || `token request failed (${response.status})`);
-  cached = body;
-  return cached;
-}
 
 function render(result) {
   output.replaceChildren();
@@ -49,7 +31,7 @@ async function run(sql) {
   status.className = "";
   status.textContent = "Running…";
   try {
-    const token = await accessToken();
+    const token = await accessToken(form);
     const response = await fetch(token.endpoint, {
       method: "POST",
       // Only headers Neon's CORS preflight allows: the JSON body goes as the

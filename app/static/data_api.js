@@ -1,33 +1,28 @@
 // The browser calls Neon's Data API directly with Supabase's postgrest-js and the
 // user's access token: PostgREST's protocol, no app in between.
+import { accessToken } from "./access_token.js";
 import { PostgrestClient } from "./vendor/postgrest-js.mjs";
 
 const form = document.getElementById("data-api");
 const shown = document.getElementById("data-api-call");
 const status = document.getElementById("data-api-status");
 const output = document.getElementById("data-api-result");
-let cached = null;
+let client = null;
 
+// postgrest-js with the current token (a new client when the token changed).
 async function session() {
-  if (cached && cached.expires_at - Date.now() / 1000 > 30) return cached;
-  const response = await fetch(form.dataset.tokenUrl, {
-    method: "POST",
-    headers: { "X-CSRFToken": form.dataset.csrf, Accept: "application/json" },
-    credentials: "same-origin",
-  });
-  const body = await response.json();
-  if (response.status === 401) {
-    window.location.assign(body.login);
-    throw new Error(body.message);
+  const token = await accessToken(form);
+  if (client?.token !== token) {
+    const payload = token.access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
+    client = {
+      token,
+      sub: JSON.parse(atob(payload)).sub,
+      db: new PostgrestClient(token.data_api_url, {
+        headers: { Authorization: `Bearer ${token.access_token}` },
+      }),
+    };
   }
-  if (!response.ok) throw new Error(body.message || `token request failed (${response.status})`);
-  const payload = body.access_token.split(".")[1].replace(/-/g, "+").replace(/_/g, "/");
-  body.sub = JSON.parse(atob(payload)).sub;
-  body.db = new PostgrestClient(body.data_api_url, {
-    headers: { Authorization: `Bearer ${body.access_token}` },
-  });
-  cached = body;
-  return cached;
+  return client;
 }
 
 // Each action: the client call as the page shows it, and the call itself.

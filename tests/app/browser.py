@@ -45,7 +45,7 @@ TIMEOUT_MS = 10_000
 # The app's enhanced forms: JavaScript posts them with fetch().
 ENHANCED_FORM = re.compile(r"^/todos(/\d+/(toggle|delete))?$")
 
-# What the page's script does to get its token (see app/static/console.js).
+# What the page's script does to get its token (see app/static/access_token.js).
 _FETCH_TOKEN = """async (csrf) => {
   const response = await fetch("/sql/token", {
     method: "POST",
