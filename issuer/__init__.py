@@ -8,6 +8,7 @@ from issuer import accounts, db, headers, migrations, oauth, query_string
 from issuer.config import Config
 from issuer.keys import KeyRing, jwks
 from issuer.keys.cli import keys
+from issuer.mail import Mailer, SmtpServer, outbox
 from issuer.migrations.cli import db_cli
 from issuer.tokens.cli import token
 
@@ -21,6 +22,10 @@ def create_app(config: Config | None = None) -> Flask:
     query_string.init_app(app)
     headers.init_app(app)
     db.init_app(app)
+    app.extensions["mailer"] = Mailer(
+        SmtpServer.from_url(config.smtp_url), config.mail_from, config.smtp_ca_file
+    )
+    outbox.init_app(app)
     accounts.init_app(app)
     app.extensions["keyring"] = KeyRing(
         config.keys_dir, passphrase=config.keys_passphrase, static_jwks_dir=config.jwks_static_dir

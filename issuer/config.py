@@ -15,6 +15,7 @@ from pathlib import Path
 from envsettings import Env, SettingError
 from issuer.keys.errors import RotationPolicyError
 from issuer.keys.policy import check_rotation_policy
+from issuer.mail import SmtpServer, check_sender
 
 #: Names the database as a resource when nothing else is configured; an issuer in
 #: front of several databases gives each its own.
@@ -54,6 +55,12 @@ class Config:
     # Reverse proxies in front of the issuer whose X-Forwarded-For we trust
     # for client addresses (throttling); 0 ignores the header entirely.
     trusted_proxies: int = 0
+    # Where mail goes (see `issuer.mail`): by default the local SMTP server `make run`
+    # starts; `ISSUER_OUTBOX_DIR` is that server's Maildir, shown at /outbox.
+    smtp_url: str = "smtp://127.0.0.1:8025"
+    smtp_ca_file: Path | None = None
+    mail_from: str = "Own login <no-reply@localhost>"
+    outbox_dir: Path | None = None
 
     def check(self) -> None:
         """The rules between settings (each alone was checked by `from_env`)."""
@@ -61,6 +68,10 @@ class Config:
             check_rotation_policy(self.rotation_min_published, self.jwks_max_age)
         except RotationPolicyError as error:
             raise SettingError(str(error)) from None
+        SmtpServer.from_url(self.smtp_url)
+        check_sender(self.mail_from)
+        if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
+            raise SettingError(f"ISSUER_SMTP_CA_FILE {self.smtp_ca_file} is not a file")
 
     @property
     def userinfo_audience(self) -> str:
@@ -100,5 +111,9 @@ class Config:
                 "ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window
             ),
             trusted_proxies=env.integer("ISSUER_TRUSTED_PROXIES", cls.trusted_proxies, minimum=0),
+            smtp_url=env.text("ISSUER_SMTP_URL", cls.smtp_url),
+            smtp_ca_file=env.optional_path("ISSUER_SMTP_CA_FILE"),
+            mail_from=env.text("ISSUER_MAIL_FROM", cls.mail_from),
+            outbox_dir=env.optional_path("ISSUER_OUTBOX_DIR"),
         )
         return config

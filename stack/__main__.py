@@ -11,7 +11,7 @@ import click
 from dotenv import find_dotenv, load_dotenv
 
 from issuer.config import Config
-from stack import migrate, postgres, supervisor
+from stack import mailbox, migrate, postgres, supervisor
 from stack.neon_api import DEFAULT_API_URL, JwksRegistration, NeonAPI, NeonAPIError
 
 
@@ -190,6 +190,14 @@ def neon_setup_command(data_api: bool) -> None:
         _enable_data_api(project_id, branch_id, database, "own-login")
     if os.environ.get("NEON_API_KEY", "").strip() and project_id:
         _register(project_id, branch_id, "own-login")
+
+
+@cli.command("mail")
+@click.option("--bind", default="127.0.0.1:8025", show_default=True)
+@click.argument("maildir", type=click.Path(path_type=Path))
+def mail_command(bind: str, maildir: Path) -> None:
+    """A local SMTP server keeping every message in MAILDIR (`make run` starts it)."""
+    mailbox.serve(bind, maildir)
 
 
 @cli.command("proxy", context_settings={"ignore_unknown_options": True})

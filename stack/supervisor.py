@@ -71,6 +71,12 @@ def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
     audience = env.setdefault("ISSUER_DATABASE_AUDIENCE", DEFAULT_DATABASE_AUDIENCE)
     env.setdefault("APP_DATABASE_AUDIENCE", audience)
     env.setdefault("PROXY_AUDIENCE", audience)
+    if "ISSUER_SMTP_URL" not in env:
+        # No mail server named: the local one, keeping every message in a Maildir
+        # that the issuer's /outbox page shows.
+        mail_bind = env.setdefault("MAIL_BIND", "127.0.0.1:8025")
+        env["ISSUER_SMTP_URL"] = f"smtp://{mail_bind}"
+        env.setdefault("ISSUER_OUTBOX_DIR", str(data_dir / "mail"))
     app_bind = env.setdefault("APP_BIND", "127.0.0.1:8000")
     env.setdefault("APP_URL", f"http://{app_bind}")
     env.setdefault("APP_DATA_DIR", str(data_dir))
@@ -100,7 +106,19 @@ def services(env: dict[str, str]) -> list[Service]:
     venv_bin = Path(sys.executable).parent
     proxy_host = env.get("PROXY_HOST", "127.0.0.1")
     proxy_port = int(env.get("PROXY_PORT", "4444"))
+    mail = []
+    if "MAIL_BIND" in env:
+        outbox = env["ISSUER_OUTBOX_DIR"]
+        mail.append(
+            Service(
+                "mail",
+                [sys.executable, "-m", "stack", "mail", "--bind", env["MAIL_BIND"], outbox],
+                *_host_port(env["MAIL_BIND"]),
+                f"{env['ISSUER_SMTP_URL']} -> {outbox} (read at {env['ISSUER_URL']}/outbox)",
+            )
+        )
     return [
+        *mail,
         Service(
             "issuer",
             [str(venv_bin / "gunicorn"), "-c", "python:issuer.gunicorn_conf"],
@@ -223,6 +241,8 @@ def print_urls(started: list[Service], database_url: str, data_api_url: str) -> 
     click.echo(f"  {'app':<9} {by_name['app'].url}  <- open this")
     for name in ("issuer", "proxy"):
         click.echo(f"  {name:<9} {by_name[name].url}")
+    if "mail" in by_name:
+        click.echo(f"  {'mail':<9} {by_name['mail'].url}")
     click.echo(f"  {'data api':<9} {data_api_url}")
     click.echo(f"  {'database':<9} {database_url}  (DATABASE_URL, owner)")
 

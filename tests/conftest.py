@@ -15,7 +15,9 @@ from proxy import create_app
 from proxy.config import ProxyConfig
 from proxy.session import SessionKey
 from stack import migrate, postgres
+from stack.mailbox import MailServer
 from tests.proxy.support import Proxy
+from tests.support.mail import Inbox
 
 
 @pytest.fixture(scope="session")
@@ -65,3 +67,17 @@ def start_proxy(
     yield start
     for stop in stops:
         stop()
+
+
+@pytest.fixture(scope="session")
+def mail_server() -> Iterator[MailServer]:
+    """One real SMTP server on loopback for the session, delivering to a Maildir."""
+    base = Path(tempfile.mkdtemp(prefix="neon-own-login-mail-"))
+    with MailServer(base / "mail") as server:
+        yield server
+    shutil.rmtree(base, ignore_errors=True)
+
+
+@pytest.fixture(scope="session")
+def inbox(mail_server: MailServer) -> Inbox:
+    return Inbox(mail_server.maildir)

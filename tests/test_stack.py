@@ -78,7 +78,7 @@ def stack() -> Iterator[Stack]:
 
 def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(stack: Stack) -> None:
     urls = [line.split()[0] for line in stack.lines() if line.startswith("  ")]
-    assert urls == ["app", "issuer", "proxy", "data", "database"], stack.output()
+    assert urls == ["app", "issuer", "proxy", "mail", "data", "database"], stack.output()
     assert f"  app       {stack.app_url}  <- open this\n" in stack.lines()
     data_api = f"{stack.proxy_url.removesuffix('/sql')}/neondb/rest/v1"
     assert f"  data api  {data_api}\n" in stack.lines()

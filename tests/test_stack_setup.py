@@ -189,8 +189,17 @@ def test_children_share_one_set_of_addresses(tmp_path):
     assert env["APP_URL"] == "http://127.0.0.1:9000"
     assert env["DATABASE_AUTHENTICATED_URL"] == "postgresql://authenticated@localhost/neondb"
     assert env["APP_STORE_URL"] == f"sqlite:///{tmp_path / 'app.sqlite3'}"
+    assert env["ISSUER_SMTP_URL"] == "smtp://127.0.0.1:8025"
+    assert env["ISSUER_OUTBOX_DIR"] == str(tmp_path / "mail")
+    assert [s.name for s in supervisor.services(env)] == ["mail", "issuer", "proxy", "app"]
+    assert supervisor.services(env)[3].port == 9000
+
+
+def test_a_mail_server_of_the_operators_replaces_the_local_one(tmp_path):
+    env = supervisor.stack_env({"ISSUER_SMTP_URL": "smtps://mail.example"}, tmp_path)
+    assert env["ISSUER_SMTP_URL"] == "smtps://mail.example"
+    assert "ISSUER_OUTBOX_DIR" not in env
     assert [s.name for s in supervisor.services(env)] == ["issuer", "proxy", "app"]
-    assert supervisor.services(env)[2].port == 9000
 
 
 def test_a_registration_without_the_database_gets_it_in_place(engine, path):

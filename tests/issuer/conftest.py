@@ -17,6 +17,7 @@ import servicedb
 from issuer import create_app, db, migrations
 from issuer.config import Config
 from issuer.keys import KeyRing
+from stack.mailbox import MailServer
 from tests.support.jose import verify_with_jwks
 
 T0 = 1_800_000_000
@@ -54,9 +55,11 @@ def ring(keys_dir: Path, clock: FakeClock) -> KeyRing:
 
 
 @pytest.fixture
-def issuer_config(tmp_path: Path, keys_dir: Path) -> Config:
-    """A config whose every path lives under the test's tmp_path."""
+def issuer_config(tmp_path: Path, keys_dir: Path, mail_server: MailServer) -> Config:
+    """A config whose every path lives under the test's tmp_path, mailing to the
+    session's local SMTP server."""
     return Config(
+        smtp_url=mail_server.url,
         keys_dir=keys_dir,
         database_url=f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
         data_dir=tmp_path / "data",
