@@ -57,6 +57,13 @@ class Config:
     trusted_proxies: int = 0
     # Where mail goes (see `issuer.mail`): by default the local SMTP server `make run`
     # starts; `ISSUER_OUTBOX_DIR` is that server's Maildir, shown at /outbox.
+    # Apps may sign in only accounts whose owner proved their address.
+    require_verified_email: bool = True
+    # Sign-ups per client address, and account mails (verification, reset) per
+    # address asking and per account, each per hour.
+    signup_max_per_address: int = 10
+    mail_max_per_address: int = 20
+    mail_max_per_account: int = 5
     smtp_url: str = "smtp://127.0.0.1:8025"
     smtp_ca_file: Path | None = None
     mail_from: str = "Own login <no-reply@localhost>"
@@ -111,6 +118,18 @@ class Config:
                 "ISSUER_LOGIN_FAILURE_WINDOW", cls.login_failure_window
             ),
             trusted_proxies=env.integer("ISSUER_TRUSTED_PROXIES", cls.trusted_proxies, minimum=0),
+            require_verified_email=env.boolean(
+                "ISSUER_REQUIRE_VERIFIED_EMAIL", cls.require_verified_email
+            ),
+            signup_max_per_address=env.integer(
+                "ISSUER_SIGNUP_MAX_PER_ADDRESS", cls.signup_max_per_address
+            ),
+            mail_max_per_address=env.integer(
+                "ISSUER_MAIL_MAX_PER_ADDRESS", cls.mail_max_per_address
+            ),
+            mail_max_per_account=env.integer(
+                "ISSUER_MAIL_MAX_PER_ACCOUNT", cls.mail_max_per_account
+            ),
             smtp_url=env.text("ISSUER_SMTP_URL", cls.smtp_url),
             smtp_ca_file=env.optional_path("ISSUER_SMTP_CA_FILE"),
             mail_from=env.text("ISSUER_MAIL_FROM", cls.mail_from),

@@ -41,13 +41,17 @@ def _read_password(from_stdin: bool) -> str:
 @users_cli.command("add")
 @click.argument("email")
 @click.option("--password-stdin", is_flag=True, help="Read the password from standard input.")
+@click.option("--verified", is_flag=True, help="You vouch that EMAIL belongs to its owner.")
 @claims_option("A custom token claim; VALUE is JSON if it parses, else a string.")
-def add_user(email: str, password_stdin: bool, claims: dict[str, object]) -> None:
-    """Create an account for EMAIL."""
+def add_user(email: str, password_stdin: bool, verified: bool, claims: dict[str, object]) -> None:
+    """Create an account for EMAIL (unconfirmed unless --verified: its owner confirms it
+    at the first sign-in to an app)."""
     normalized = _email(email)
     password = _read_password(password_stdin)
     try:
-        user = users.create_user(get_engine(), normalized, password, claims)
+        user = users.create_user(
+            get_engine(), normalized, password, claims, email_verified=verified
+        )
     except users.DuplicateEmailError as exc:
         raise click.ClickException(str(exc)) from None
     audit("user.created", user_id=user.id, via="cli")
@@ -65,11 +69,13 @@ def list_users(as_json: bool) -> None:
                 "email": user.email,
                 "claims": user.claims,
                 "disabled": user.disabled,
+                "email_verified": user.email_verified,
                 "created_at": user.created_at.isoformat(),
             }
             click.echo(json.dumps(record, separators=(",", ":")))
             continue
         status = "disabled" if user.disabled else "active"
+        status += "" if user.email_verified else ",unverified"
         created = user.created_at.strftime("%Y-%m-%d %H:%M")
         claims = json.dumps(user.claims, separators=(",", ":")) if user.claims else ""
         click.echo(f"{user.id}  {user.email}  {status}  {created}  {claims}".rstrip())
@@ -97,3 +103,15 @@ def disable_user(email: str) -> None:
 def enable_user(email: str) -> None:
     """Allow EMAIL to log in again."""
     _set_disabled(email, False)
+
+
+@users_cli.command("verify")
+@click.argument("email")
+def verify_user(email: str) -> None:
+    """Mark EMAIL's address as confirmed (you vouch that it belongs to the account's owner)."""
+    try:
+        user = users.set_email_verified(get_engine(), _email(email))
+    except users.UnknownUserError as exc:
+        raise click.ClickException(str(exc)) from None
+    audit("email.verified", user_id=user.id, via="cli")
+    click.echo(f"Marked {user.email} as verified")

@@ -34,7 +34,7 @@ def _valid_email(_form: Form, field: Field) -> None:
         raise ValidationError(str(exc)) from None
 
 
-def _email_field() -> StringField:
+def email_field() -> StringField:
     return StringField(
         "Email",
         validators=[
@@ -49,7 +49,7 @@ def _email_field() -> StringField:
 
 
 class LoginForm(PageForm):
-    email = _email_field()
+    email = email_field()
     password = PasswordField(
         "Password",
         validators=[
@@ -62,10 +62,9 @@ class LoginForm(PageForm):
     )
 
 
-class SignupForm(PageForm):
-    email = _email_field()
-    password = PasswordField(
-        "Password",
+def new_password_field(label: str = "Password") -> PasswordField:
+    return PasswordField(
+        label,
         description=f"At least {PASSWORD_MIN_LENGTH} characters.",
         validators=[
             InputRequired("Choose a password."),
@@ -79,6 +78,11 @@ class SignupForm(PageForm):
             ),
         ],
     )
+
+
+class SignupForm(PageForm):
+    email = email_field()
+    password = new_password_field()
     confirm = PasswordField(
         "Repeat the password",
         validators=[

@@ -17,6 +17,7 @@ from sqlalchemy import (
     Integer,
     String,
     Table,
+    false,
 )
 
 from issuer.db import metadata
@@ -36,6 +37,26 @@ users = Table(
     Column("claims", JSON, nullable=False, default=dict),
     Column("disabled", Boolean, nullable=False, default=False),
     Column("created_at", DateTime(timezone=True), nullable=False),
+    # The owner proved they read mail at `email` (a link we sent was used, or an
+    # operator said so). It is the `email_verified` claim.
+    Column("email_verified", Boolean, nullable=False, default=False, server_default=false()),
+)
+
+account_links = Table(
+    "account_links",
+    metadata,
+    # SHA-256 of the random token in the link we mailed: a database leak hands out
+    # no working link.
+    Column("id", String(64), primary_key=True),
+    Column("purpose", String(32), nullable=False),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    # What the link carries on (where to continue afterwards).
+    Column("data", JSON, nullable=False, default=dict),
+    # Epoch seconds.
+    Column("created_at", Float, nullable=False),
+    Column("expires_at", Float, nullable=False, index=True),
+    Column("used_at", Float),
+    Index("account_links_user_purpose", "user_id", "purpose"),
 )
 
 login_sessions = Table(
@@ -73,6 +94,7 @@ class User:
     claims: dict[str, Any] = field(default_factory=dict)
     disabled: bool = False
     created_at: datetime = field(default_factory=lambda: datetime.now(UTC))
+    email_verified: bool = False
 
     @classmethod
     def from_row(cls, row: Any) -> User:
@@ -85,4 +107,5 @@ class User:
             claims=dict(row.claims or {}),
             disabled=bool(row.disabled),
             created_at=created_at,
+            email_verified=bool(row.email_verified),
         )

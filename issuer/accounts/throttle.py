@@ -97,7 +97,10 @@ class Throttle:
             attempt = Attempt(account=account, row_ids=tuple(ids.scalars()), device=device)
             # Forget what no window can see any more, so the table stays small.
             conn.execute(
-                delete(login_failures).where(login_failures.c.at <= now - self.policy.window)
+                delete(login_failures).where(
+                    login_failures.c.scope.in_((ACCOUNT, ADDRESS, DEVICE)),
+                    login_failures.c.at <= now - self.policy.window,
+                )
             )
         # This attempt is one of the rows: over the limit means `limit + 1`.
         if self._longest_wait(checks, now, extra=1) is None:
@@ -163,3 +166,48 @@ class Throttle:
     def _delete(self, row_ids: tuple[int, ...]) -> None:
         with self.engine.begin() as conn:
             conn.execute(delete(login_failures).where(login_failures.c.id.in_(row_ids)))
+
+
+class RateLimit:
+    """At most `limit` events per key in any `window` seconds (sign-ups from one
+    address, mails to one account), in the same table as login failures under its
+    own `scope`. An event over the limit is not recorded."""
+
+    def __init__(
+        self,
+        engine: Engine,
+        scope: str,
+        limit: int,
+        window: int,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.engine, self.scope, self.limit, self.window, self.clock = (
+            engine, scope, limit, window, clock,
+        )  # fmt: skip
+
+    def spend(self, key: str) -> int | None:
+        """Record one event for `key`; None when within the limit, else the seconds
+        until one is allowed again (the event is then forgotten). Recorded first and
+        counted after, as `Throttle.admit`, so racing events cannot all pass."""
+        now = self.clock()
+        t = login_failures
+        mine = (t.c.scope == self.scope) & (t.c.key == key)
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.scope == self.scope, t.c.at <= now - self.window))
+            row_id = conn.execute(
+                insert(t).values(scope=self.scope, key=key, at=now).returning(t.c.id)
+            ).scalar_one()
+        with self.engine.connect() as conn:
+            times = (
+                conn.execute(
+                    select(t.c.at).where(mine, t.c.at > now - self.window).order_by(t.c.at.desc())
+                )
+                .scalars()
+                .all()
+            )
+        if len(times) <= self.limit:
+            return None
+        with self.engine.begin() as conn:
+            conn.execute(delete(t).where(t.c.id == row_id))
+        # Allowed again once the limit-th most recent other event leaves the window.
+        return max(1, math.ceil(times[self.limit] + self.window - now))

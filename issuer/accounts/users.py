@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from issuer.accounts import passwords
+from issuer.accounts import events, passwords
 from issuer.accounts.claims import validate_claims
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.models import User, login_sessions, users
@@ -29,7 +29,12 @@ class UnknownUserError(AccountError):
 
 
 def create_user(
-    engine: Engine, email: str, password: str, claims: dict[str, Any] | None = None
+    engine: Engine,
+    email: str,
+    password: str,
+    claims: dict[str, Any] | None = None,
+    *,
+    email_verified: bool = False,
 ) -> User:
     """Validate everything first, then write one row: no partial accounts."""
     user = User(
@@ -37,6 +42,7 @@ def create_user(
         email=normalize_email(email),
         claims=validate_claims(dict(claims or {})),
         created_at=datetime.now(UTC),
+        email_verified=email_verified,
     )
     password_hash = passwords.hash_password(password)
     try:
@@ -49,6 +55,7 @@ def create_user(
                     claims=user.claims,
                     disabled=False,
                     created_at=user.created_at,
+                    email_verified=email_verified,
                 )
             )
     except IntegrityError:
@@ -93,6 +100,52 @@ def set_disabled(engine: Engine, email: str, disabled: bool) -> User:
             raise UnknownUserError(f"No account for {email}.")
         if disabled:
             conn.execute(delete(login_sessions).where(login_sessions.c.user_id == row.id))
+    return User.from_row(row)
+
+
+def delete_user(engine: Engine, user_id: str) -> None:
+    """Remove an account (and, by cascade, its sessions and links)."""
+    with engine.begin() as conn:
+        conn.execute(delete(users).where(users.c.id == user_id))
+
+
+def set_email_verified(engine: Engine, email: str, verified: bool = True) -> User:
+    """An operator vouches for (or withdraws) an address."""
+    email = normalize_email(email)
+    with engine.begin() as conn:
+        row = conn.execute(
+            update(users)
+            .where(users.c.email == email)
+            .values(email_verified=verified)
+            .returning(*users.c)
+        ).first()
+    if row is None:
+        raise UnknownUserError(f"No account for {email}.")
+    return User.from_row(row)
+
+
+def mark_verified(conn: Connection, user_id: str) -> User | None:
+    """In `conn`'s transaction (with the link that proved it)."""
+    row = conn.execute(
+        update(users).where(users.c.id == user_id).values(email_verified=True).returning(*users.c)
+    ).first()
+    return User.from_row(row) if row else None
+
+
+def set_password(conn: Connection, user_id: str, password: str) -> User | None:
+    """A new password, in `conn`'s transaction; every login session of the account
+    ends and `events.credentials_changed` revokes what else it holds (refresh tokens)."""
+    password_hash = passwords.hash_password(password)
+    row = conn.execute(
+        update(users)
+        .where(users.c.id == user_id)
+        .values(password_hash=password_hash)
+        .returning(*users.c)
+    ).first()
+    if row is None:
+        return None
+    conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
+    events.credentials_changed.send(conn, user_id=user_id)
     return User.from_row(row)
 
 

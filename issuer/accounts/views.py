@@ -18,13 +18,13 @@ from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from issuer import headers
-from issuer.accounts import devices, users
+from issuer.accounts import devices, notices, users
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import LoginForm, LogoutForm, SignupForm
-from issuer.accounts.passwords import PasswordPolicyError
+from issuer.accounts.passwords import PasswordPolicyError, check_policy, hash_password
 from issuer.accounts.redirects import safe_next
 from issuer.accounts.sessions import current_user, login_user, logout_user
-from issuer.accounts.throttle import Throttle, ThrottlePolicy, address_key
+from issuer.accounts.throttle import RateLimit, Throttle, ThrottlePolicy, address_key
 from issuer.audit import audit
 from issuer.db import get_engine
 
@@ -34,6 +34,8 @@ csrf = CSRFProtect()
 # Said for every failed login, whatever the cause, so that the page does not
 # tell an attacker which email addresses have accounts.
 LOGIN_FAILED = "Incorrect email or password."
+#: The window of ISSUER_SIGNUP_MAX_PER_ADDRESS.
+SIGNUP_WINDOW = 3600
 
 
 def init_views(app: Flask) -> None:
@@ -50,7 +52,14 @@ def init_views(app: Flask) -> None:
             window=config.login_failure_window,
         ),
     )
+    app.extensions["signup_limit"] = RateLimit(
+        app.extensions["db"], "signup", config.signup_max_per_address, SIGNUP_WINDOW
+    )
     app.register_blueprint(bp)
+    notices.init_app(app)
+    from issuer.accounts import recovery  # its pages use this module's CSRF and 429 page
+
+    recovery.init_app(app)
     app.register_error_handler(CSRFError, _csrf_failed)
     app.context_processor(lambda: {"current_user": current_user})
 
@@ -87,7 +96,7 @@ def _next_url() -> str:
     return next_url
 
 
-def _too_many_attempts(retry_after: int) -> Response:
+def too_many_attempts(retry_after: int) -> Response:
     minutes = max(1, -(-retry_after // 60))
     response = make_response(
         render_template("accounts/throttled.html", minutes=minutes, retry_after=retry_after), 429
@@ -100,7 +109,12 @@ def _too_many_attempts(retry_after: int) -> Response:
 def login() -> Response | tuple[str, int] | str:
     form = LoginForm()
     next_url = _next_url()
-    page = {"form": form, "next_url": next_url, "signup_enabled": _signup_enabled()}
+    page = {
+        "form": form,
+        "next_url": next_url,
+        "signup_enabled": _signup_enabled(),
+        "changed": request.args.get("changed"),
+    }
     if request.method == "GET":
         return render_template("accounts/login.html", **page)
     if not form.validate():
@@ -112,7 +126,7 @@ def login() -> Response | tuple[str, int] | str:
     known = device is not None
     if isinstance(attempt, int):
         audit("login.throttled", address=address, known_device=known, retry_after=attempt)
-        return _too_many_attempts(attempt)
+        return too_many_attempts(attempt)
     result = users.authenticate(get_engine(), email, form.password.data)
     if result.user is None:
         audit(
@@ -151,27 +165,34 @@ def signup() -> Response | tuple[str, int] | str:
     if not form.validate():
         return render_template("accounts/signup.html", **page), 400
     address = address_key(request.remote_addr)
-    # Probing for accounts through sign-up spends the address's login budget.
-    attempt = _throttle().admit(address)
-    if isinstance(attempt, int):
-        audit("signup.throttled", address=address, retry_after=attempt)
-        return _too_many_attempts(attempt)
+    retry_after = current_app.extensions["signup_limit"].spend(address)
+    if retry_after is not None:
+        audit("signup.throttled", address=address, retry_after=retry_after)
+        return too_many_attempts(retry_after)
     try:
-        user = users.create_user(get_engine(), form.email.data, form.password.data)
-    except users.DuplicateEmailError:
-        audit("signup.duplicate", address=address)
-        form.email.errors = ["An account with this email address already exists. Log in instead?"]
-        return render_template("accounts/signup.html", **page), 409
+        check_policy(form.password.data)
     except PasswordPolicyError as exc:
-        _throttle().succeeded(attempt)
         form.password.errors = [str(exc)]
         return render_template("accounts/signup.html", **page), 400
-    _throttle().succeeded(attempt)
-    login_user(user)
-    audit("signup", user_id=user.id, address=address)
-    response = redirect(next_url, code=303)
-    devices.remember(request, response, user.email)
-    return response
+    email = normalize_email(form.email.data)
+    continuation = safe_next(request.args.get("next"), "") or None
+    existing = users.find_user(get_engine(), email)
+    if existing is None:
+        try:
+            user = users.create_user(get_engine(), email, form.password.data)
+        except users.DuplicateEmailError:  # signed up a moment ago, by someone else
+            existing = users.find_user(get_engine(), email)
+        else:
+            audit("signup", user_id=user.id, address=address)
+            notices.later(user, lambda: notices.verify_email(user, continuation))
+    if existing is not None:
+        # The same answer as for a new address, in the same time (one password hash),
+        # and a mail to the owner instead: whether the address has an account stays unsaid.
+        hash_password(form.password.data)
+        audit("signup.existing_address", user_id=existing.id, address=address)
+        owner = existing
+        notices.later(owner, lambda: notices.signup_with_taken_address(owner, continuation))
+    return render_template("accounts/check_email.html", email=email, reason="signup")
 
 
 @bp.post("/logout", provide_automatic_options=False)

@@ -8,14 +8,21 @@ blueprint and the `clients` CLI group.
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import Connection
 
 from issuer import headers
-from issuer.oauth import resources
+from issuer.accounts import events
+from issuer.oauth import refresh_tokens, resources
 from issuer.oauth.clients_cli import clients_cli
 from issuer.oauth.discovery import metadata_body
 from issuer.oauth.server import AuthorizationServer
 from issuer.oauth.userinfo import resource_protector
 from issuer.oauth.views import authorization_redirects, bp
+
+
+def _end_refresh_tokens(conn: Connection, user_id: str) -> None:
+    """A new password (or a deleted account) ends every app's refresh-token family."""
+    refresh_tokens.revoke_user(conn, user_id)
 
 
 def init_app(app: Flask) -> None:
@@ -41,3 +48,4 @@ def init_app(app: Flask) -> None:
     app.register_blueprint(bp)
     headers.add_continuation(app, authorization_redirects)
     app.cli.add_command(clients_cli)
+    events.credentials_changed.connect(_end_refresh_tokens)

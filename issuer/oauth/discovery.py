@@ -10,7 +10,18 @@ import json
 from issuer.config import Config
 from issuer.oauth.clients import SUPPORTED_GRANT_TYPES, SUPPORTED_SCOPES
 
-CLAIMS_SUPPORTED = ("iss", "sub", "aud", "exp", "iat", "auth_time", "nonce", "at_hash", "email")
+CLAIMS_SUPPORTED = (
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "auth_time",
+    "nonce",
+    "at_hash",
+    "email",
+    "email_verified",
+)
 
 
 def provider_metadata(config: Config) -> dict[str, object]:

@@ -214,7 +214,9 @@ class OpenIDCode(oidc_grants.OpenIDCode):
         return codes.nonce_seen(get_engine(), request.payload.client_id, nonce)
 
     def generate_user_info(self, user, scope: str) -> UserInfo:
-        return UserInfo(sub=user.id, email=user.email).filter(scope)
+        return UserInfo(sub=user.id, email=user.email, email_verified=user.email_verified).filter(
+            scope
+        )
 
     def encode_id_token(self, token: dict, request) -> str:
         """authlib's claims (nonce, auth_time, at_hash), signed by `sign_jwt`

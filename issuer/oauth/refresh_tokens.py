@@ -13,7 +13,19 @@ import time
 from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749 import TokenMixin
-from sqlalchemy import Column, Engine, Index, Integer, String, Table, Text, insert, select, update
+from sqlalchemy import (
+    Column,
+    Connection,
+    Engine,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    insert,
+    select,
+    update,
+)
 
 from issuer.db import metadata, secret_digest
 
@@ -129,6 +141,16 @@ def revoke_family(engine: Engine, family_id: str) -> int:
     """Revoke every live token of a family; returns how many were live."""
     with engine.begin() as conn:
         return _revoke_family(conn, family_id, int(time.time()))
+
+
+def revoke_user(conn: Connection, user_id: str) -> int:
+    """Revoke every live token of every family of a user, in `conn`'s transaction."""
+    t = refresh_tokens_table
+    return conn.execute(
+        update(t)
+        .where(t.c.user_id == user_id, t.c.revoked_at.is_(None))
+        .values(revoked_at=int(time.time()))
+    ).rowcount
 
 
 def _revoke_family(conn, family_id: str, now: int) -> int:

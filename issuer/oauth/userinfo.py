@@ -44,4 +44,7 @@ def user_info(token: dict) -> dict:
     if user is None or user.disabled:
         raise InvalidTokenError(description="The user of this token is gone or disabled.")
     scope = token.get("scope", "")
-    return {**user.claims, **UserInfo(sub=user.id, email=user.email).filter(scope)}
+    return {
+        **user.claims,
+        **UserInfo(sub=user.id, email=user.email, email_verified=user.email_verified).filter(scope),
+    }

@@ -11,7 +11,11 @@ from urllib.parse import parse_qs, urlsplit
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidRequestError
-from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
+from authlib.oidc.core.errors import (
+    ConsentRequiredError,
+    InteractionRequiredError,
+    LoginRequiredError,
+)
 from flask import (
     Blueprint,
     Response,
@@ -115,6 +119,12 @@ def authorize() -> Response | tuple[str, int] | str:
             return _redirect_error(grant, LoginRequiredError())
         authn.mark()
         return redirect(accounts.login_url(request.full_path))
+    if current_app.config["ISSUER"].require_verified_email and not user.email_verified:
+        # An app signs in only an owner who proved their address: one click on the
+        # link we mail, then this very request goes on.
+        if authn.silent:
+            return _redirect_error(grant, InteractionRequiredError())
+        return redirect(url_for("recovery.verification_needed", next=request.full_path))
     client = grant.client
     if client.first_party and "consent" not in authn.prompts:
         return _respond(server, grant, user, authn)

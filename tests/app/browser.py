@@ -28,6 +28,7 @@ from playwright.sync_api import (
 )
 
 from tests.app.live import HTTP_TIMEOUT, PASSWORD, Stack
+from tests.support.mail import link_in
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = (
@@ -132,7 +133,8 @@ class Person:
     # Signing in and out.
 
     def sign_up(self, email: str) -> None:
-        """Follow the app's "Sign up" link and create the account at the issuer."""
+        """Follow the app's "Sign up" link, create the account at the issuer and confirm
+        the address with the link it mails: back in the app, signed in."""
         page = self.page
         page.goto(self.home)
         page.get_by_role("link", name="Sign up", exact=True).click()
@@ -140,7 +142,13 @@ class Person:
         page.get_by_label("Email").fill(email)
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_label("Repeat the password").fill(PASSWORD)
+        before = self.stack.inbox.count(email)
         page.get_by_role("button", name="Create account").click()
+        expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
+        # The person opens the mail and its link, in this same browser.
+        link = link_in(self.stack.inbox.latest(email, before), "/verify-email")
+        page.goto(link)
+        page.get_by_role("button", name="Confirm my email").click()
         self.expect_signed_in(email)
 
     def log_in(self, email: str) -> None:

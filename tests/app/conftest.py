@@ -12,6 +12,7 @@ import pytest
 
 from app import create_app
 from proxy.config import ProxyConfig
+from stack.mailbox import MailServer
 from stack.migrate import LocalDatabase
 from tests.app.live import (
     QUICK_REFRESH_MARGIN,
@@ -33,10 +34,13 @@ def stack_dir() -> Iterator[Path]:
 
 @pytest.fixture(scope="session")
 def stack(
-    stack_dir: Path, neon_db: LocalDatabase, start_proxy: Callable[[ProxyConfig], Proxy]
+    stack_dir: Path,
+    neon_db: LocalDatabase,
+    start_proxy: Callable[[ProxyConfig], Proxy],
+    mail_server: MailServer,
 ) -> Iterator[Stack]:
     """Issuer, proxy and app, wired as `make run` wires them."""
-    live = start_stack(stack_dir, neon_db, start_proxy)
+    live = start_stack(stack_dir, neon_db, start_proxy, mail_server)
     yield live
     for server in (live.app_server, live.issuer_server):
         server.stop()
@@ -50,7 +54,9 @@ def make_user(stack: Stack) -> Callable[[str], str]:
 
 @pytest.fixture(scope="session")
 def quick_stack(
-    neon_db: LocalDatabase, start_proxy: Callable[[ProxyConfig], Proxy]
+    neon_db: LocalDatabase,
+    start_proxy: Callable[[ProxyConfig], Proxy],
+    mail_server: MailServer,
 ) -> Iterator[Stack]:
     """A second stack whose access tokens last 5 s and are refreshed with 3 s left,
     so that refreshes (and key rotations) happen within a test."""
@@ -59,6 +65,7 @@ def quick_stack(
         root,
         neon_db,
         start_proxy,
+        mail_server,
         issuer_changes={"access_token_ttl": QUICK_TOKEN_TTL},
         app_changes={"refresh_margin": QUICK_REFRESH_MARGIN},
     )

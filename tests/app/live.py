@@ -36,8 +36,10 @@ from issuer.oauth import clients
 from issuer.oauth.clients import Registration
 from proxy.config import ProxyConfig
 from proxy.rules import AuthRule
+from stack.mailbox import MailServer
 from stack.migrate import LocalDatabase
 from tests.proxy.support import Proxy, base_config
+from tests.support.mail import Inbox
 from tests.support.servers import LiveServer
 
 HTTP_TIMEOUT = 15
@@ -56,6 +58,7 @@ class Stack:
     app_server: LiveServer
     client_id: str
     client_secret: str
+    inbox: Inbox
     users: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -179,6 +182,7 @@ def start_stack(
     root: Path,
     neon_db: LocalDatabase,
     start_proxy: Callable[[ProxyConfig], Proxy],
+    mail_server: MailServer,
     *,
     issuer_changes: dict[str, Any] | None = None,
     app_changes: dict[str, Any] | None = None,
@@ -192,6 +196,10 @@ def start_stack(
         database_url=f"sqlite:///{root / 'issuer.sqlite3'}",
         data_dir=root / "issuer-data",
         secret_key="issuer-test-secret-key-not-for-production",
+        smtp_url=mail_server.url,
+        # Every browser of the suite signs up from 127.0.0.1.
+        signup_max_per_address=10_000,
+        mail_max_per_address=10_000,
         **(issuer_changes or {}),
     )
     KeyRing(issuer_config.keys_dir).init()
@@ -243,12 +251,22 @@ def start_stack(
         )
     )
     app_server.app = app
-    return Stack(issuer, issuer_server, proxy.url, app, app_server, client.client_id, secret)
+    return Stack(
+        issuer,
+        issuer_server,
+        proxy.url,
+        app,
+        app_server,
+        client.client_id,
+        secret,
+        Inbox(mail_server.maildir),
+    )
 
 
 def create_user(stack: Stack, email: str) -> str:
     """Create a user at `stack`'s issuer (once per email); returns the email."""
     if email not in stack.users:
         with stack.issuer.app_context():
-            stack.users[email] = users.create_user(get_engine(), email, PASSWORD).id
+            user = users.create_user(get_engine(), email, PASSWORD, email_verified=True)
+            stack.users[email] = user.id
     return email

@@ -30,7 +30,7 @@ def register(app: Flask, **fields) -> tuple[Client, str | None]:
 
 def make_user(app: Flask, email: str = "alice@example.com", claims: dict | None = None) -> User:
     with app.app_context():
-        return users.create_user(get_engine(), email, PASSWORD, claims=claims)
+        return users.create_user(get_engine(), email, PASSWORD, claims=claims, email_verified=True)
 
 
 def csrf_token(html: str) -> str:

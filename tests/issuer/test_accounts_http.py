@@ -15,6 +15,7 @@ import servicedb
 from issuer import create_app
 from issuer.accounts import users
 from issuer.config import Config
+from tests.support.mail import Inbox, link_in
 
 PASSWORD = "correct horse battery"
 TIMEOUT = 10
@@ -53,21 +54,31 @@ def post_form(
     )
 
 
-def test_sign_up_log_out_log_in_across_workers(workers: tuple[str, str]) -> None:
+def test_sign_up_log_out_log_in_across_workers(
+    workers: tuple[str, str], inbox: Inbox, backend_config: Config
+) -> None:
     a, b = workers
     browser = requests.Session()
-    response = post_form(
-        browser, f"{a}/signup", email="ada@example.com", password=PASSWORD, confirm=PASSWORD
-    )
+    email = f"ada-{backend_config.database_url[:6]}@example.com"
+    before = inbox.count(email)
+    response = post_form(browser, f"{a}/signup", email=email, password=PASSWORD, confirm=PASSWORD)
+    assert response.status_code == 200
+    assert "Check your email" in response.text
+    # The link names ISSUER_URL; the other worker serves it (same database).
+    link = link_in(inbox.latest(email, before), "/verify-email")
+    path = link.removeprefix(backend_config.issuer_url)
+    page = browser.get(f"{b}{path}", timeout=TIMEOUT)
+    token = re.search(r'name="token" type="hidden" value="([^"]+)"', page.text).group(1)
+    response = post_form(browser, f"{b}/verify-email", page=f"{b}{path}", token=token)
     assert response.status_code == 303
     set_cookies = response.raw.headers.getlist("Set-Cookie")
-    assert sorted(c.split("=", 1)[0] for c in set_cookies) == ["issuer_device", "issuer_session"]
+    assert [c.split("=", 1)[0] for c in set_cookies] == ["issuer_session"]
     assert all("HttpOnly" in c and "SameSite=Lax" in c for c in set_cookies)
 
     # The other worker accepts the same session: same secret key, same database.
-    account = browser.get(f"{b}/account", allow_redirects=False, timeout=TIMEOUT)
+    account = browser.get(f"{a}/account", allow_redirects=False, timeout=TIMEOUT)
     assert account.status_code == 200
-    assert "ada@example.com" in account.text
+    assert email in account.text
 
     assert post_form(browser, f"{b}/logout", page=f"{b}/account").status_code == 303
     assert browser.get(f"{a}/account", allow_redirects=False, timeout=TIMEOUT).status_code == 302
@@ -76,7 +87,7 @@ def test_sign_up_log_out_log_in_across_workers(workers: tuple[str, str]) -> None
     response = post_form(
         browser,
         f"{a}/login?next={requests.utils.quote(target, safe='')}",
-        email="ada@example.com",
+        email=email,
         password=PASSWORD,
     )
     assert response.status_code == 303

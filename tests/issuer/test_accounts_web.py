@@ -7,7 +7,7 @@ import json
 import logging
 import re
 from collections.abc import Callable
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 import pytest
 from argon2 import PasswordHasher
@@ -19,6 +19,7 @@ from issuer import accounts, create_app
 from issuer.accounts import passwords, users
 from issuer.accounts.models import users as users_table
 from issuer.config import Config
+from tests.support.mail import Inbox, link_in
 
 PASSWORD = "correct horse battery"
 ATTACKER = "198.51.100.66"
@@ -96,11 +97,37 @@ def session_cookie(client: FlaskClient) -> str | None:
 # --- happy paths ------------------------------------------------------------
 
 
-def test_signup_logs_in_and_logout_logs_out(app: Flask, client: FlaskClient) -> None:
+def confirm_by_mail(client: FlaskClient, inbox: Inbox, email: str, after: int = 0):
+    """Open the newest verification link mailed to `email` and press its button."""
+    link = local(link_in(inbox.latest(email, after), "/verify-email"))
+    page = client.get(link)
+    assert page.status_code == 200, page.text
+    token = re.search(r'name="token" type="hidden" value="([^"]+)"', page.text).group(1)
+    return client.post("/verify-email", data={"csrf_token": csrf_token(page.text), "token": token})
+
+
+def local(url: str) -> str:
+    """An absolute link of ours (built from ISSUER_URL) as the test client's path."""
+    parts = urlsplit(url)
+    return f"{parts.path}?{parts.query}"
+
+
+def test_signup_mails_a_link_that_signs_in_and_logout_logs_out(
+    app: Flask, client: FlaskClient, inbox: Inbox
+) -> None:
+    before = inbox.count("grace@example.com")
     response = signup(client, "Grace@Example.com", PASSWORD)
+    assert response.status_code == 200
+    assert "Check your email" in response.text and "grace@example.com" in response.text
+    assert logged_in_email(client) is None, "not signed in before the address is proven"
+    mail = inbox.latest("grace@example.com", before)
+    assert mail["Subject"] == "Confirm your email address"
+    assert link_in(mail, "/verify-email").startswith("http://127.0.0.1:8001/verify-email?token=")
+    response = confirm_by_mail(client, inbox, "grace@example.com", before)
     assert response.status_code == 303
     assert response.headers["Location"] == "/account"
     assert logged_in_email(client) == "grace@example.com"
+    assert ">yes<" in client.get("/account").text
 
     account = client.get("/account")
     response = client.post("/logout", data={"csrf_token": csrf_token(account.text)})
@@ -118,7 +145,8 @@ def test_login_returns_to_the_authorize_url_with_its_query(
     assert response.headers["Location"] == target
 
 
-def test_signup_from_the_login_page_keeps_next(client: FlaskClient) -> None:
+def test_signup_from_the_login_page_keeps_next(client: FlaskClient, inbox: Inbox) -> None:
+    before = inbox.count("keeps-next@example.com")
     target = "/authorize?client_id=todo&state=xyz"
     login_page = client.get(f"/login?next={quote(target, safe='')}").text
     signup_link = re.search(r'href="(/signup\?next=[^"]+)"', login_page).group(1)
@@ -128,11 +156,13 @@ def test_signup_from_the_login_page_keeps_next(client: FlaskClient) -> None:
         action.replace("&amp;", "&"),
         data={
             "csrf_token": csrf_token(form_page),
-            "email": "grace@example.com",
+            "email": "keeps-next@example.com",
             "password": PASSWORD,
             "confirm": PASSWORD,
         },
     )
+    assert response.status_code == 200
+    response = confirm_by_mail(client, inbox, "keeps-next@example.com", before)
     assert response.status_code == 303
     assert response.headers["Location"] == target
 
@@ -491,12 +521,25 @@ def test_bad_signup_input_is_a_friendly_400_and_writes_nothing(
     assert logged_in_email(client) is None
 
 
-def test_duplicate_signup_is_a_409(app: Flask, client: FlaskClient, ada: users.User) -> None:
-    response = signup(client, "Ada@Example.com", "another password")
-    assert response.status_code == 409
-    assert "already exists" in response.text
-    assert count_users(app) == 1
+def test_a_taken_address_gets_the_same_answer_and_its_owner_a_mail(
+    app: Flask, client: FlaskClient, ada: users.User, inbox: Inbox
+) -> None:
+    before = inbox.count("ada@example.com")
+    taken = signup(client, "Ada@Example.com", "another password")
+    new = signup(app.test_client(), "not-ada@example.com", "another password")
+    assert taken.status_code == new.status_code == 200
+
+    def words(page: str) -> str:
+        return re.sub(r'value="[^"]+"|ada@example\.com|not-ada@example\.com', "", page)
+
+    assert words(taken.text) == words(new.text)
+    assert count_users(app) == 2
     assert logged_in_email(client) is None
+    mail = inbox.latest("ada@example.com", before)
+    assert mail["Subject"] == "Someone tried to sign up with your email address"
+    assert "/reset-password?token=" in link_in(mail, "/reset-password")
+    # The password of the account is unchanged.
+    assert users.authenticate(app.extensions["db"], "ada@example.com", PASSWORD).user is not None
 
 
 def test_signup_can_be_switched_off(make_issuer_app: Callable[..., Flask]) -> None:
@@ -527,7 +570,7 @@ def test_audit_log_records_logins_without_secrets(
         login(app.test_client(), ada.email, PASSWORD)
         signup(app.test_client(), "grace@example.com", PASSWORD)
     events = [json.loads(r.message) for r in caplog.records]
-    assert [(e["event"], e.get("reason")) for e in events] == [
+    assert [(e["event"], e.get("reason")) for e in events][:4] == [
         ("login.failed", "bad_password"),
         ("login.failed", "unknown_user"),
         ("login", None),

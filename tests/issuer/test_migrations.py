@@ -65,6 +65,8 @@ def test_release_0_1_database_is_adopted_with_its_data(
         assert conn.execute(select(login_sessions.c.user_id)).scalar_one()
     alice = users.authenticate(engine, "alice@example.com", "alice-fixture-password").user
     assert alice is not None and alice.claims == {"tenant": "acme"}
+    # Release 0.1 never proved an address: confirmed at the next sign-in to an app.
+    assert alice.email_verified is False
     assert users.find_user(engine, "bob@example.com").disabled
     assert {c.client_id for c in clients.all_clients(engine)} == {
         "todo-app",
@@ -112,7 +114,13 @@ def test_postgresql_database_without_a_version_table_is_adopted(issuer_pg_url: s
         migrations.upgrade(engine, migrations.BASELINE)
         with engine.begin() as conn:
             conn.execute(text(f"DROP TABLE {migrations.VERSION_TABLE}"))
-        users.create_user(engine, "carol@example.com", "carol-password-long-enough")
+        with engine.begin() as conn:  # as release 0.1 wrote its users
+            conn.execute(
+                text(
+                    "INSERT INTO users (id, email, password_hash, claims, disabled, created_at)"
+                    " VALUES ('c', 'carol@example.com', 'x', '{}', false, now())"
+                )
+            )
         assert migrations.upgrade(engine) is None
         with engine.connect() as conn:
             assert migrations.current(conn) == migrations.head()

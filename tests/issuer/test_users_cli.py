@@ -117,7 +117,7 @@ def test_list_shows_no_hashes(app: Flask) -> None:
     assert result.exit_code == 0
     lines = result.stdout.splitlines()
     assert len(lines) == 2
-    assert lines[0].startswith(f"{ada.id}  ada@example.com  active  ")
+    assert lines[0].startswith(f"{ada.id}  ada@example.com  active,unverified  ")
     assert lines[0].endswith('{"team":"admin"}')
     assert "grace@example.com  disabled" in lines[1]
     assert "argon2" not in result.stdout
@@ -129,6 +129,7 @@ def test_list_shows_no_hashes(app: Flask) -> None:
         "email": "ada@example.com",
         "claims": {"team": "admin"},
         "disabled": False,
+        "email_verified": False,
         "created_at": ada.created_at.isoformat(),
     }
     assert "argon2" not in result.stdout
@@ -230,3 +231,22 @@ def test_role_is_the_issuers_claim(oauth_app) -> None:
     )
     assert result.exit_code == 2
     assert "'role' is set by the issuer itself" in result.output
+
+
+def test_verify_and_add_verified(app: Flask) -> None:
+    engine = app.extensions["db"]
+    users.create_user(engine, "ada@example.com", PASSWORD)
+    result = run(app, "verify", "ADA@example.com")
+    assert result.exit_code == 0, result.output
+    assert "Marked ada@example.com as verified" in result.stdout
+    assert users.find_user(engine, "ada@example.com").email_verified
+    added = run(app, "add", "grace@example.com", "--password-stdin", "--verified", input=PASSWORD)
+    assert added.exit_code == 0, added.output
+    assert users.find_user(engine, "grace@example.com").email_verified
+    listed = [json.loads(line) for line in run(app, "list", "--json").stdout.splitlines()]
+    assert {u["email"]: u["email_verified"] for u in listed} == {
+        "ada@example.com": True,
+        "grace@example.com": True,
+    }
+    unknown = run(app, "verify", "nobody@example.com")
+    assert unknown.exit_code == 1 and "No account for nobody@example.com" in unknown.output

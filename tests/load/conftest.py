@@ -40,13 +40,14 @@ def production_stack() -> Iterator[SupervisedStack]:
             # as a failure of its address until it succeeds: the default budget
             # (20) is for one person, not for a crowd signing in at once.
             "ISSUER_LOGIN_MAX_FAILURES_PER_ADDRESS": "1000",
+            "ISSUER_SIGNUP_MAX_PER_ADDRESS": "1000",
         },
     )
     engine = servicedb.engine_for(stack.issuer_database_url)
     try:
         migrations.upgrade(engine)
         for index in filter(has_account, range(VISITORS)):
-            users.create_user(engine, email_of(index), PASSWORD)
+            users.create_user(engine, email_of(index), PASSWORD, email_verified=True)
     finally:
         engine.dispose()
     try:

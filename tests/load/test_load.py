@@ -23,6 +23,7 @@ import servicedb
 from issuer.accounts import users
 from tests.load.conftest import ACCESS_TOKEN_TTL, VISITORS, has_account
 from tests.load.visitor import HTTP_TIMEOUT, Ledger, Registry, Traffic, Visitor
+from tests.support.mail import Inbox
 from tests.support.supervised_stack import SupervisedStack
 
 pytestmark = pytest.mark.load
@@ -88,7 +89,14 @@ def test_many_users_sign_in_refresh_and_crud_at_once(
 ) -> None:
     traffic, registry = Traffic(), Registry()
     visitors = [
-        Visitor(i, production_stack.app_url, traffic, registry, has_account=has_account(i))
+        Visitor(
+            i,
+            production_stack.app_url,
+            traffic,
+            registry,
+            has_account=has_account(i),
+            inbox=Inbox(production_stack.maildir),
+        )
         for i in range(VISITORS)
     ]
     started = time.monotonic()

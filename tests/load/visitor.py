@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 import requests
 
 from tests.app.live import hidden_field
+from tests.support.mail import Inbox, link_in
 
 HTTP_TIMEOUT = 15
 PASSWORD = "load test password, not for production"
@@ -103,7 +104,9 @@ class Visitor:
         registry: Registry,
         *,
         has_account: bool,
+        inbox: Inbox,
     ) -> None:
+        self.inbox = inbox
         self.email = email_of(index)
         self.prefix = f"u{index:02d}-"
         self.app_url = app_url
@@ -138,7 +141,29 @@ class Visitor:
             form["confirm"] = PASSWORD
         form["csrf_token"] = hidden_field(page.text, "csrf_token")
         done = self.browser.post(page.url, data=form, timeout=HTTP_TIMEOUT)
+        if not self.has_account:
+            done = self._confirm_by_mail(done)
+            if done is None:
+                return False
         return self._list(action, done) is not None
+
+    def _confirm_by_mail(self, sent: requests.Response) -> requests.Response | None:
+        """A new account: open the link the issuer mailed and press its button, which
+        carries on to the app."""
+        if sent.status_code != 200 or "Check your email" not in sent.text:
+            self._problem("sign_up", sent)
+            return None
+        link = link_in(self.inbox.latest(self.email, timeout=30), "/verify-email")
+        page = self.browser.get(link, timeout=HTTP_TIMEOUT)
+        if page.status_code != 200:
+            self._problem("confirm_email", page)
+            return None
+        form = {
+            "csrf_token": hidden_field(page.text, "csrf_token"),
+            "token": hidden_field(page.text, "token"),
+        }
+        action = link.split("?", 1)[0]
+        return self.browser.post(action, data=form, timeout=HTTP_TIMEOUT)
 
     # -- one step of traffic --------------------------------------------------
 

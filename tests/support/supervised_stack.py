@@ -29,7 +29,7 @@ STOP_TIMEOUT_S = 30.0
 READY_LINE = "Ctrl-C stops everything."
 
 # Settings a developer's shell may carry that would point the stack elsewhere.
-_INHERITED_PREFIXES = ("APP_", "ISSUER_", "PROXY_", "NEON_", "DATABASE_")
+_INHERITED_PREFIXES = ("APP_", "ISSUER_", "PROXY_", "NEON_", "DATABASE_", "MAIL_")
 
 
 class SupervisedStack:
@@ -41,6 +41,9 @@ class SupervisedStack:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.log_path = base / "stack.log"
         issuer_port, proxy_port, app_port = free_port(), free_port(), free_port()
+        # The local SMTP server `make run` starts, on a free port; its Maildir is read
+        # as an inbox.
+        self.maildir = self.data_dir / "mail"
         self.issuer_url = f"http://127.0.0.1:{issuer_port}"
         self.app_url = f"http://127.0.0.1:{app_port}"
         self.proxy_url = f"http://127.0.0.1:{proxy_port}/sql"
@@ -58,6 +61,7 @@ class SupervisedStack:
             PROXY_JWKS_URL=f"{self.issuer_url}/.well-known/jwks.json",
             APP_BIND=f"127.0.0.1:{app_port}",
             APP_URL=self.app_url,
+            MAIL_BIND=f"127.0.0.1:{free_port()}",
             **settings,
         )
         self.env = env
