@@ -57,10 +57,16 @@ def continue_to(local_url: str) -> None:
         allow_form_targets(*continuation(local_url))
 
 
+def allow_scripts() -> None:
+    """This page runs our own scripts (passkeys), which call back only to us."""
+    g.page_scripts = True
+
+
 def page_headers(response: Response) -> Response:
     """Pages with forms and personal data: never cached, never framed, strict CSP."""
     extra = " ".join(sorted(g.get("form_action_origins", ())))
-    response.headers["Content-Security-Policy"] = f"{_POLICY} {extra}".rstrip()
+    scripts = "script-src 'self'; connect-src 'self'; " if g.get("page_scripts") else ""
+    response.headers["Content-Security-Policy"] = f"{scripts}{_POLICY} {extra}".rstrip()
     response.headers["Cache-Control"] = "no-store"
     response.headers["X-Frame-Options"] = "DENY"
     response.headers["Referrer-Policy"] = "same-origin"

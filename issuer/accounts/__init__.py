@@ -4,6 +4,7 @@ What the rest of the issuer uses (the OAuth endpoints in particular):
 
     current_user() -> User | None     the logged-in user of this request
     authenticated_at() -> int | None  when they logged in (OIDC auth_time)
+    authentication_methods()          how they proved themselves (OIDC amr)
     login_url(next_url) -> str        where to send an anonymous browser
     logout_user()                     end the issuer session
     get_user(user_id) -> User | None  by `sub`
@@ -22,6 +23,7 @@ from issuer.accounts.redirects import local_part
 from issuer.accounts.sessions import (
     LoginSessionInterface,
     authenticated_at,
+    authentication_methods,
     current_user,
     logout_user,
 )
@@ -34,6 +36,7 @@ SECRET_KEY_FILE = "issuer-secret-key"  # noqa: S105 (a file name)
 __all__ = [
     "User",
     "authenticated_at",
+    "authentication_methods",
     "current_user",
     "get_user",
     "init_app",

@@ -6,15 +6,19 @@ import json
 import sys
 
 import click
+from sqlalchemy import delete
 
-from issuer.accounts import users
+from issuer.accounts import totp, users
 from issuer.accounts.emails import InvalidEmailError, normalize_email
+from issuer.accounts.models import login_sessions
 from issuer.accounts.passwords import PASSWORD_MAX_LENGTH, PasswordPolicyError, check_policy
 from issuer.audit import audit
 from issuer.cli import claims_option, command_group
 from issuer.db import get_engine
 
-users_cli = command_group("users", "Create, list, disable and enable user accounts.")
+users_cli = command_group(
+    "users", "Create, list, verify, disable and enable user accounts; reset second factors."
+)
 
 
 def _email(raw: str) -> str:
@@ -115,3 +119,20 @@ def verify_user(email: str) -> None:
         raise click.ClickException(str(exc)) from None
     audit("email.verified", user_id=user.id, via="cli")
     click.echo(f"Marked {user.email} as verified")
+
+
+@users_cli.command("reset-2fa")
+@click.argument("email")
+def reset_second_factor(email: str) -> None:
+    """Turn off EMAIL's authenticator app and recovery codes (for an owner who lost
+    both) and end the account's sessions; its passkeys stay. Check who is asking first."""
+    user = users.find_user(get_engine(), _email(email))
+    if user is None:
+        raise click.ClickException(f"No account for {_email(email)}.")
+    if not totp.enrolled(get_engine(), user.id):
+        raise click.ClickException(f"{user.email} has no authenticator app.")
+    with get_engine().begin() as conn:
+        totp.remove(conn, user.id)
+        conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user.id))
+    audit("mfa.disabled", user_id=user.id, method="totp", via="cli")
+    click.echo(f"Turned off the authenticator app of {user.email}; its sessions ended")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import request
 from flask_wtf import FlaskForm
-from wtforms import Field, Form, PasswordField, StringField
+from wtforms import Field, Form, HiddenField, PasswordField, StringField
 from wtforms.validators import EqualTo, InputRequired, Length, ValidationError
 
 from issuer.accounts.emails import InvalidEmailError, normalize_email
@@ -19,6 +19,17 @@ class PageForm(FlaskForm):
     500) unless the JSON is an object of strings. No page of ours posts JSON, so a
     JSON body counts as no form data and fails validation like any empty form.
     """
+
+    #: Prefixes the fields' names and ids, for pages that show several forms. Such
+    #: forms post the page's one `csrf_token`, which their blueprint checks
+    #: (`pages.protect`) before any view runs.
+    prefix_name = ""
+
+    def __init__(self, *args: object, **kwargs: object) -> None:
+        if self.prefix_name:
+            kwargs.setdefault("prefix", self.prefix_name)
+            kwargs.setdefault("meta", {"csrf": False})
+        super().__init__(*args, **kwargs)
 
     class Meta(FlaskForm.Meta):
         def wrap_formdata(self, form, formdata):
@@ -94,3 +105,88 @@ class SignupForm(PageForm):
 
 class LogoutForm(PageForm):
     """No fields: the CSRF token alone proves the click came from our page."""
+
+
+def current_password_field(label: str = "Your password") -> PasswordField:
+    return PasswordField(
+        label,
+        validators=[
+            InputRequired("Enter your password."),
+            Length(
+                max=PASSWORD_MAX_LENGTH,
+                message=f"A password has at most {PASSWORD_MAX_LENGTH} characters.",
+            ),
+        ],
+    )
+
+
+def code_field(label: str = "Code", description: str | None = None) -> StringField:
+    return StringField(
+        label,
+        description=description,
+        validators=[
+            InputRequired("Enter the code."),
+            Length(max=32, message="A code has at most 32 characters."),
+        ],
+    )
+
+
+class CodeForm(PageForm):
+    code = code_field(
+        "Code from your authenticator app",
+        "Six digits, or one of your recovery codes.",
+    )
+
+
+class EnrolTotpForm(PageForm):
+    code = code_field("Code from your authenticator app", "Six digits, to confirm the setup.")
+
+
+class DisableTotpForm(PageForm):
+    prefix_name = "totp"
+
+    password = current_password_field()
+    code = code_field("Code from your authenticator app", "Six digits, or a recovery code.")
+
+
+class ChangePasswordForm(PageForm):
+    prefix_name = "password"
+
+    current = current_password_field("Current password")
+    password = new_password_field("New password")
+    confirm = PasswordField(
+        "Repeat the new password",
+        validators=[
+            InputRequired("Repeat the password."),
+            EqualTo("password", message="The two passwords do not match."),
+        ],
+    )
+
+
+class ChangeEmailForm(PageForm):
+    prefix_name = "email"
+
+    email = email_field()
+    password = current_password_field()
+
+
+class DeleteAccountForm(PageForm):
+    prefix_name = "delete"
+
+    password = current_password_field()
+
+
+class EndSessionForm(PageForm):
+    session = HiddenField(validators=[InputRequired(), Length(max=64)])
+
+
+class RevokeAppForm(PageForm):
+    client = HiddenField(validators=[InputRequired(), Length(max=64)])
+
+
+class PasskeyForm(PageForm):
+    passkey = HiddenField(validators=[InputRequired(), Length(max=1400)])
+    name = StringField(
+        "Name",
+        validators=[Length(max=64, message="A name has at most 64 characters.")],
+    )

@@ -22,9 +22,10 @@ from issuer.db import secret_digest
 
 VERIFY_EMAIL = "verify_email"
 RESET_PASSWORD = "reset_password"  # noqa: S105 (a purpose, not a password)
+CHANGE_EMAIL = "change_email"
 
 #: How long each kind of link works, in seconds.
-LIFETIMES = {VERIFY_EMAIL: 24 * 3600, RESET_PASSWORD: 30 * 60}
+LIFETIMES = {VERIFY_EMAIL: 24 * 3600, RESET_PASSWORD: 30 * 60, CHANGE_EMAIL: 24 * 3600}
 
 
 class LinkError(Exception):

@@ -15,6 +15,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     Integer,
+    LargeBinary,
     String,
     Table,
     false,
@@ -70,6 +71,51 @@ login_sessions = Table(
     Column("created_at", Float, nullable=False),
     Column("expires_at", Float, nullable=False, index=True),
     Index("login_sessions_user_id", "user_id"),
+    # How the user proved who they are (RFC 8176 values, space-separated): the
+    # ID token's `amr`.
+    Column("amr", String(64), nullable=False, server_default="pwd"),
+    # What the account's security page shows, so its owner can tell sessions apart.
+    Column("user_agent", String(200)),
+    Column("address", String(64)),
+)
+
+totp_credentials = Table(
+    "totp_credentials",
+    metadata,
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), primary_key=True),
+    # The RFC 6238 secret, sealed with a key derived from the issuer's secret key
+    # (`sealing.py`): a copy of the database alone mints no codes.
+    Column("secret", String(255), nullable=False),
+    Column("created_at", Float, nullable=False),
+    # The newest 30-second step a code was accepted for: a code works once.
+    Column("last_step", Integer, nullable=False, server_default="0"),
+)
+
+recovery_codes = Table(
+    "recovery_codes",
+    metadata,
+    # SHA-256 of a code (50 random bits): shown once, never stored.
+    Column("id", String(64), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("used_at", Float),
+    Index("recovery_codes_user_id", "user_id"),
+)
+
+passkeys = Table(
+    "passkeys",
+    metadata,
+    # The WebAuthn credential id, base64url.
+    Column("id", String(1400), primary_key=True),
+    Column("user_id", String(36), ForeignKey("users.id", ondelete="CASCADE"), nullable=False),
+    Column("name", String(64), nullable=False),
+    Column("public_key", LargeBinary, nullable=False),
+    Column("sign_count", Integer, nullable=False),
+    Column("transports", JSON, nullable=False, default=list),
+    # Synced between devices (a "software" key for `amr`) or bound to one.
+    Column("backed_up", Boolean, nullable=False),
+    Column("created_at", Float, nullable=False),
+    Column("last_used_at", Float),
+    Index("passkeys_user_id", "user_id"),
 )
 
 login_failures = Table(

@@ -64,9 +64,10 @@ def _send(user: User, template: str, **context: object) -> None:
     mailer.send_template(user.email, template, email=user.email, **context)
 
 
-def _link(path: str, purpose: str, user: User, next_url: str | None) -> str:
-    data = {"next": next_url} if next_url else None
-    token = links.issue(get_engine(), user.id, purpose, data)
+def _link(path: str, purpose: str, user: User, next_url: str | None, **data: str) -> str:
+    if next_url:
+        data["next"] = next_url
+    token = links.issue(get_engine(), user.id, purpose, data or None)
     return f"{current_app.config['ISSUER'].issuer_url}{path}?{urlencode({'token': token})}"
 
 
@@ -96,3 +97,31 @@ def password_changed(user: User) -> None:
     """After the fact, so that an owner who did not do it knows at once."""
     reset = f"{current_app.config['ISSUER'].issuer_url}/forgot-password"
     _send(user, "password_changed", reset=reset)
+
+
+def confirm_new_email(user: User, new_email: str) -> None:
+    """A link to the new address: only its reader can move the account there."""
+    link = _link("/account/email/confirm", links.CHANGE_EMAIL, user, None, email=new_email)
+    mailer: Mailer = current_app.extensions["mailer"]
+    mailer.send_template(
+        new_email,
+        "confirm_new_email",
+        email=new_email,
+        old_email=user.email,
+        link=link,
+        hours=_minutes(links.CHANGE_EMAIL) // 60,
+    )
+
+
+def email_changed(old_email: str, new_email: str) -> None:
+    """To the address the account left, so that its owner knows if it was not them."""
+    mailer: Mailer = current_app.extensions["mailer"]
+    reset = f"{current_app.config['ISSUER'].issuer_url}/forgot-password"
+    mailer.send_template(
+        old_email, "email_changed", email=old_email, new_email=new_email, reset=reset
+    )
+
+
+def account_deleted(email: str) -> None:
+    mailer: Mailer = current_app.extensions["mailer"]
+    mailer.send_template(email, "account_deleted", email=email)

@@ -25,16 +25,14 @@ from issuer import headers
 from issuer.accounts import links, notices, users
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import PageForm, email_field, new_password_field
+from issuer.accounts.pages import protect, too_many_attempts
 from issuer.accounts.redirects import safe_next
 from issuer.accounts.sessions import current_user, login_user
 from issuer.accounts.throttle import address_key
-from issuer.accounts.views import csrf, too_many_attempts
 from issuer.audit import audit
 from issuer.db import get_engine
 
-bp = Blueprint("recovery", __name__)
-bp.before_request(csrf.protect)
-bp.after_request(headers.page_headers)
+bp = protect(Blueprint("recovery", __name__))
 
 #: Said for an unusable link, whatever the reason (unknown, tampered, expired, used).
 LINK_FAILED = "This link has expired or was already used."

@@ -15,13 +15,16 @@ from __future__ import annotations
 
 import secrets
 import time
+from collections.abc import Iterable
+from dataclasses import dataclass
 
-from flask import Flask, Request, Response, current_app, g, session
+from flask import Flask, Request, Response, current_app, g, request, session
 from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, SessionMixin
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import delete, insert, select
 
 from issuer.accounts.models import User, login_sessions, users
+from issuer.accounts.throttle import address_key
 from issuer.db import get_engine, secret_digest
 
 _SESSION_KEY = "login"
@@ -65,8 +68,9 @@ class LoginSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
 
 
-def login_user(user: User) -> None:
-    """Replace whatever session the browser had with a new one for `user`."""
+def login_user(user: User, amr: Iterable[str] = ("pwd",)) -> None:
+    """Replace whatever session the browser had with a new one for `user`, who
+    proved themselves by `amr` (RFC 8176 method names)."""
     now = time.time()
     lifetime = current_app.permanent_session_lifetime.total_seconds()
     previous = session.get(_SESSION_KEY)
@@ -78,7 +82,13 @@ def login_user(user: User) -> None:
         conn.execute(delete(login_sessions).where(stale))
         conn.execute(
             insert(login_sessions).values(
-                id=secret_digest(token), user_id=user.id, created_at=now, expires_at=now + lifetime
+                id=secret_digest(token),
+                user_id=user.id,
+                created_at=now,
+                expires_at=now + lifetime,
+                amr=" ".join(amr),
+                user_agent=(request.user_agent.string or None) and request.user_agent.string[:200],
+                address=address_key(request.remote_addr),
             )
         )
     mark = session.get(REAUTH_MARK)
@@ -100,15 +110,28 @@ def logout_user() -> None:
     g.pop("_login", None)
 
 
-def _current_login() -> tuple[User, float] | None:
-    """(user, login time) for this request, read once and cached on `g`."""
+@dataclass(frozen=True)
+class Login:
+    user: User
+    at: float
+    amr: tuple[str, ...]
+    session_id: str
+
+
+def _current_login() -> Login | None:
+    """This request's login, read once and cached on `g`."""
     if "_login" in g:
         return g._login
     found = None
     token = session.get(_SESSION_KEY)
     if isinstance(token, str):
         query = (
-            select(users, login_sessions.c.created_at.label("logged_in_at"))
+            select(
+                users,
+                login_sessions.c.created_at.label("logged_in_at"),
+                login_sessions.c.amr.label("login_amr"),
+                login_sessions.c.id.label("login_session_id"),
+            )
             .join(login_sessions, login_sessions.c.user_id == users.c.id)
             .where(
                 login_sessions.c.id == secret_digest(token),
@@ -119,7 +142,12 @@ def _current_login() -> tuple[User, float] | None:
         with get_engine().connect() as conn:
             row = conn.execute(query).first()
         if row is not None:
-            found = (User.from_row(row), row.logged_in_at)
+            found = Login(
+                User.from_row(row),
+                row.logged_in_at,
+                tuple(row.login_amr.split()),
+                row.login_session_id,
+            )
     g._login = found
     return found
 
@@ -127,11 +155,60 @@ def _current_login() -> tuple[User, float] | None:
 def current_user() -> User | None:
     """The logged-in user, or None (anonymous, expired, logged out, disabled)."""
     login = _current_login()
-    return login[0] if login else None
+    return login.user if login else None
 
 
 def authenticated_at() -> int | None:
     """When the current user entered their password (epoch seconds), for the
     OpenID Connect `auth_time` claim and `max_age` checks."""
     login = _current_login()
-    return int(login[1]) if login else None
+    return int(login.at) if login else None
+
+
+def authentication_methods() -> tuple[str, ...]:
+    """How the current user proved themselves (OIDC `amr`), empty when nobody is."""
+    login = _current_login()
+    return login.amr if login else ()
+
+
+def current_session_id() -> str | None:
+    """The stored id (digest) of this browser's session, to mark it on the account page."""
+    login = _current_login()
+    return login.session_id if login else None
+
+
+@dataclass(frozen=True)
+class SessionInfo:
+    """A live login session as its owner sees it on the account page."""
+
+    id: str
+    created_at: float
+    amr: tuple[str, ...]
+    user_agent: str | None
+    address: str | None
+
+
+def list_sessions(user_id: str) -> list[SessionInfo]:
+    t = login_sessions
+    with get_engine().connect() as conn:
+        rows = conn.execute(
+            select(t.c.id, t.c.created_at, t.c.amr, t.c.user_agent, t.c.address)
+            .where(t.c.user_id == user_id, t.c.expires_at > time.time())
+            .order_by(t.c.created_at.desc())
+        )
+        return [
+            SessionInfo(r.id, r.created_at, tuple(r.amr.split()), r.user_agent, r.address)
+            for r in rows
+        ]
+
+
+def end_sessions(user_id: str, only: str | None = None, keep: str | None = None) -> int:
+    """End `user_id`'s session `only`, or all of them but `keep`; how many ended."""
+    t = login_sessions
+    where = t.c.user_id == user_id
+    if only is not None:
+        where = where & (t.c.id == only)
+    if keep is not None:
+        where = where & (t.c.id != keep)
+    with get_engine().begin() as conn:
+        return conn.execute(delete(t).where(where)).rowcount

@@ -103,10 +103,34 @@ def set_disabled(engine: Engine, email: str, disabled: bool) -> User:
     return User.from_row(row)
 
 
-def delete_user(engine: Engine, user_id: str) -> None:
-    """Remove an account (and, by cascade, its sessions and links)."""
-    with engine.begin() as conn:
-        conn.execute(delete(users).where(users.c.id == user_id))
+def remove_user(conn: Connection, user_id: str) -> None:
+    """In `conn`'s transaction, after `events.credentials_changed` ended its tokens."""
+    conn.execute(delete(users).where(users.c.id == user_id))
+
+
+def password_hash(engine: Engine, user_id: str) -> str | None:
+    with engine.connect() as conn:
+        return conn.execute(
+            select(users.c.password_hash).where(users.c.id == user_id)
+        ).scalar_one_or_none()
+
+
+def change_email(conn: Connection, user_id: str, email: str) -> User | None:
+    """Move the account to `email` (proven by a link), in `conn`'s transaction;
+    returns the account as it was. DuplicateEmailError when another account has it
+    (the caller's transaction must then roll back)."""
+    old = conn.execute(select(users).where(users.c.id == user_id)).first()
+    if old is None:
+        return None
+    try:
+        conn.execute(
+            update(users)
+            .where(users.c.id == user_id)
+            .values(email=normalize_email(email), email_verified=True)
+        )
+    except IntegrityError:
+        raise DuplicateEmailError(f"An account for {email} already exists.") from None
+    return User.from_row(old)
 
 
 def set_email_verified(engine: Engine, email: str, verified: bool = True) -> User:

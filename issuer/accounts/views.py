@@ -7,20 +7,29 @@ from flask import (
     Flask,
     Response,
     current_app,
-    make_response,
     redirect,
     render_template,
     request,
     url_for,
 )
-from flask_wtf.csrf import CSRFError, CSRFProtect
+from flask_wtf.csrf import CSRFError
 from sqlalchemy import text
 from sqlalchemy.exc import SQLAlchemyError
 
 from issuer import headers
-from issuer.accounts import devices, notices, users
+from issuer.accounts import (
+    devices,
+    notices,
+    passkey_views,
+    recovery,
+    second_factor,
+    security,
+    totp,
+    users,
+)
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import LoginForm, LogoutForm, SignupForm
+from issuer.accounts.pages import csrf, csrf_failed, protect, too_many_attempts
 from issuer.accounts.passwords import PasswordPolicyError, check_policy, hash_password
 from issuer.accounts.redirects import safe_next
 from issuer.accounts.sessions import current_user, login_user, logout_user
@@ -28,8 +37,7 @@ from issuer.accounts.throttle import RateLimit, Throttle, ThrottlePolicy, addres
 from issuer.audit import audit
 from issuer.db import get_engine
 
-bp = Blueprint("accounts", __name__)
-csrf = CSRFProtect()
+bp = protect(Blueprint("accounts", __name__))
 
 # Said for every failed login, whatever the cause, so that the page does not
 # tell an attacker which email addresses have accounts.
@@ -57,32 +65,10 @@ def init_views(app: Flask) -> None:
     )
     app.register_blueprint(bp)
     notices.init_app(app)
-    from issuer.accounts import recovery  # its pages use this module's CSRF and 429 page
-
-    recovery.init_app(app)
-    app.register_error_handler(CSRFError, _csrf_failed)
+    for pages in (recovery, second_factor, security, passkey_views):
+        pages.init_app(app)
+    app.register_error_handler(CSRFError, csrf_failed)
     app.context_processor(lambda: {"current_user": current_user})
-
-
-@bp.before_request
-def _protect() -> None:
-    csrf.protect()
-
-
-# Pages with forms and personal data: never cached, never framed (clickjacking a
-# login or log-out button), forms only to here and where a login continues.
-bp.after_request(headers.page_headers)
-
-
-def _csrf_failed(error: CSRFError) -> tuple[str, int]:
-    return render_template(
-        "error.html",
-        title="This form has expired",
-        message=(
-            "The form was too old or did not come from this site, so nothing was done. "
-            "Go back, reload the page and try again."
-        ),
-    ), 400
 
 
 def _throttle() -> Throttle:
@@ -96,19 +82,11 @@ def _next_url() -> str:
     return next_url
 
 
-def too_many_attempts(retry_after: int) -> Response:
-    minutes = max(1, -(-retry_after // 60))
-    response = make_response(
-        render_template("accounts/throttled.html", minutes=minutes, retry_after=retry_after), 429
-    )
-    response.headers["Retry-After"] = str(retry_after)
-    return response
-
-
 @bp.route("/login", methods=["GET", "POST"])
 def login() -> Response | tuple[str, int] | str:
     form = LoginForm()
     next_url = _next_url()
+    headers.allow_scripts()  # "Sign in with a passkey"
     page = {
         "form": form,
         "next_url": next_url,
@@ -138,9 +116,13 @@ def login() -> Response | tuple[str, int] | str:
         )
         return render_template("accounts/login.html", error=LOGIN_FAILED, **page), 401
     _throttle().succeeded(attempt)
-    login_user(result.user)
-    audit("login", user_id=result.user.id, address=address, known_device=known)
-    response = redirect(next_url, code=303)
+    if totp.enrolled(get_engine(), result.user.id):
+        audit("login.password_passed", user_id=result.user.id, address=address)
+        response = second_factor.start(result.user, next_url)
+    else:
+        login_user(result.user)
+        audit("login", user_id=result.user.id, address=address, known_device=known)
+        response = redirect(next_url, code=303)
     devices.remember(request, response, email)
     return response
 

@@ -8,11 +8,11 @@ blueprint and the `clients` CLI group.
 from __future__ import annotations
 
 from flask import Flask
-from sqlalchemy import Connection
+from sqlalchemy import Connection, Engine
 
 from issuer import headers
 from issuer.accounts import events
-from issuer.oauth import refresh_tokens, resources
+from issuer.oauth import clients, refresh_tokens, resources
 from issuer.oauth.clients_cli import clients_cli
 from issuer.oauth.discovery import metadata_body
 from issuer.oauth.server import AuthorizationServer
@@ -23,6 +23,24 @@ from issuer.oauth.views import authorization_redirects, bp
 def _end_refresh_tokens(conn: Connection, user_id: str) -> None:
     """A new password (or a deleted account) ends every app's refresh-token family."""
     refresh_tokens.revoke_user(conn, user_id)
+
+
+class AppAccess:
+    """The account page's view of the apps that hold a user's refresh tokens."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def apps(self, user_id: str) -> list[events.AppAccess]:
+        found = []
+        for client_id, since in refresh_tokens.live_clients(self.engine, user_id).items():
+            client = clients.load(self.engine, client_id)
+            name = client.name if client is not None else client_id
+            found.append(events.AppAccess(client_id, name, since))
+        return sorted(found, key=lambda app: app.name.lower())
+
+    def revoke(self, user_id: str, client_id: str) -> int:
+        return refresh_tokens.revoke_client(self.engine, user_id, client_id)
 
 
 def init_app(app: Flask) -> None:
@@ -49,3 +67,4 @@ def init_app(app: Flask) -> None:
     headers.add_continuation(app, authorization_redirects)
     app.cli.add_command(clients_cli)
     events.credentials_changed.connect(_end_refresh_tokens)
+    app.extensions["app_access"] = AppAccess(app.extensions["db"])

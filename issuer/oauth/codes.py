@@ -35,6 +35,8 @@ codes_table = Table(
     Column("used_at", Integer),
     # Space-separated resources (RFC 8707) the user granted with this code.
     Column("resources", Text, nullable=False, server_default=""),
+    # How the user authenticated (RFC 8176, space-separated), for the ID token's `amr`.
+    Column("amr", Text, nullable=False, server_default=""),
     Index("ix_oauth_authorization_codes_nonce", "client_id", "nonce"),
 )
 
@@ -51,6 +53,7 @@ class AuthorizationCode(AuthorizationCodeMixin):
     code_challenge_method: str
     family_id: str
     resources: str = ""
+    amr: str = ""
 
     def get_redirect_uri(self) -> str:
         return self.redirect_uri

@@ -17,6 +17,7 @@ CLAIMS_SUPPORTED = (
     "exp",
     "iat",
     "auth_time",
+    "amr",
     "nonce",
     "at_hash",
     "email",

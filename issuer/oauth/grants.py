@@ -116,6 +116,7 @@ class AuthorizationCodeGrant(ResourceGrantMixin, grants.AuthorizationCodeGrant):
                 code_challenge_method=data["code_challenge_method"],
                 family_id=codes.new_family_id(),
                 resources=resources.join(request.resources),
+                amr=" ".join(accounts.authentication_methods()),
             ),
         )
 
@@ -232,4 +233,6 @@ class OpenIDCode(oidc_grants.OpenIDCode):
             "at_hash": create_half_hash(token["access_token"], "ES256").decode(),
             **self.generate_user_info(request.user, token["scope"]),
         }
+        if request.authorization_code.amr:
+            claims["amr"] = request.authorization_code.amr.split()
         return sign_jwt(current_app.extensions["keyring"], claims)

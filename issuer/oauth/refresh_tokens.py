@@ -22,6 +22,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    func,
     insert,
     select,
     update,
@@ -151,6 +152,35 @@ def revoke_user(conn: Connection, user_id: str) -> int:
         .where(t.c.user_id == user_id, t.c.revoked_at.is_(None))
         .values(revoked_at=int(time.time()))
     ).rowcount
+
+
+def live_clients(engine: Engine, user_id: str) -> dict[str, int]:
+    """The clients holding a live refresh token of `user_id`, with when each family
+    began (the earliest issue time still on record)."""
+    t = refresh_tokens_table
+    with engine.connect() as conn:
+        rows = conn.execute(
+            select(t.c.client_id, func.min(t.c.auth_time))
+            .where(
+                t.c.user_id == user_id,
+                t.c.rotated_at.is_(None),
+                t.c.revoked_at.is_(None),
+                t.c.expires_at > int(time.time()),
+            )
+            .group_by(t.c.client_id)
+        )
+        return {client_id: since for client_id, since in rows}
+
+
+def revoke_client(engine: Engine, user_id: str, client_id: str) -> int:
+    """Revoke every token a client holds for a user (the account page's "remove access")."""
+    t = refresh_tokens_table
+    with engine.begin() as conn:
+        return conn.execute(
+            update(t)
+            .where(t.c.user_id == user_id, t.c.client_id == client_id, t.c.revoked_at.is_(None))
+            .values(revoked_at=int(time.time()))
+        ).rowcount
 
 
 def _revoke_family(conn, family_id: str, now: int) -> int:

@@ -141,3 +141,21 @@ def oauth_app(issuer_config: Config) -> Flask:
     app = create_app(issuer_config)
     app.config["TESTING"] = True
     return app
+
+
+@pytest.fixture
+def make_app(issuer_config: Config) -> Callable[..., Flask]:
+    """An issuer app on SQLite with `issuer_config` changed as asked (mail to `inbox`)."""
+    KeyRing(issuer_config.keys_dir).init()
+
+    def make(**changes: object) -> Flask:
+        app = create_app(dataclasses.replace(issuer_config, **changes))
+        app.config["TESTING"] = True
+        return app
+
+    return make
+
+
+@pytest.fixture
+def app(make_app: Callable[..., Flask]) -> Flask:
+    return make_app()
