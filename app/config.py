@@ -21,8 +21,8 @@ DATABASE_APIS = ("sql", "data_api")
 class AppConfig:
     """What an app process needs to know. Tests build one directly."""
 
-    app_url: str = "http://127.0.0.1:8000"
-    issuer_url: str = "http://127.0.0.1:8001"
+    app_url: str = "http://localhost:8000"
+    issuer_url: str = "http://localhost:8001"
     client_id: str = ""
     client_secret: str = ""
     database_authenticated_url: str = "postgresql://authenticated@localhost/neondb"

@@ -26,7 +26,7 @@ DEFAULT_DATABASE_AUDIENCE = "urn:neon:database"
 class Config:
     """What an issuer process needs to know. Tests build one directly."""
 
-    issuer_url: str = "http://127.0.0.1:8001"
+    issuer_url: str = "http://localhost:8001"
     keys_dir: Path = Path("keys")
     keys_passphrase: str | None = None
     database_url: str = "sqlite:///.data/issuer.sqlite3"

@@ -14,7 +14,7 @@ Bearer`, and Row-Level Security in the database decides what it sees::
 Like Neon's own driver, the endpoint is derived from the connection string's host
 (`https://apiauth.<host minus its first label>/sql` with a token, `api.` without),
 and can be overridden (`endpoint=` or `NEON_HTTP_ENDPOINT`, e.g. the local
-`http://127.0.0.1:4444/sql`). One `requests.Session` keeps connections alive. It
+`http://localhost:4444/sql`). One `requests.Session` keeps connections alive. It
 needs only `requests`.
 """
 

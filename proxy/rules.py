@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-DEFAULT_JWKS_URL = "http://127.0.0.1:8001/.well-known/jwks.json"
+DEFAULT_JWKS_URL = "http://localhost:8001/.well-known/jwks.json"
 # As Neon registers a JWKS by default: the user roles, and the Data API's connection role.
 DEFAULT_ROLES = ("authenticated", "anonymous", "authenticator")
 

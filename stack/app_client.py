@@ -5,18 +5,22 @@ of its secret, so `make run` keeps the secret in `DATA_DIR/app-client.json`
 (mode 0600) and hands it to the app's process. Every run checks the file
 against the registration: when they disagree (APP_URL moved, the file or the
 issuer's database was lost) the registration is replaced with a new secret,
-and the former one's codes and refresh tokens go with it.
+and the former one's codes and refresh tokens go with it. One move keeps them:
+the same app renamed on this machine (`make run` now publishes `127.0.0.1` as
+`localhost`, which WebAuthn needs), so an upgrade signs nobody out.
 """
 
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from sqlalchemy import Engine
 
 from issuer.config import DEFAULT_DATABASE_AUDIENCE
+from issuer.loopback import is_loopback
 from issuer.oauth import clients
 from issuer.oauth.clients import Client, Registration
 from private_files import write_atomically
@@ -69,6 +73,15 @@ def ensure(
         reason = f"{path} is missing or unreadable: re-registered {CLIENT_ID!r} with a new secret"
     elif not client.check_client_secret(stored.client_secret):
         reason = f"{path} does not match the issuer: re-registered {CLIENT_ID!r}"
+    elif _renamed_on_this_machine(client, wanted):
+        clients.set_redirect_uris(
+            engine, CLIENT_ID, wanted.redirect_uris, wanted.post_logout_redirect_uris
+        )
+        clients.set_audiences(engine, CLIENT_ID, wanted.audiences)
+        return stored, (
+            f"APP_URL is now {app_url}: the todo app's redirect URIs follow it"
+            " (same secret, same refresh tokens)"
+        )
     elif not _matches(client, wanted):
         reason = f"APP_URL is now {app_url}: re-registered {CLIENT_ID!r} for it"
     elif client.audiences != wanted.audiences:
@@ -91,6 +104,28 @@ def _matches(client: Client, wanted: Registration) -> bool:
         and client.grant_types == wanted.grant_types
         and client.scope == wanted.scope
         and client.first_party == wanted.first_party
+    )
+
+
+def _renamed_on_this_machine(client: Client, wanted: Registration) -> bool:
+    """Whether only the loopback host name of the URIs differs (127.0.0.1 → localhost)."""
+
+    def on_this_machine(uris: tuple[str, ...]) -> tuple[tuple[str, int | None, str], ...] | None:
+        parts = [urlsplit(uri) for uri in uris]
+        if not all(part.scheme == "http" and is_loopback(part.hostname) for part in parts):
+            return None
+        return tuple((part.scheme, part.port, part.path) for part in parts)
+
+    before = client.redirect_uris + client.post_logout_redirect_uris
+    after = wanted.redirect_uris + wanted.post_logout_redirect_uris
+    moved = before != after and on_this_machine(before) is not None
+    unchanged = replace(
+        wanted,
+        redirect_uris=client.redirect_uris,
+        post_logout_redirect_uris=client.post_logout_redirect_uris,
+    )
+    return (
+        moved and on_this_machine(before) == on_this_machine(after) and _matches(client, unchanged)
     )
 
 

@@ -27,6 +27,7 @@ import servicedb
 from issuer import migrations
 from issuer.config import DEFAULT_DATABASE_AUDIENCE, Config
 from issuer.keys import KeyRing, KeyRingError, RingExists
+from issuer.loopback import is_loopback
 from issuer.oauth.clients import ClientError
 from stack import app_client, demo_users, migrate, postgres
 
@@ -55,17 +56,17 @@ def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
     """
     env = dict(environ)
     env.setdefault("DATA_DIR", str(data_dir))
-    issuer_bind = env.setdefault("ISSUER_BIND", "127.0.0.1:8001")
-    env.setdefault("ISSUER_URL", f"http://{issuer_bind}")
-    env.setdefault("PROXY_JWKS_URL", f"http://{issuer_bind}/.well-known/jwks.json")
-    proxy = f"{env.get('PROXY_HOST', '127.0.0.1')}:{env.get('PROXY_PORT', '4444')}"
-    env.setdefault("NEON_HTTP_ENDPOINT", f"http://{proxy}/sql")
+    issuer_url = public_url(env.setdefault("ISSUER_BIND", "127.0.0.1:8001"))
+    env.setdefault("ISSUER_URL", issuer_url)
+    env.setdefault("PROXY_JWKS_URL", f"{issuer_url}/.well-known/jwks.json")
+    proxy = public_url(f"{env.get('PROXY_HOST', '127.0.0.1')}:{env.get('PROXY_PORT', '4444')}")
+    env.setdefault("NEON_HTTP_ENDPOINT", f"{proxy}/sql")
     authenticated = env.setdefault(
         "DATABASE_AUTHENTICATED_URL", "postgresql://authenticated@localhost/neondb"
     )
     # The same proxy serves Neon's Data API for that database, as Neon's proxy does.
     database = urlsplit(authenticated).path.lstrip("/") or "neondb"
-    env.setdefault("APP_DATA_API_URL", f"http://{proxy}/{database}/rest/v1")
+    env.setdefault("APP_DATA_API_URL", f"{proxy}/{database}/rest/v1")
     # One audience for database tokens: the issuer grants it to the app, the app
     # asks for it, the proxy requires it (as Neon must be told to).
     audience = env.setdefault("ISSUER_DATABASE_AUDIENCE", DEFAULT_DATABASE_AUDIENCE)
@@ -77,8 +78,7 @@ def stack_env(environ: dict[str, str], data_dir: Path) -> dict[str, str]:
         mail_bind = env.setdefault("MAIL_BIND", "127.0.0.1:8025")
         env["ISSUER_SMTP_URL"] = f"smtp://{mail_bind}"
         env.setdefault("ISSUER_OUTBOX_DIR", str(data_dir / "mail"))
-    app_bind = env.setdefault("APP_BIND", "127.0.0.1:8000")
-    env.setdefault("APP_URL", f"http://{app_bind}")
+    env.setdefault("APP_URL", public_url(env.setdefault("APP_BIND", "127.0.0.1:8000")))
     env.setdefault("APP_DATA_DIR", str(data_dir))
     if "APP_DATABASE_URL" not in env:  # release 0.1's name for APP_STORE_URL
         env.setdefault("APP_STORE_URL", f"sqlite:///{data_dir / 'app.sqlite3'}")
@@ -94,6 +94,15 @@ def proxy_database_env(env: dict[str, str], database: migrate.LocalDatabase) -> 
         "PROXY_ADMIN_URL": database.owner_url,
     }
     return {name: env.get(name) or value for name, value in given.items()}
+
+
+def public_url(bind: str) -> str:
+    """The URL of a listen address. A loopback one is called `localhost`: browsers
+    refuse IP addresses as WebAuthn relying parties, so passkeys need a name."""
+    host, port = _host_port(bind)
+    if is_loopback(host):
+        host = "localhost"
+    return f"http://{host}:{port}"
 
 
 def _host_port(bind: str) -> tuple[str, int]:
@@ -130,7 +139,7 @@ def services(env: dict[str, str]) -> list[Service]:
             [sys.executable, "-m", "proxy"],
             proxy_host,
             proxy_port,
-            f"http://{proxy_host}:{proxy_port}/sql",
+            f"{public_url(f'{proxy_host}:{proxy_port}')}/sql",
         ),
         Service(
             "app",

@@ -26,7 +26,7 @@ from proxy.config import ProxyConfig
 from stack import app_client, demo_users, supervisor
 
 ROOT = Path(__file__).resolve().parent.parent
-APP_URL = "http://127.0.0.1:8000"
+APP_URL = "http://localhost:8000"
 AUDIENCE = "urn:neon:database"
 
 
@@ -54,8 +54,8 @@ def test_first_run_registers_a_confidential_first_party_client(engine, path):
     assert client.client_id == credentials.client_id == "todo-app"
     assert client.check_client_secret(credentials.client_secret)
     assert not client.is_public and client.first_party
-    assert client.redirect_uris == ("http://127.0.0.1:8000/auth/callback",)
-    assert client.post_logout_redirect_uris == ("http://127.0.0.1:8000/",)
+    assert client.redirect_uris == ("http://localhost:8000/auth/callback",)
+    assert client.post_logout_redirect_uris == ("http://localhost:8000/",)
     assert client.grant_types == ("authorization_code", "refresh_token")
     assert client.scope == "openid profile email"
     assert client.audiences == (AUDIENCE,), "the todo app may obtain database tokens"
@@ -182,11 +182,12 @@ def test_children_share_one_set_of_addresses(tmp_path):
         {"ISSUER_BIND": "127.0.0.1:9001", "PROXY_PORT": "9444", "APP_BIND": "127.0.0.1:9000"},
         tmp_path,
     )
-    assert env["ISSUER_URL"] == "http://127.0.0.1:9001"
-    assert env["PROXY_JWKS_URL"] == "http://127.0.0.1:9001/.well-known/jwks.json"
-    assert env["NEON_HTTP_ENDPOINT"] == "http://127.0.0.1:9444/sql"
-    assert env["APP_DATA_API_URL"] == "http://127.0.0.1:9444/neondb/rest/v1"
-    assert env["APP_URL"] == "http://127.0.0.1:9000"
+    # Loopback binds are named `localhost`: WebAuthn refuses IP addresses.
+    assert env["ISSUER_URL"] == "http://localhost:9001"
+    assert env["PROXY_JWKS_URL"] == "http://localhost:9001/.well-known/jwks.json"
+    assert env["NEON_HTTP_ENDPOINT"] == "http://localhost:9444/sql"
+    assert env["APP_DATA_API_URL"] == "http://localhost:9444/neondb/rest/v1"
+    assert env["APP_URL"] == "http://localhost:9000"
     assert env["DATABASE_AUTHENTICATED_URL"] == "postgresql://authenticated@localhost/neondb"
     assert env["APP_STORE_URL"] == f"sqlite:///{tmp_path / 'app.sqlite3'}"
     assert env["ISSUER_SMTP_URL"] == "smtp://127.0.0.1:8025"
@@ -296,3 +297,37 @@ def test_an_unusable_issuer_database_is_a_clear_error_without_its_password(url, 
         supervisor.issuer_engine(Config(database_url=url))
     assert message in refused.value.format_message()
     assert "hunter2" not in refused.value.format_message()
+
+
+@pytest.mark.parametrize(
+    ("bind", "url"),
+    [
+        ("127.0.0.1:8001", "http://localhost:8001"),
+        ("[::1]:8001", "http://localhost:8001"),
+        ("10.1.2.3:8001", "http://10.1.2.3:8001"),
+    ],
+)
+def test_loopback_binds_are_published_as_localhost(bind: str, url: str) -> None:
+    assert supervisor.public_url(bind) == url
+
+
+def test_the_move_to_localhost_keeps_the_secret_and_the_refresh_tokens(engine, path):
+    """`make run` now publishes loopback binds as `localhost`: an installation made for
+    127.0.0.1 keeps its client secret, so its users stay signed in."""
+    first, _ = app_client.ensure(engine, "http://127.0.0.1:8000", path)
+    second, change = app_client.ensure(engine, APP_URL, path)
+    assert change is not None and "same secret" in change
+    assert second == first
+    (client,) = registered(engine)
+    assert client.check_client_secret(first.client_secret)
+    assert client.redirect_uris == ("http://localhost:8000/auth/callback",)
+    assert client.post_logout_redirect_uris == ("http://localhost:8000/",)
+    assert client.audiences == (AUDIENCE,)
+
+
+@pytest.mark.parametrize("moved_to", ["http://localhost:9999", "http://localhost:8000/todo"])
+def test_another_port_or_path_on_this_machine_is_a_new_registration(engine, path, moved_to):
+    first, _ = app_client.ensure(engine, "http://127.0.0.1:8000", path)
+    second, change = app_client.ensure(engine, moved_to, path)
+    assert change is not None and "re-registered" in change
+    assert second.client_secret != first.client_secret

@@ -229,12 +229,11 @@ def enrol_totp() -> Response | tuple[str, int] | str:
         return _enrol_page(user, secret, form)
     if not form.validate():
         return _enrol_page(user, secret, form, status=400)
-    if totp.matching_step(secret, form.code.data) is None:
+    step = totp.matching_step(secret, form.code.data)
+    if step is None:
         return _enrol_page(user, secret, form, error=CODE_FAILED, status=400)
-    codes = totp.enrol(get_engine(), user.id, secret)
+    codes = totp.enrol(get_engine(), user.id, secret, used_step=step)
     session.pop(TOTP_SETUP, None)
-    # The app's code for this step is spent: it cannot also open the next login.
-    totp.check_code(get_engine(), user.id, form.code.data)
     audit("mfa.enabled", user_id=user.id, method="totp")
     return render_template("accounts/recovery_codes.html", codes=codes)
 

@@ -59,9 +59,10 @@ def matching_step(secret: str, code: str, now: float | None = None) -> int | Non
     return None
 
 
-def enrol(engine: Engine, user_id: str, secret: str) -> list[str]:
+def enrol(engine: Engine, user_id: str, secret: str, used_step: int) -> list[str]:
     """Store the confirmed secret and ten fresh recovery codes (replacing any
-    earlier ones); the codes are returned once, for the person to keep."""
+    earlier ones); the codes are returned once, for the person to keep. The step
+    whose code confirmed the setup is spent: it cannot also open the next login."""
     codes = [_recovery_code() for _ in range(RECOVERY_CODES)]
     with engine.begin() as conn:
         conn.execute(delete(totp_credentials).where(totp_credentials.c.user_id == user_id))
@@ -71,7 +72,7 @@ def enrol(engine: Engine, user_id: str, secret: str) -> list[str]:
                 user_id=user_id,
                 secret=sealing.seal(secret, user_id),
                 created_at=time.time(),
-                last_step=0,
+                last_step=used_step,
             )
         )
         conn.execute(

@@ -13,7 +13,15 @@ from sqlalchemy.exc import IntegrityError
 from issuer.accounts import events, passwords
 from issuer.accounts.claims import validate_claims
 from issuer.accounts.emails import normalize_email
-from issuer.accounts.models import User, login_sessions, users
+from issuer.accounts.models import (
+    User,
+    account_links,
+    login_sessions,
+    passkeys,
+    recovery_codes,
+    totp_credentials,
+    users,
+)
 
 
 class AccountError(Exception):
@@ -104,7 +112,12 @@ def set_disabled(engine: Engine, email: str, disabled: bool) -> User:
 
 
 def remove_user(conn: Connection, user_id: str) -> None:
-    """In `conn`'s transaction, after `events.credentials_changed` ended its tokens."""
+    """In `conn`'s transaction, after `events.credentials_changed` ended its tokens.
+
+    The rows that hang off the account go first, by hand: their foreign keys say
+    ON DELETE CASCADE, but SQLite enforces none unless every connection asks."""
+    for table in (account_links, login_sessions, totp_credentials, recovery_codes, passkeys):
+        conn.execute(delete(table).where(table.c.user_id == user_id))
     conn.execute(delete(users).where(users.c.id == user_id))
 
 

@@ -13,7 +13,6 @@ Each message is plain text plus HTML, rendered from `templates/mail/NAME.txt`
 
 from __future__ import annotations
 
-import ipaddress
 import smtplib
 import ssl
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from urllib.parse import unquote, urlsplit
 from flask import render_template
 
 from envsettings import SettingError
+from issuer.loopback import is_loopback
 
 SCHEMES = {"smtp": "plain", "smtp+starttls": "starttls", "smtps": "tls"}
 DEFAULT_PORTS = {"plain": 25, "starttls": 587, "tls": 465}
@@ -58,21 +58,12 @@ class SmtpServer:
             raise SettingError("ISSUER_SMTP_URL has an invalid port") from None
         username = unquote(parts.username) if parts.username else None
         password = unquote(parts.password) if parts.password else None
-        if security == "plain" and username and not _is_loopback(parts.hostname):
+        if security == "plain" and username and not is_loopback(parts.hostname):
             raise SettingError(
                 "ISSUER_SMTP_URL sends credentials in clear: use smtp+starttls:// or smtps:// "
                 f"for {parts.hostname}"
             )
         return cls(parts.hostname, port, security, username, password)
-
-
-def _is_loopback(host: str) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 def check_sender(sender: str) -> None:

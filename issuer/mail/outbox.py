@@ -10,7 +10,6 @@ anyone else can reach ever shows it.
 from __future__ import annotations
 
 import email
-import ipaddress
 import re
 from dataclasses import dataclass
 from email.message import EmailMessage
@@ -23,6 +22,7 @@ from flask import Blueprint, Flask, abort, current_app, render_template, request
 from markupsafe import Markup, escape
 
 from issuer import headers
+from issuer.loopback import is_loopback
 
 bp = Blueprint("outbox", __name__)
 bp.after_request(headers.page_headers)
@@ -56,19 +56,10 @@ def init_app(app: Flask) -> None:
         app.register_blueprint(bp)
 
 
-def _loopback(host: str | None) -> bool:
-    if host == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(host or "").is_loopback
-    except ValueError:
-        return False
-
-
 @bp.before_request
 def _local_only() -> None:
     config = current_app.config["ISSUER"]
-    if not (_loopback(urlsplit(config.issuer_url).hostname) and _loopback(request.remote_addr)):
+    if not (is_loopback(urlsplit(config.issuer_url).hostname) and is_loopback(request.remote_addr)):
         abort(404)
 
 

@@ -9,7 +9,6 @@ performance budget.
 from __future__ import annotations
 
 import hmac
-import ipaddress
 import json
 import re
 import secrets
@@ -35,6 +34,7 @@ from sqlalchemy import (
 )
 
 from issuer.db import metadata, secret_digest
+from issuer.loopback import is_loopback
 from issuer.oauth import resources
 from issuer.oauth.codes import codes_table
 from issuer.oauth.refresh_tokens import refresh_tokens_table
@@ -45,7 +45,6 @@ SUPPORTED_SCOPES = ("openid", "profile", "email")
 SUPPORTED_GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 
 CLIENT_ID_PATTERN = re.compile(r"^[A-Za-z0-9._-]{3,64}$")
-LOOPBACK_HOSTS = frozenset({"localhost"})
 # A DNS name or an IP address: nothing that could split a CSP source list or a header.
 _HOST = re.compile(r"[A-Za-z0-9.\-]+|[0-9A-Fa-f:.]+")
 
@@ -143,18 +142,9 @@ def validate_redirect_uri(uri: str) -> str:
         raise ClientError(f"redirect URI {uri!r} must not contain a fragment")
     if any(c.isspace() or ord(c) > 0x7E for c in uri):
         raise ClientError(f"redirect URI {uri!r} contains characters that must be encoded")
-    if parts.scheme == "http" and not _is_loopback(host):
+    if parts.scheme == "http" and not is_loopback(host):
         raise ClientError(f"redirect URI {uri!r} must use https (http only for loopback hosts)")
     return uri
-
-
-def _is_loopback(host: str) -> bool:
-    if host in LOOPBACK_HOSTS:
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
 
 
 @dataclass(frozen=True)
@@ -320,6 +310,34 @@ def set_audiences(engine: Engine, client_id: str, audiences: Iterable[str]) -> C
             update(clients_table)
             .where(clients_table.c.client_id == client_id)
             .values(audiences=json.dumps(wanted))
+        )
+    return load(engine, client_id) if changed.rowcount else None
+
+
+def set_redirect_uris(
+    engine: Engine,
+    client_id: str,
+    redirect_uris: Iterable[str],
+    post_logout_redirect_uris: Iterable[str],
+) -> Client | None:
+    """Replace where a client's users are sent back, keeping its secret and its
+    refresh tokens (they are bound to the client, not to a URI); None if unknown.
+
+    Outstanding codes were issued for a URI and are checked against it at /token,
+    so none of them survives a move either way.
+    """
+    redirects = tuple(dict.fromkeys(redirect_uris))
+    after_logout = tuple(dict.fromkeys(post_logout_redirect_uris))
+    for uri in (*redirects, *after_logout):
+        validate_redirect_uri(uri)
+    with engine.begin() as conn:
+        changed = conn.execute(
+            update(clients_table)
+            .where(clients_table.c.client_id == client_id)
+            .values(
+                redirect_uris=json.dumps(redirects),
+                post_logout_redirect_uris=json.dumps(after_logout),
+            )
         )
     return load(engine, client_id) if changed.rowcount else None
 

@@ -8,6 +8,7 @@ of their own, so cookie jars never mix, and every wait is bounded.
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -135,6 +136,16 @@ class Person:
     def sign_up(self, email: str) -> None:
         """Follow the app's "Sign up" link, create the account at the issuer and confirm
         the address with the link it mails: back in the app, signed in."""
+        before = self.stack.inbox.count(email)
+        self.submit_sign_up(email)
+        # The person opens the mail and its link, in this same browser.
+        link = link_in(self.stack.inbox.latest(email, before), "/verify-email")
+        self.page.goto(link)
+        self.page.get_by_role("button", name="Confirm my email").click()
+        self.expect_signed_in(email)
+
+    def submit_sign_up(self, email: str) -> None:
+        """Fill the issuer's sign-up form from the app's link: "check your email"."""
         page = self.page
         page.goto(self.home)
         page.get_by_role("link", name="Sign up", exact=True).click()
@@ -142,24 +153,31 @@ class Person:
         page.get_by_label("Email").fill(email)
         page.get_by_label("Password", exact=True).fill(PASSWORD)
         page.get_by_label("Repeat the password").fill(PASSWORD)
-        before = self.stack.inbox.count(email)
         page.get_by_role("button", name="Create account").click()
-        expect(page.get_by_role("heading", level=1)).to_have_text("Check your email")
-        # The person opens the mail and its link, in this same browser.
-        link = link_in(self.stack.inbox.latest(email, before), "/verify-email")
-        page.goto(link)
-        page.get_by_role("button", name="Confirm my email").click()
+        self.expect_heading("Check your email")
+        expect(page.get_by_test_id("sent-to")).to_have_text(email)
+
+    def log_in(self, email: str, password: str = PASSWORD) -> None:
+        self.submit_password(email, password)
         self.expect_signed_in(email)
 
-    def log_in(self, email: str) -> None:
+    def submit_password(self, email: str, password: str = PASSWORD) -> None:
+        """From the app's "Log in" link, fill and send the issuer's password form."""
         page = self.page
         page.goto(self.home)
         page.get_by_role("link", name="Log in", exact=True).click()
         self.expect_password_form()
         page.get_by_label("Email").fill(email)
-        page.get_by_label("Password", exact=True).fill(PASSWORD)
+        page.get_by_label("Password", exact=True).fill(password)
         page.get_by_role("button", name="Log in", exact=True).click()
-        self.expect_signed_in(email)
+
+    def log_out(self) -> None:
+        self.page.goto(self.home)
+        self.page.get_by_role("button", name="Log out").click()
+        self.expect_signed_out()
+
+    def expect_heading(self, text: str) -> None:
+        expect(self.page.get_by_role("heading", level=1)).to_have_text(text)
 
     def expect_signed_in(self, email: str) -> None:
         expect(self.page).to_have_url(self.home)
@@ -240,3 +258,8 @@ class Person:
         answer = self.page.evaluate(_FETCH_TOKEN, csrf)
         assert answer["status"] == 200, answer
         return answer["body"]
+
+
+# A fixture's factories: `person()` opens a new person, `make_user(email)` creates one.
+OpenPerson = Callable[..., Person]
+MakeUser = Callable[[str], str]

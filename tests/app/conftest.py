@@ -9,11 +9,13 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+from playwright.sync_api import Browser, sync_playwright
 
 from app import create_app
 from proxy.config import ProxyConfig
 from stack.mailbox import MailServer
 from stack.migrate import LocalDatabase
+from tests.app.browser import OpenPerson, Person, launch, new_context
 from tests.app.live import (
     QUICK_REFRESH_MARGIN,
     QUICK_TOKEN_TTL,
@@ -44,6 +46,31 @@ def stack(
     yield live
     for server in (live.app_server, live.issuer_server):
         server.stop()
+
+
+@pytest.fixture(scope="session")
+def browser() -> Iterator[Browser]:
+    with sync_playwright() as playwright:
+        browser = launch(playwright)
+        yield browser
+        browser.close()
+
+
+@pytest.fixture
+def person(browser: Browser, stack: Stack) -> Iterator[OpenPerson]:
+    """Open a new browser context (a new person); all are closed after the test."""
+    people: list[Person] = []
+
+    def open_context(*, javascript: bool = True) -> Person:
+        context = new_context(browser, javascript=javascript)
+        people.append(Person(context.new_page(), stack))
+        return people[-1]
+
+    yield open_context
+    for someone in people:
+        someone.page.context.close()
+    errors = [error for someone in people for error in someone.script_errors]
+    assert not errors, f"the pages raised script errors or broke their CSP: {errors}"
 
 
 @pytest.fixture
@@ -84,7 +111,7 @@ def app_variant(stack: Stack) -> Iterator[Callable[..., str]]:
     servers: list[LiveServer] = []
 
     def serve(**changes: object) -> str:
-        server = LiveServer()
+        server = LiveServer("localhost")
         server.app = create_app(dataclasses.replace(stack.app.config["APP"], **changes))
         servers.append(server)
         return server.url

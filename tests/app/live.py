@@ -189,7 +189,7 @@ def start_stack(
 ) -> Stack:
     """Issuer, proxy and app under `root`, wired as `make run` wires them, with
     settings changed (a short access-token lifetime, a refresh margin)."""
-    issuer_server, app_server = LiveServer(), LiveServer()
+    issuer_server, app_server = LiveServer("localhost"), LiveServer("localhost")
     issuer_config = IssuerConfig(
         issuer_url=issuer_server.url,
         keys_dir=root / "keys",

@@ -19,13 +19,13 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 import pytest
 import requests
-from playwright.sync_api import Browser, Response, expect, sync_playwright
+from playwright.sync_api import Response, expect
 
 from issuer.config import DEFAULT_DATABASE_AUDIENCE as DATABASE_AUDIENCE
 from issuer.db import get_engine
 from issuer.oauth import clients
 from issuer.oauth.clients import Registration
-from tests.app.browser import ENHANCED_FORM, Person, launch, new_context, run_sql
+from tests.app.browser import ENHANCED_FORM, MakeUser, OpenPerson, run_sql
 from tests.app.live import Stack
 from tests.support.servers import LiveServer
 
@@ -38,34 +38,6 @@ WITH_AND_WITHOUT_JS = [
 CONNECTION_STRING = "postgresql://authenticated@localhost/neondb"
 INSUFFICIENT_PRIVILEGE = "42501"
 
-OpenPerson = Callable[..., Person]
-MakeUser = Callable[[str], str]
-
-
-@pytest.fixture(scope="session")
-def browser() -> Iterator[Browser]:
-    with sync_playwright() as playwright:
-        browser = launch(playwright)
-        yield browser
-        browser.close()
-
-
-@pytest.fixture
-def person(browser: Browser, stack: Stack) -> Iterator[OpenPerson]:
-    """Open a new browser context (a new person); all are closed after the test."""
-    people: list[Person] = []
-
-    def open_context(*, javascript: bool = True) -> Person:
-        context = new_context(browser, javascript=javascript)
-        people.append(Person(context.new_page(), stack))
-        return people[-1]
-
-    yield open_context
-    for someone in people:
-        someone.page.context.close()
-    errors = [error for someone in people for error in someone.script_errors]
-    assert not errors, f"the pages raised script errors or broke their CSP: {errors}"
-
 
 def _blank_page(_environ: dict[str, Any], start_response: Callable[..., Any]) -> list[bytes]:
     start_response("200 OK", [("Content-Type", "text/html; charset=utf-8")])
@@ -75,7 +47,7 @@ def _blank_page(_environ: dict[str, Any], start_response: Callable[..., Any]) ->
 @pytest.fixture(scope="module")
 def elsewhere() -> Iterator[LiveServer]:
     """A page of another origin on the same host (so the same site, for cookies)."""
-    server = LiveServer()
+    server = LiveServer("localhost")
     server.app = _blank_page
     yield server
     server.stop()

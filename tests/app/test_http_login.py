@@ -226,7 +226,7 @@ def test_a_planted_session_cookie_gains_nothing_from_the_victims_login(stack, al
     new_state(stack, attacker)
     planted = attacker.cookies["app_session"]
     victim = requests.Session()
-    victim.cookies.set("app_session", planted, domain=urlsplit(stack.app_url).hostname, path="/")
+    victim.cookies.update(attacker.cookies)  # the very cookie, domain and all
     done = victim.get(until_callback(stack, victim, alice), timeout=HTTP_TIMEOUT)
     assert alice in done.text
     assert victim.cookies["app_session"] != planted

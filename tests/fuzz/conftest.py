@@ -54,6 +54,10 @@ def proxy_app(neon_db: LocalDatabase, fuzz_jwks: str) -> Iterator[Flask]:
     key.drop(config.admin_url)
 
 
+#: Set, not the default: the claims the tests sign must name this issuer exactly.
+ISSUER_URL = "http://127.0.0.1:8001"
+
+
 @pytest.fixture(scope="session")
 def issuer_app(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> Iterator[Flask]:
     """The issuer on PostgreSQL (its own database on the session's server), real key ring."""
@@ -61,6 +65,7 @@ def issuer_app(pg_server: Server, tmp_path_factory: pytest.TempPathFactory) -> I
         conn.execute("CREATE DATABASE issuer_fuzz")
     tmp: Path = tmp_path_factory.mktemp("issuer-fuzz")
     config = Config(
+        issuer_url=ISSUER_URL,
         keys_dir=tmp / "keys",
         database_url=pg_server.url(dbname="issuer_fuzz"),
         data_dir=tmp / "data",

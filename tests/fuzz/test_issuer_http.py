@@ -24,6 +24,7 @@ from hypothesis import currently_in_test_context, event, given, reject, settings
 from hypothesis import strategies as st
 
 from issuer.tokens import sign_jwt
+from tests.fuzz.conftest import ISSUER_URL
 from tests.fuzz.strategies import header_text, json_objects, json_values
 from tests.fuzz.wsgi import Answer, assert_clean, call, environ
 from tests.issuer.oauth_flows import REDIRECT_URI, log_in, make_user, register
@@ -218,7 +219,7 @@ def _claim_sets(issuer_url: str, now: int) -> st.SearchStrategy[dict[str, Any]]:
     )
 
 
-claim_sets = _claim_sets("http://127.0.0.1:8001", int(time.time()))
+claim_sets = _claim_sets(ISSUER_URL, int(time.time()))
 forged_tokens = st.tuples(json_objects, json_objects, st.binary(max_size=70)).map(
     lambda parts: f"{b64json(parts[0])}.{b64json(parts[1])}.{b64(parts[2])}"
 )
@@ -319,9 +320,9 @@ def test_a_json_body_is_no_form_data(issuer: Issuer, path: str, body: bytes) -> 
 def test_an_access_token_whose_sub_cannot_name_a_user_is_refused(issuer: Issuer, sub: Any) -> None:
     now = int(time.time())
     claims = {
-        "iss": "http://127.0.0.1:8001",
+        "iss": ISSUER_URL,
         "sub": sub,
-        "aud": "http://127.0.0.1:8001/userinfo",
+        "aud": f"{ISSUER_URL}/userinfo",
         "exp": now + 600,
         "iat": now,
         "jti": "j",
@@ -337,9 +338,9 @@ def test_an_access_token_whose_sub_cannot_name_a_user_is_refused(issuer: Issuer,
 def test_an_access_token_whose_scope_is_not_a_string_is_refused(issuer: Issuer, scope: Any) -> None:
     now = int(time.time())
     claims = {
-        "iss": "http://127.0.0.1:8001",
+        "iss": ISSUER_URL,
         "sub": issuer.user_id,
-        "aud": "http://127.0.0.1:8001/userinfo",
+        "aud": f"{ISSUER_URL}/userinfo",
         "exp": now + 600,
         "iat": now,
         "jti": "j",

@@ -15,10 +15,16 @@ import pyotp
 import pytest
 from flask import Flask
 from flask.testing import FlaskClient
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from issuer.accounts import users
-from issuer.accounts.models import recovery_codes, totp_credentials
+from issuer.accounts.models import (
+    account_links,
+    login_sessions,
+    passkeys,
+    recovery_codes,
+    totp_credentials,
+)
 from issuer.oauth.clients import Client
 from tests.issuer.account_pages import NEW_PASSWORD, claims_of, log_in, unique
 from tests.issuer.oauth_flows import PASSWORD, csrf_token, get_code, redeem, refresh, register
@@ -347,6 +353,9 @@ def test_deleting_the_account_needs_the_password_and_ends_everything(
     email = make_verified(app)
     owner = app.test_client()
     log_in(owner, email)
+    enrol(owner)
+    with app.app_context():
+        user_id = users.find_user(app.extensions["db"], email).id
     code, verifier = get_code(owner, client)
     refresh_token = redeem(owner, client, code, verifier).json["refresh_token"]
     wrong = post_security(owner, "/account/delete", **{"delete-password": "nope"})
@@ -359,6 +368,11 @@ def test_deleting_the_account_needs_the_password_and_ends_everything(
     assert log_in(app.test_client(), email).status_code == 401
     with app.app_context():
         assert users.find_user(app.extensions["db"], email) is None
+    # Nothing of the account is left behind (SQLite enforces no cascades).
+    with app.extensions["db"].connect() as conn:
+        for table in (login_sessions, totp_credentials, recovery_codes, passkeys, account_links):
+            left = select(func.count()).select_from(table).where(table.c.user_id == user_id)
+            assert conn.execute(left).scalar_one() == 0, table.name
     assert inbox.latest(email)["Subject"] == "Your account was deleted"
 
 

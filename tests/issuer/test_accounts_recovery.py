@@ -185,6 +185,26 @@ def test_sign_ups_are_limited_per_address(make_app: Callable[..., Flask]) -> Non
     assert len(users.list_users(app.extensions["db"])) == 3
 
 
+def test_signing_up_with_a_taken_address_takes_about_as_long(app: Flask, inbox: Inbox) -> None:
+    """Nor does sign-up tell by its time: one password hash on either path, and the
+    mail (a confirmation link, or "someone tried") goes out after the answer."""
+    taken = unique("taken")
+    with app.app_context():
+        users.create_user(app.extensions["db"], taken, PASSWORD)
+    timings: dict[str, list[float]] = {"taken": [], "new": []}
+    for attempt in range(5):
+        for kind, email in (("taken", taken), ("new", unique("new"))):
+            address = {"REMOTE_ADDR": f"192.0.2.{10 * attempt + len(kind)}"}
+            started = time.perf_counter()
+            answer = sign_up(app.test_client(), email, environ_base=address)
+            timings[kind].append(time.perf_counter() - started)
+            assert answer.status_code == 200
+    slower, faster = sorted(statistics.median(t) for t in timings.values())[::-1]
+    assert slower < faster * 3 + 0.05, timings
+    # Each try was told to the owner (five: the account's mail limit an hour).
+    assert inbox.latest(taken, 4)["Subject"] == "Someone tried to sign up with your email address"
+
+
 # -- password reset -----------------------------------------------------------------
 
 

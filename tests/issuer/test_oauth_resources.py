@@ -251,7 +251,7 @@ def test_client_credentials_without_an_allowed_audience_is_for_the_issuer(
         data={"grant_type": "client_credentials"},
         headers=basic(service.client_id, secret),
     )
-    assert claims(http, response.json["access_token"])["aud"] == "http://127.0.0.1:8001/userinfo"
+    assert claims(http, response.json["access_token"])["aud"] == "http://localhost:8001/userinfo"
     asked = http.post(
         "/token",
         data={"grant_type": "client_credentials", "resource": DB},
@@ -265,7 +265,7 @@ def test_registration_refuses_an_audience_that_is_not_an_absolute_uri(oauth_app:
         register(oauth_app, audiences=("database",))
 
 
-@pytest.mark.parametrize("audience", ["http://127.0.0.1:8001", "http://127.0.0.1:8001/userinfo"])
+@pytest.mark.parametrize("audience", ["http://localhost:8001", "http://localhost:8001/userinfo"])
 def test_the_database_audience_cannot_be_the_issuers_own(make_issuer_app, audience: str) -> None:
     """Release 0.1 put ISSUER_URL in every token: a database told to expect it must
     not keep opening for sign-in tokens."""

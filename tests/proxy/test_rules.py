@@ -14,7 +14,7 @@ def test_defaults_point_at_the_local_issuer() -> None:
     assert rules_from_env({}) == [
         AuthRule("default", DEFAULT_JWKS_URL, None, ("authenticated", "anonymous", "authenticator"))
     ]
-    assert DEFAULT_JWKS_URL == "http://127.0.0.1:8001/.well-known/jwks.json"
+    assert DEFAULT_JWKS_URL == "http://localhost:8001/.well-known/jwks.json"
 
 
 def test_environment_describes_one_rule() -> None:

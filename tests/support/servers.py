@@ -12,10 +12,12 @@ from werkzeug.serving import BaseWSGIServer, make_server
 class LiveServer:
     """A threaded WSGI server whose app can be swapped (or set after the port is known)."""
 
-    def __init__(self) -> None:
+    def __init__(self, name: str = "127.0.0.1") -> None:
+        """Listen on 127.0.0.1; `name` is the host its URL gives (`localhost` for the
+        stack's services, as `make run` names them: WebAuthn refuses IP addresses)."""
         self.app: Callable[..., Any] | None = None
         self.httpd: BaseWSGIServer = make_server("127.0.0.1", 0, self._dispatch, threaded=True)
-        self.url = f"http://127.0.0.1:{self.httpd.server_port}"
+        self.url = f"http://{name}:{self.httpd.server_port}"
         self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
         self._thread.start()
 

@@ -44,9 +44,10 @@ class SupervisedStack:
         # The local SMTP server `make run` starts, on a free port; its Maildir is read
         # as an inbox.
         self.maildir = self.data_dir / "mail"
-        self.issuer_url = f"http://127.0.0.1:{issuer_port}"
-        self.app_url = f"http://127.0.0.1:{app_port}"
-        self.proxy_url = f"http://127.0.0.1:{proxy_port}/sql"
+        # The URLs the supervisor derives from the binds, as `make run` prints them.
+        self.issuer_url = f"http://localhost:{issuer_port}"
+        self.app_url = f"http://localhost:{app_port}"
+        self.proxy_url = f"http://localhost:{proxy_port}/sql"
         self.issuer_database_url = f"sqlite:///{self.data_dir / 'issuer.sqlite3'}"
         env = {k: v for k, v in os.environ.items() if not k.startswith(_INHERITED_PREFIXES)}
         env.update(
@@ -56,11 +57,8 @@ class SupervisedStack:
             ISSUER_KEYS_DIR=str(base / "keys"),
             ISSUER_DATABASE_URL=self.issuer_database_url,
             ISSUER_BIND=f"127.0.0.1:{issuer_port}",
-            ISSUER_URL=self.issuer_url,
             PROXY_PORT=str(proxy_port),
-            PROXY_JWKS_URL=f"{self.issuer_url}/.well-known/jwks.json",
             APP_BIND=f"127.0.0.1:{app_port}",
-            APP_URL=self.app_url,
             MAIL_BIND=f"127.0.0.1:{free_port()}",
             **settings,
         )
