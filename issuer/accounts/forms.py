@@ -139,6 +139,7 @@ class CodeForm(PageForm):
 
 
 class EnrolTotpForm(PageForm):
+    password = current_password_field()
     code = code_field("Code from your authenticator app", "Six digits, to confirm the setup.")
 
 

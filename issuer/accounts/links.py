@@ -107,4 +107,6 @@ def _check(conn: Connection, token: str, purpose: str, now: float) -> Link:
 def void(conn: Connection, user_id: str, purpose: str) -> None:
     """The account's unused `purpose` links stop working (the password changed, say)."""
     t = account_links
-    conn.execute(delete(t).where(t.c.user_id == user_id, t.c.purpose == purpose))
+    conn.execute(
+        delete(t).where(t.c.user_id == user_id, t.c.purpose == purpose, t.c.used_at.is_(None))
+    )

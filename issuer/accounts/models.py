@@ -118,6 +118,16 @@ passkeys = Table(
     Index("passkeys_user_id", "user_id"),
 )
 
+webauthn_challenges = Table(
+    "webauthn_challenges",
+    metadata,
+    # SHA-256 of a ceremony's challenge: kept here so that it is spent once, even
+    # by someone who replays the browser's older cookie.
+    Column("digest", String(64), primary_key=True),
+    Column("expires_at", Float, nullable=False),
+    Index("webauthn_challenges_expires_at", "expires_at"),
+)
+
 login_failures = Table(
     "login_failures",
     metadata,

@@ -46,6 +46,17 @@ def later(user: User, send: Callable[[], None]) -> None:
     if current_app.extensions["mail_limits"][1].spend(user.id) is not None:
         audit("mail.skipped", user_id=user.id, reason="account_limit")
         return
+    _after_response(user, send)
+
+
+def security_notice(user: User, send: Callable[[], None]) -> None:
+    """Like `later`, but never dropped by the account's limit: anyone can fill that
+    with reset requests, and the owner must hear that their password, address or
+    ways to sign in changed. Only changes that needed the password send these."""
+    _after_response(user, send)
+
+
+def _after_response(user: User, send: Callable[[], None]) -> None:
     app = current_app._get_current_object()  # type: ignore[attr-defined]
 
     def run() -> None:
@@ -97,6 +108,13 @@ def password_changed(user: User) -> None:
     """After the fact, so that an owner who did not do it knows at once."""
     reset = f"{current_app.config['ISSUER'].issuer_url}/forgot-password"
     _send(user, "password_changed", reset=reset)
+
+
+def sign_in_method_added(user: User, method: str) -> None:
+    """A new way into the account (a passkey, an authenticator app): if it was not
+    the owner, someone else can now sign in, or lock them out."""
+    security = f"{current_app.config['ISSUER'].issuer_url}/account/security"
+    _send(user, "sign_in_method_added", method=method, security=security)
 
 
 def confirm_new_email(user: User, new_email: str) -> None:

@@ -21,11 +21,11 @@ from flask import (
     url_for,
 )
 
-from issuer.accounts import passkeys, users
+from issuer.accounts import notices, passkeys, users
 from issuer.accounts.forms import PasskeyForm
 from issuer.accounts.pages import protect, too_many_attempts
 from issuer.accounts.redirects import safe_next
-from issuer.accounts.security import render_page
+from issuer.accounts.security import password_refused, render_page
 from issuer.accounts.sessions import current_user, login_user
 from issuer.accounts.throttle import RateLimit, address_key
 from issuer.audit import audit
@@ -54,15 +54,18 @@ def _rp() -> passkeys.RelyingParty:
 
 
 def _remember(key: str, challenge: bytes) -> None:
+    passkeys.keep_challenge(get_engine(), challenge)
     session[key] = {"challenge": base64.urlsafe_b64encode(challenge).decode(), "at": time.time()}
 
 
 def _take(key: str) -> bytes | None:
-    """The ceremony's challenge, once: a second answer to it finds none."""
+    """The ceremony's challenge, once: a second answer to it finds none, even with
+    the cookie the first one was sent with."""
     kept = session.pop(key, None)
     if not isinstance(kept, dict) or time.time() - kept.get("at", 0) > passkeys.CEREMONY_TTL:
         return None
-    return base64.urlsafe_b64decode(kept["challenge"])
+    challenge = base64.urlsafe_b64decode(kept["challenge"])
+    return challenge if passkeys.spend_challenge(get_engine(), challenge) else None
 
 
 def _json_body() -> dict[str, Any] | None:
@@ -82,6 +85,14 @@ def registration_options() -> Response | tuple[Response, int]:
     user = current_user()
     if user is None:
         return _refused("Log in first.", 401)
+    # A new way into the account: whoever holds only the session cannot add one.
+    body = _json_body() or {}
+    password = body.get("password")
+    refused = password_refused(user, password if isinstance(password, str) else "")
+    if isinstance(refused, Response):
+        return refused
+    if refused is not None:
+        return _refused(refused, 403)
     options, challenge = passkeys.registration_options(get_engine(), _rp(), user)
     _remember(REGISTRATION, challenge)
     return Response(options, mimetype="application/json")
@@ -103,6 +114,9 @@ def add() -> Response | tuple[Response, int]:
         audit("passkey.refused", user_id=user.id, ceremony="registration", reason=str(error))
         return _refused("The authenticator's answer could not be verified.")
     audit("passkey.added", user_id=user.id, passkey=key.id)
+    notices.security_notice(
+        user, lambda: notices.sign_in_method_added(user, f"a passkey named “{key.name}”")
+    )
     return jsonify(added=key.name, next=url_for("security.page", done="passkey"))
 
 

@@ -5,7 +5,8 @@ only origin accepted (WebAuthn refuses IP addresses as RP ids, hence `localhost`
 the stack's URLs). User verification (a PIN or biometric on the authenticator) is
 required for every registration and every sign-in, so a passkey alone is two
 factors: `amr` says `hwk` (bound to one device) or `swk` (synced), and `mfa`.
-Challenges are single-use and live in the signed session of the browser that asked.
+Challenges live in the signed session of the browser that asked and, as digests, in
+the database until they are spent: each works once, whatever cookie is replayed.
 """
 
 from __future__ import annotations
@@ -26,7 +27,8 @@ from webauthn.helpers.structs import (
     UserVerificationRequirement,
 )
 
-from issuer.accounts.models import User, passkeys
+from issuer.accounts.models import User, passkeys, webauthn_challenges
+from issuer.db import secret_digest
 
 #: How long a ceremony may take, in seconds (the browser is told the same).
 CEREMONY_TTL = 300
@@ -92,9 +94,34 @@ def registration_options(engine: Engine, rp: RelyingParty, user: User) -> tuple[
     return webauthn.options_to_json(options), options.challenge
 
 
+def keep_challenge(engine: Engine, challenge: bytes) -> None:
+    """Record a ceremony's challenge as live (and forget the ones that expired)."""
+    now = time.time()
+    t = webauthn_challenges
+    with engine.begin() as conn:
+        conn.execute(delete(t).where(t.c.expires_at <= now))
+        conn.execute(
+            insert(t).values(digest=secret_digest(challenge.hex()), expires_at=now + CEREMONY_TTL)
+        )
+
+
+def spend_challenge(engine: Engine, challenge: bytes) -> bool:
+    """Whether `challenge` was live; it is not any more (one of two racing answers wins)."""
+    t = webauthn_challenges
+    with engine.begin() as conn:
+        spent = conn.execute(
+            delete(t).where(
+                t.c.digest == secret_digest(challenge.hex()), t.c.expires_at > time.time()
+            )
+        )
+    return spent.rowcount == 1
+
+
 def register(
     engine: Engine, rp: RelyingParty, user: User, credential: Any, challenge: bytes, name: str
 ) -> Passkey:
+    if not isinstance(credential, dict | str):
+        raise PasskeyError("not a registration")
     try:
         verified = webauthn.verify_registration_response(
             credential=credential,

@@ -27,7 +27,7 @@ from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import PageForm, email_field, new_password_field
 from issuer.accounts.pages import protect, too_many_attempts
 from issuer.accounts.redirects import safe_next
-from issuer.accounts.sessions import current_user, login_user
+from issuer.accounts.sessions import current_user, login_user, signed_up_here
 from issuer.accounts.throttle import address_key
 from issuer.audit import audit
 from issuer.db import get_engine
@@ -103,9 +103,21 @@ def verify_email() -> Response | tuple[str, int]:
         return _link_failed(error.reason, links.VERIFY_EMAIL)
     if user is None or user.disabled:
         return _link_failed("disabled", links.VERIFY_EMAIL)
-    login_user(user)
     audit("email.verified", user_id=user.id, via="link")
-    return redirect(safe_next(link.data.get("next"), url_for("accounts.account")), code=303)
+    next_url = safe_next(link.data.get("next"), url_for("accounts.account"))
+    signed_in = current_user()
+    if signed_in is not None and signed_in.id == user.id:
+        return redirect(next_url, code=303)
+    if signed_up_here(user.id):
+        # The password was typed here a moment ago; no second factor exists yet
+        # that this could skip (setting one up needs a login, which ends the mark).
+        login_user(user)
+        return redirect(next_url, code=303)
+    # Anywhere else the link proves the mailbox, not the person: whoever reads the
+    # mail must not be signed in (nor a victim into an attacker's account).
+    return redirect(
+        url_for("accounts.login", next=link.data.get("next"), changed="email"), code=303
+    )
 
 
 @bp.get("/verify-email/needed")
@@ -192,7 +204,7 @@ def reset_password() -> Response | tuple[str, int] | str:
     if user is None:
         return _link_failed("unknown_user", links.RESET_PASSWORD)
     audit("password.reset", user_id=user.id)
-    notices.later(user, lambda: notices.password_changed(user))
+    notices.security_notice(user, lambda: notices.password_changed(user))
     # Not signed in here: a second factor, once set up, must still be asked for.
     return redirect(
         url_for("accounts.login", next=link.data.get("next"), changed="password"), code=303

@@ -24,7 +24,7 @@ from flask import (
 )
 
 from issuer import headers
-from issuer.accounts import events, links, notices, passkeys, sessions, totp, users
+from issuer.accounts import events, links, notices, passkeys, sealing, sessions, totp, users
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import (
     ChangeEmailForm,
@@ -83,7 +83,7 @@ def _user() -> User:
     return user
 
 
-def _password_refused(user: User, password: str) -> Response | str | None:
+def password_refused(user: User, password: str) -> Response | str | None:
     """None when `password` is the user's; else what to answer (an error, or 429)."""
     retry_after = current_app.extensions["reauth_limit"].spend(user.id)
     if retry_after is not None:
@@ -135,18 +135,20 @@ def change_password() -> Response | tuple[str, int] | str:
     form = ChangePasswordForm()
     if not form.validate():
         return render_page(400, password=_first_error(form))
-    refused = _password_refused(user, form.current.data)
+    refused = password_refused(user, form.current.data)
     if refused is not None:
         return refused if isinstance(refused, Response) else render_page(400, password=refused)
-    amr = sessions.authentication_methods()
+    amr, auth_time = sessions.authentication_methods(), sessions.authenticated_at()
     with get_engine().begin() as conn:
         changed = users.set_password(conn, user.id, form.password.data)
     if changed is None:
         return redirect(url_for("accounts.login"))
-    # Every session and app ended with the old password; this browser goes on.
-    sessions.login_user(changed, amr=amr)
+    # Every session and app ended with the old password; this browser goes on, as
+    # the same login (same `amr` and `auth_time`: typing the password here is no
+    # fresh login, and skipped no second factor).
+    sessions.login_user(changed, amr=amr, auth_time=auth_time)
     audit("password.changed", user_id=user.id)
-    notices.later(changed, lambda: notices.password_changed(changed))
+    notices.security_notice(changed, lambda: notices.password_changed(changed))
     return _done("password")
 
 
@@ -156,7 +158,7 @@ def change_email() -> Response | tuple[str, int] | str:
     form = ChangeEmailForm()
     if not form.validate():
         return render_page(400, email=_first_error(form))
-    refused = _password_refused(user, form.password.data)
+    refused = password_refused(user, form.password.data)
     if refused is not None:
         return refused if isinstance(refused, Response) else render_page(400, email=refused)
     new_email = normalize_email(form.email.data)
@@ -202,7 +204,7 @@ def confirm_email() -> Response | tuple[str, int]:
     audit("email.changed", user_id=link.user_id)
     if old is not None:
         old_email, new_email = old.email, link.data["email"]
-        notices.later(old, lambda: notices.email_changed(old_email, new_email))
+        notices.security_notice(old, lambda: notices.email_changed(old_email, new_email))
     return _done("email")
 
 
@@ -222,20 +224,39 @@ def enrol_totp() -> Response | tuple[str, int] | str:
     if totp.enrolled(get_engine(), user.id):
         return _done("totp")
     form = EnrolTotpForm()
-    secret = session.get(TOTP_SETUP)
-    if request.method == "GET" or not isinstance(secret, str):
+    secret = _setup_key(user)
+    if request.method == "GET" or secret is None:
         secret = totp.new_secret()
-        session[TOTP_SETUP] = secret
+        # Sealed: the signed cookie is readable, and this key is a second factor.
+        session[TOTP_SETUP] = sealing.seal(secret, user.id)
         return _enrol_page(user, secret, form)
     if not form.validate():
         return _enrol_page(user, secret, form, status=400)
+    refused = password_refused(user, form.password.data)
+    if isinstance(refused, Response):
+        return refused
+    if refused is not None:
+        return _enrol_page(user, secret, form, error=refused, status=400)
     step = totp.matching_step(secret, form.code.data)
     if step is None:
         return _enrol_page(user, secret, form, error=CODE_FAILED, status=400)
     codes = totp.enrol(get_engine(), user.id, secret, used_step=step)
     session.pop(TOTP_SETUP, None)
     audit("mfa.enabled", user_id=user.id, method="totp")
+    notices.security_notice(
+        user, lambda: notices.sign_in_method_added(user, "an authenticator app")
+    )
     return render_template("accounts/recovery_codes.html", codes=codes)
+
+
+def _setup_key(user: User) -> str | None:
+    sealed = session.get(TOTP_SETUP)
+    if not isinstance(sealed, str):
+        return None
+    try:
+        return sealing.unseal(sealed, user.id)
+    except (sealing.SealError, ValueError):
+        return None
 
 
 def _enrol_page(
@@ -258,7 +279,7 @@ def disable_totp() -> Response | tuple[str, int] | str:
     form = DisableTotpForm()
     if not form.validate():
         return render_page(400, totp=_first_error(form))
-    refused = _password_refused(user, form.password.data)
+    refused = password_refused(user, form.password.data)
     if refused is not None:
         return refused if isinstance(refused, Response) else render_page(400, totp=refused)
     retry_after = code_limit().spend(user.id)
@@ -315,7 +336,7 @@ def delete_account() -> Response | tuple[str, int] | str:
     form = DeleteAccountForm()
     if not form.validate():
         return render_page(400, delete=_first_error(form))
-    refused = _password_refused(user, form.password.data)
+    refused = password_refused(user, form.password.data)
     if refused is not None:
         return refused if isinstance(refused, Response) else render_page(400, delete=refused)
     with get_engine().begin() as conn:
@@ -324,7 +345,7 @@ def delete_account() -> Response | tuple[str, int] | str:
     session.clear()
     audit("account.deleted", user_id=user.id, via="account")
     email = user.email
-    notices.later(user, lambda: notices.account_deleted(email))
+    notices.security_notice(user, lambda: notices.account_deleted(email))
     return render_template("accounts/deleted.html", email=email)
 
 

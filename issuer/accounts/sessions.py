@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import secrets
 import time
+import uuid
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -23,6 +24,7 @@ from flask.sessions import SecureCookieSession, SecureCookieSessionInterface, Se
 from itsdangerous import URLSafeTimedSerializer
 from sqlalchemy import delete, insert, select
 
+from issuer.accounts import sealing
 from issuer.accounts.models import User, login_sessions, users
 from issuer.accounts.throttle import address_key
 from issuer.db import get_engine, secret_digest
@@ -68,9 +70,10 @@ class LoginSessionInterface(SecureCookieSessionInterface):
             super().save_session(app, session, response)
 
 
-def login_user(user: User, amr: Iterable[str] = ("pwd",)) -> None:
+def login_user(user: User, amr: Iterable[str] = ("pwd",), auth_time: float | None = None) -> None:
     """Replace whatever session the browser had with a new one for `user`, who
-    proved themselves by `amr` (RFC 8176 method names)."""
+    proved themselves by `amr` (RFC 8176 method names) at `auth_time` (now unless
+    the new session only carries on an older login)."""
     now = time.time()
     lifetime = current_app.permanent_session_lifetime.total_seconds()
     previous = session.get(_SESSION_KEY)
@@ -84,7 +87,7 @@ def login_user(user: User, amr: Iterable[str] = ("pwd",)) -> None:
             insert(login_sessions).values(
                 id=secret_digest(token),
                 user_id=user.id,
-                created_at=now,
+                created_at=now if auth_time is None else auth_time,
                 expires_at=now + lifetime,
                 amr=" ".join(amr),
                 user_agent=(request.user_agent.string or None) and request.user_agent.string[:200],
@@ -98,6 +101,28 @@ def login_user(user: User, amr: Iterable[str] = ("pwd",)) -> None:
     if mark is not None:
         session[REAUTH_MARK] = mark
     g.pop("_login", None)
+
+
+_SIGNED_UP = "signed_up"
+_SIGNED_UP_PURPOSE = "signed up in this browser"
+
+
+def remember_sign_up(user_id: str | None) -> None:
+    """Mark this browser as the one that signed up `user_id`, so that the mailed
+    confirmation link signs in here and nowhere else. A sign-up with a taken
+    address (None) gets a mark just like it, for a random owner: the cookies of
+    the two answers cannot be told apart."""
+    session[_SIGNED_UP] = sealing.seal(_SIGNED_UP_PURPOSE, user_id or str(uuid.uuid4()))
+
+
+def signed_up_here(user_id: str) -> bool:
+    mark = session.get(_SIGNED_UP)
+    if not isinstance(mark, str):
+        return False
+    try:
+        return sealing.unseal(mark, user_id) == _SIGNED_UP_PURPOSE
+    except (sealing.SealError, ValueError):
+        return False
 
 
 def logout_user() -> None:

@@ -10,7 +10,7 @@ from typing import Any
 from sqlalchemy import Connection, Engine, delete, insert, select, update
 from sqlalchemy.exc import IntegrityError
 
-from issuer.accounts import events, passwords
+from issuer.accounts import events, links, passwords
 from issuer.accounts.claims import validate_claims
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.models import (
@@ -143,6 +143,9 @@ def change_email(conn: Connection, user_id: str, email: str) -> User | None:
         )
     except IntegrityError:
         raise DuplicateEmailError(f"An account for {email} already exists.") from None
+    # Links mailed before the move (to the old address, or to other new ones) stop.
+    for purpose in (links.VERIFY_EMAIL, links.RESET_PASSWORD, links.CHANGE_EMAIL):
+        links.void(conn, user_id, purpose)
     return User.from_row(old)
 
 
@@ -182,6 +185,10 @@ def set_password(conn: Connection, user_id: str, password: str) -> User | None:
     if row is None:
         return None
     conn.execute(delete(login_sessions).where(login_sessions.c.user_id == user_id))
+    # Whoever asked for them with the old password (a move of the address, say) or
+    # holds an older reset link is left with nothing.
+    links.void(conn, user_id, links.CHANGE_EMAIL)
+    links.void(conn, user_id, links.RESET_PASSWORD)
     events.credentials_changed.send(conn, user_id=user_id)
     return User.from_row(row)
 

@@ -32,7 +32,7 @@ from issuer.accounts.forms import LoginForm, LogoutForm, SignupForm
 from issuer.accounts.pages import csrf, csrf_failed, protect, too_many_attempts
 from issuer.accounts.passwords import PasswordPolicyError, check_policy, hash_password
 from issuer.accounts.redirects import safe_next
-from issuer.accounts.sessions import current_user, login_user, logout_user
+from issuer.accounts.sessions import current_user, login_user, logout_user, remember_sign_up
 from issuer.accounts.throttle import RateLimit, Throttle, ThrottlePolicy, address_key
 from issuer.audit import audit
 from issuer.db import get_engine
@@ -166,11 +166,13 @@ def signup() -> Response | tuple[str, int] | str:
             existing = users.find_user(get_engine(), email)
         else:
             audit("signup", user_id=user.id, address=address)
+            remember_sign_up(user.id)
             notices.later(user, lambda: notices.verify_email(user, continuation))
     if existing is not None:
         # The same answer as for a new address, in the same time (one password hash),
         # and a mail to the owner instead: whether the address has an account stays unsaid.
         hash_password(form.password.data)
+        remember_sign_up(None)
         audit("signup.existing_address", user_id=existing.id, address=address)
         owner = existing
         notices.later(owner, lambda: notices.signup_with_taken_address(owner, continuation))

@@ -25,7 +25,8 @@ async function addPasskey(form) {
   const status = form.querySelector("[data-passkey-status]");
   say(status, "");
   try {
-    const options = await post(form.dataset.options);
+    const password = form.querySelector("input[name=password]").value;
+    const options = await post(form.dataset.options, { password });
     const credential = await navigator.credentials.create({
       publicKey: PublicKeyCredential.parseCreationOptionsFromJSON(options),
     });

@@ -40,6 +40,7 @@ def turn_on_authenticator(someone: Person) -> tuple[pyotp.TOTP, list[str]]:
     key = page.get_by_test_id("setup-key").inner_text()
     authenticator = pyotp.TOTP(key.replace(" ", ""))
     page.get_by_label("Code from your authenticator app").fill(authenticator.now())
+    page.get_by_label("Your password").fill(PASSWORD)
     page.get_by_role("button", name="Turn on").click()
     someone.expect_heading("Your recovery codes")
     codes = page.get_by_test_id("recovery-codes").locator("code").all_inner_texts()
@@ -204,8 +205,13 @@ def test_passkey_added_on_the_account_page_signs_in_without_email_or_password(
 
     open_security_page(iris)
     page = iris.page
-    page.get_by_label("Name of the new passkey").fill("Iris's laptop")
-    page.get_by_role("button", name="Add a passkey").click()
+    adding = page.locator("form[data-passkey=add]")
+    adding.get_by_label("Name of the new passkey").fill("Iris's laptop")
+    adding.get_by_label("Your password").fill("not my password")
+    adding.get_by_role("button", name="Add a passkey").click()
+    expect(adding.get_by_role("alert")).to_have_text("That is not your current password.")
+    adding.get_by_label("Your password").fill(PASSWORD)
+    adding.get_by_role("button", name="Add a passkey").click()
     passkeys = page.get_by_test_id("passkeys")
     expect(passkeys.get_by_label("Name")).to_have_value("Iris's laptop")
 

@@ -26,9 +26,9 @@ from issuer.accounts.models import (
     totp_credentials,
 )
 from issuer.oauth.clients import Client
-from tests.issuer.account_pages import NEW_PASSWORD, claims_of, log_in, unique
+from tests.issuer.account_pages import NEW_PASSWORD, claims_of, forgot, log_in, unique
 from tests.issuer.oauth_flows import PASSWORD, csrf_token, get_code, redeem, refresh, register
-from tests.support.mail import Inbox, link_in
+from tests.support.mail import Inbox, link_in, text_of
 
 SECURITY = "/account/security"
 
@@ -54,13 +54,10 @@ def enrol(browser: FlaskClient) -> tuple[pyotp.TOTP, list[str]]:
     key = re.search(r'data-testid="setup-key">([A-Z2-7 ]+)<', page.text).group(1)
     assert "<svg" in page.text, "a QR code, inline"
     app_totp = pyotp.TOTP(key.replace(" ", ""))
-    wrong = browser.post(
-        "/account/two-factor", data={"csrf_token": csrf_token(page.text), "code": "000000"}
-    )
+    form = {"csrf_token": csrf_token(page.text), "password": PASSWORD}
+    wrong = browser.post("/account/two-factor", data={**form, "code": "000000"})
     assert wrong.status_code == 400
-    done = browser.post(
-        "/account/two-factor", data={"csrf_token": csrf_token(page.text), "code": app_totp.now()}
-    )
+    done = browser.post("/account/two-factor", data={**form, "code": app_totp.now()})
     assert done.status_code == 200, done.text
     codes = re.findall(r"<li><code>([a-z2-9]{5}-[a-z2-9]{5})</code></li>", done.text)
     assert len(codes) == 10 and len(set(codes)) == 10
@@ -104,6 +101,30 @@ def test_a_password_login_says_pwd_and_an_authenticator_login_says_otp_and_mfa(
     assert enter_code(fresh, next_code(app_totp)).status_code == 303
     assert fresh.get("/account").status_code == 200
     assert id_token_claims(app, fresh, client)["amr"] == ["pwd", "otp", "mfa"]
+
+
+def test_turning_it_on_needs_the_password_and_tells_the_owner(app: Flask, inbox: Inbox) -> None:
+    """Whoever holds only the session (a stolen cookie, a browser left open) cannot
+    lock the owner out with an authenticator app of their own."""
+    email = make_verified(app)
+    owner = app.test_client()
+    log_in(owner, email)
+    page = owner.get("/account/two-factor")
+    key = re.search(r'data-testid="setup-key">([A-Z2-7 ]+)<', page.text).group(1)
+    code = pyotp.TOTP(key.replace(" ", "")).now()
+    form = {"csrf_token": csrf_token(page.text), "code": code}
+    assert owner.post("/account/two-factor", data=form).status_code == 400
+    wrong = owner.post("/account/two-factor", data={**form, "password": "not it"})
+    assert wrong.status_code == 400 and "not your current password" in wrong.text
+    # The setup key travels sealed in the (signed, readable) session cookie.
+    cookie = owner.get_cookie("issuer_session").value
+    session = app.session_interface.get_signing_serializer(app).loads(cookie)
+    assert key.replace(" ", "") not in str(session)
+    done = owner.post("/account/two-factor", data={**form, "password": PASSWORD})
+    assert done.status_code == 200 and "recovery-codes" in done.text
+    notice = inbox.latest(email)
+    assert notice["Subject"] == "A new way to sign in was added to your account"
+    assert "An authenticator app was just added" in text_of(notice)
 
 
 def test_a_code_works_once_and_a_wrong_code_is_refused(app: Flask) -> None:
@@ -259,6 +280,56 @@ def test_changing_the_password_keeps_this_browser_and_ends_the_rest(
     assert log_in(app.test_client(), email).status_code == 401
     assert log_in(app.test_client(), email, NEW_PASSWORD).status_code == 303
     assert inbox.latest(email)["Subject"] == "Your password was changed"
+
+
+def test_changing_the_password_keeps_the_logins_time_and_methods(app: Flask) -> None:
+    """Typing the password on the security page is no fresh login: `auth_time` and
+    `amr` stay those of the login that opened the session."""
+    client, _ = register(app, first_party=True, public=True)
+    email = make_verified(app)
+    owner = app.test_client()
+    log_in(owner, email)
+    before = id_token_claims(app, owner, client)
+    time.sleep(1.1)
+    fields = {"password-password": NEW_PASSWORD, "password-confirm": NEW_PASSWORD}
+    post_security(owner, "/account/password", **{"password-current": PASSWORD, **fields})
+    after = id_token_claims(app, owner, client)
+    assert (after["auth_time"], after["amr"]) == (before["auth_time"], before["amr"])
+
+
+def test_a_new_password_voids_a_pending_move_of_the_address(app: Flask, inbox: Inbox) -> None:
+    """An intruder who asked to move the account to their own address loses that
+    link once the owner changes the password."""
+    email, theirs = make_verified(app), unique("intruder")
+    intruder = app.test_client()
+    log_in(intruder, email)
+    fields = {"email-email": theirs, "email-password": PASSWORD}
+    assert post_security(intruder, "/account/email", **fields).status_code == 200
+    link = link_in(inbox.latest(theirs), "/account/email/confirm")
+    owner = app.test_client()
+    log_in(owner, email)
+    fields = {"password-password": NEW_PASSWORD, "password-confirm": NEW_PASSWORD}
+    post_security(owner, "/account/password", **{"password-current": PASSWORD, **fields})
+    page = app.test_client().get(link[link.index("/account") :])
+    assert page.status_code == 400, "the link is void"
+    assert log_in(app.test_client(), email, NEW_PASSWORD).status_code == 303
+
+
+def test_anyone_filling_the_accounts_mail_limit_cannot_hush_a_security_notice(
+    app: Flask, inbox: Inbox
+) -> None:
+    """Five reset requests (anonymous, from one address) spend the account's mail an
+    hour; the notice of a changed password still goes out."""
+    email = make_verified(app)
+    for _ in range(6):
+        assert forgot(app.test_client(), email, address="198.51.100.9").status_code == 200
+    resets = inbox.latest(email, 4)
+    assert resets["Subject"] == "Choose a new password"
+    owner = app.test_client()
+    log_in(owner, email)
+    fields = {"password-password": NEW_PASSWORD, "password-confirm": NEW_PASSWORD}
+    post_security(owner, "/account/password", **{"password-current": PASSWORD, **fields})
+    assert inbox.latest(email, 5)["Subject"] == "Your password was changed"
 
 
 def test_changing_the_email_needs_the_new_mailbox_and_tells_the_old(
@@ -438,3 +509,45 @@ def test_a_passkey_challenge_works_once_and_registration_needs_a_login(app: Flas
     assert json_post(browser, "/account/passkeys/options", {}).status_code == 401
     assert json_post(browser, "/account/passkeys", {"credential": {}}).status_code == 401
     assert browser.post("/login/passkey/options").status_code == 400, "no CSRF token"
+
+
+def test_a_replayed_cookie_does_not_bring_a_spent_challenge_back(app: Flask) -> None:
+    """The challenge is spent in the database, not only in the cookie: an answer
+    replayed with the cookie it first came with finds no challenge."""
+    browser = app.test_client()
+    assert json_post(browser, "/login/passkey/options", {}).status_code == 200
+    kept = browser.get_cookie("issuer_session").value
+    first = json_post(browser, "/login/passkey", {"credential": {}})
+    assert first.status_code == 401 and "did not sign you in" in first.json["error"]
+    browser.set_cookie("issuer_session", kept)
+    replayed = json_post(browser, "/login/passkey", {"credential": {}})
+    assert replayed.status_code == 400 and "Start again" in replayed.json["error"]
+
+
+@pytest.mark.parametrize("credential", [None, 1, [], "x", {}])
+def test_adding_a_passkey_needs_the_password_and_an_attestation(
+    app: Flask, credential: object
+) -> None:
+    """Whoever holds only the session cannot add a way in; what is no attestation is
+    a 400, never a 500."""
+    email = make_verified(app)
+    owner = app.test_client()
+    log_in(owner, email)
+    for password in ({}, {"password": "not it"}, {"password": 5}):
+        refused = json_post(owner, "/account/passkeys/options", password, SECURITY)
+        assert refused.status_code == 403 and "not your current password" in refused.json["error"]
+    options = json_post(owner, "/account/passkeys/options", {"password": PASSWORD}, SECURITY)
+    assert (
+        options.status_code == 200
+        and options.json["authenticatorSelection"]["userVerification"] == "required"
+    )
+    answer = json_post(owner, "/account/passkeys", {"credential": credential}, SECURITY)
+    assert answer.status_code == 400 and "error" in answer.json
+    with app.app_context():
+        assert (
+            app.extensions["db"]
+            .connect()
+            .execute(select(func.count()).select_from(passkeys))
+            .scalar()
+            == 0
+        )

@@ -69,6 +69,45 @@ def test_an_unverified_account_confirms_by_mail_and_its_sign_in_goes_on(
     assert userinfo.json["email_verified"] is True
 
 
+@pytest.mark.parametrize("taken", [False, True])
+def test_the_link_signs_in_only_the_browser_that_signed_up(
+    app: Flask, inbox: Inbox, taken: bool
+) -> None:
+    """Whoever reads the mailbox elsewhere (or a victim sent an attacker's own link)
+    confirms the address but is not signed in: the link proves a mailbox, not a
+    password, and would skip a second factor. A taken address's sign-up leaves the
+    same kind of mark in the cookie, for nobody."""
+    email = unique("mailbox")
+    if taken:
+        with app.app_context():
+            users.create_user(app.extensions["db"], email, PASSWORD)
+    signing_up = app.test_client()
+    assert sign_up(signing_up, email).status_code == 200
+    cookie = signing_up.get_cookie("issuer_session")
+    assert cookie is not None
+    session = app.session_interface.get_signing_serializer(app).loads(cookie.value)
+    assert set(session) == {"csrf_token", "signed_up"} and len(session["signed_up"]) == 72
+    if taken:
+        assert "/verify-email" not in text_of(inbox.latest(email))
+        return
+    link = local(link_in(inbox.latest(email), "/verify-email"))
+    elsewhere = app.test_client()
+    done = post_page_form(elsewhere, link, "/verify-email")
+    assert done.status_code == 303
+    assert (
+        done.headers["Location"].startswith("/login?")
+        and "changed=email" in done.headers["Location"]
+    )
+    assert elsewhere.get("/account").status_code == 302
+    assert "Your email address is confirmed" in elsewhere.get(done.headers["Location"]).text
+    with app.app_context():
+        assert users.find_user(app.extensions["db"], email).email_verified
+    # The browser that signed up is still not signed in by a link used elsewhere...
+    assert signing_up.get("/account").status_code == 302
+    # ... and its password works.
+    assert log_in(signing_up, email).status_code == 303
+
+
 def test_a_logged_in_unverified_user_is_asked_to_confirm_before_an_app_signs_them_in(
     app: Flask, inbox: Inbox
 ) -> None:
