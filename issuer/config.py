@@ -20,6 +20,8 @@ from issuer.mail import SmtpServer, check_sender
 #: Names the database as a resource when nothing else is configured; an issuer in
 #: front of several databases gives each its own.
 DEFAULT_DATABASE_AUDIENCE = "urn:neon:database"
+#: A retry after a lost answer comes within seconds (Okta allows at most 60 s too).
+MAX_REFRESH_REUSE_INTERVAL = 60
 
 
 @dataclass
@@ -35,6 +37,9 @@ class Config:
     database_audience: str = DEFAULT_DATABASE_AUDIENCE
     access_token_ttl: int = 900
     refresh_token_ttl: int = 30 * 24 * 3600
+    # A rotated refresh token presented again this soon, while its successor is
+    # unused, gets that successor again (a retry after a lost answer); 0: never.
+    refresh_reuse_interval: int = 10
     jwks_max_age: int = 300
     # Where to keep a copy of the JWKS for a static host or CDN (None: no copy).
     jwks_static_dir: Path | None = None
@@ -75,6 +80,11 @@ class Config:
             check_rotation_policy(self.rotation_min_published, self.jwks_max_age)
         except RotationPolicyError as error:
             raise SettingError(str(error)) from None
+        if self.refresh_reuse_interval > MAX_REFRESH_REUSE_INTERVAL:
+            raise SettingError(
+                f"ISSUER_REFRESH_REUSE_INTERVAL must be at most {MAX_REFRESH_REUSE_INTERVAL}"
+                " seconds: a longer window lets a stolen refresh token go unnoticed"
+            )
         SmtpServer.from_url(self.smtp_url)
         check_sender(self.mail_from)
         if self.smtp_ca_file is not None and not self.smtp_ca_file.is_file():
@@ -100,6 +110,9 @@ class Config:
             ),
             access_token_ttl=env.seconds("ISSUER_ACCESS_TOKEN_TTL", cls.access_token_ttl),
             refresh_token_ttl=env.seconds("ISSUER_REFRESH_TOKEN_TTL", cls.refresh_token_ttl),
+            refresh_reuse_interval=env.seconds(
+                "ISSUER_REFRESH_REUSE_INTERVAL", cls.refresh_reuse_interval, minimum=0
+            ),
             jwks_max_age=env.seconds("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0),
             jwks_static_dir=env.optional_path("ISSUER_JWKS_STATIC_DIR"),
             rotation_min_published=env.seconds(

@@ -165,14 +165,32 @@ class RefreshTokenGrant(ResourceGrantMixin, grants.RefreshTokenGrant):
             resources.audience(
                 client.audiences, resources.split(live.resources), _wanted_resources(self.request)
             )
-        presentation = refresh_tokens.rotate(engine, refresh_token, client_id)
+        config = current_app.config["ISSUER"]
+        presentation = refresh_tokens.rotate(
+            engine,
+            refresh_token,
+            client_id,
+            ttl=config.refresh_token_ttl,
+            reuse_interval=config.refresh_reuse_interval,
+            scope=self.request.payload.scope or None,
+        )
         if presentation.replayed_family is not None:
             audit(
                 "oauth.refresh_reuse",
                 client_id=client_id,
                 family=presentation.replayed_family,
             )
+        if presentation.retried and presentation.token is not None:
+            audit("oauth.refresh_retried", client_id=client_id, family=presentation.token.family_id)
+        self.request.successor = presentation.successor
         return presentation.token
+
+    def generate_token(self, *args, **kwargs) -> dict:
+        """The successor `authenticate_refresh_token` stored with the rotation (or
+        handed out again), in place of a fresh random one."""
+        token = super().generate_token(*args, **kwargs)
+        token["refresh_token"] = self.request.successor
+        return token
 
     def authenticate_user(self, refresh_token: RefreshToken):
         user = _active_user(refresh_token.user_id)

@@ -4,15 +4,28 @@ All refresh tokens descending from one authorization code form a family.
 Presenting a token that was already rotated means two parties hold it (the
 client and a thief), and we cannot tell which is which: the whole family is
 revoked, so the newest token dies too (OAuth 2.0 Security BCP, RFC 9700 4.14).
+
+One exception, the reuse window (Dex's `reuseInterval`, Auth0's rotation overlap):
+a client whose answer was lost (a timeout) presents the same token again within a
+few seconds. As long as the successor is unused, it gets that successor once more,
+so no second family starts and no login ends. The successor is stored sealed under
+a key derived from the token it replaced, which is stored only as a digest: only
+whoever presents that token can open it, and a copy of the table opens nothing.
 """
 
 from __future__ import annotations
 
+import base64
+import os
 import secrets
 import time
 from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749 import TokenMixin
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Column,
     Connection,
@@ -45,8 +58,14 @@ refresh_tokens_table = Table(
     Column("revoked_at", Integer),
     # Space-separated resources (RFC 8707) granted to the family.
     Column("resources", Text, nullable=False, server_default=""),
+    # Set by the rotation: the successor's digest, and the successor itself sealed
+    # under this token (see the module's docstring).
+    Column("successor_digest", String(64)),
+    Column("successor_sealed", Text),
     Index("ix_oauth_refresh_tokens_family", "family_id"),
 )
+
+_SEAL_INFO = b"refresh token successor v1"
 
 
 def new_token() -> str:
@@ -85,41 +104,118 @@ def save(engine: Engine, token: str, item: RefreshToken, ttl: int) -> None:
 
 @dataclass(frozen=True)
 class Presentation:
-    """The outcome of presenting a refresh token: the token, or the family a replay burned."""
+    """The outcome of presenting a refresh token: the grant it carries and the token
+    that replaces it (new, or the same again for a retry inside the reuse window),
+    or the family a replay burned."""
 
     token: RefreshToken | None
+    successor: str | None = None
+    retried: bool = False
     replayed_family: str | None = None
 
 
 _FIELDS = [refresh_tokens_table.c[f] for f in RefreshToken.__dataclass_fields__]
 
 
-def rotate(engine: Engine, token: str, client_id: str) -> Presentation:
-    """Consume a live token (atomically, so one of two racing uses loses).
+def rotate(
+    engine: Engine,
+    token: str,
+    client_id: str,
+    *,
+    ttl: int,
+    reuse_interval: int,
+    scope: str | None = None,
+) -> Presentation:
+    """Consume a live token and store its successor (for `scope`, if narrower), in
+    one transaction, so that one of two racing uses wins and the other finds the
+    successor already there.
 
-    A token that was already rotated is a replay: its whole family is revoked
-    in the same transaction. Tokens of other clients are not touched.
+    A token rotated at most `reuse_interval` seconds ago whose successor is still
+    unused is a retry: the same successor again. Any other presentation of a rotated
+    token is a replay: the whole family is revoked in the same transaction. Tokens
+    of other clients are not touched.
     """
     digest = secret_digest(token)
     now = int(time.time())
+    successor = new_token()
     t = refresh_tokens_table
     mine = (t.c.token_digest == digest, t.c.client_id == client_id)
     with engine.begin() as conn:
         claimed = conn.execute(
             update(t)
             .where(*mine, t.c.rotated_at.is_(None), t.c.revoked_at.is_(None), t.c.expires_at > now)
-            .values(rotated_at=now)
+            .values(
+                rotated_at=now,
+                successor_digest=secret_digest(successor),
+                successor_sealed=_seal(token, successor),
+            )
             .returning(*_FIELDS)
         ).first()
         if claimed is not None:
-            return Presentation(RefreshToken(**claimed._mapping))
-        replayed = conn.execute(
-            select(t.c.family_id).where(*mine, t.c.rotated_at.is_not(None))
+            grant = RefreshToken(**{**claimed._mapping, "scope": scope or claimed.scope})
+            conn.execute(
+                insert(t).values(
+                    token_digest=secret_digest(successor),
+                    issued_at=now,
+                    expires_at=now + ttl,
+                    **grant.__dict__,
+                )
+            )
+            return Presentation(grant, successor)
+        rotated = conn.execute(
+            select(t.c.family_id, t.c.rotated_at, t.c.successor_digest, t.c.successor_sealed).where(
+                *mine, t.c.rotated_at.is_not(None)
+            )
         ).first()
-        if replayed is None:
+        if rotated is None:
             return Presentation(None)
-        _revoke_family(conn, replayed.family_id, now)
-    return Presentation(None, replayed_family=replayed.family_id)
+        retry = _retry(conn, token, rotated, now, reuse_interval)
+        if retry is not None:
+            return retry
+        _revoke_family(conn, rotated.family_id, now)
+    return Presentation(None, replayed_family=rotated.family_id)
+
+
+def _retry(conn: Connection, token: str, rotated, now: int, reuse_interval: int):
+    """The same successor again, if `rotated` was rotated inside the window and its
+    successor is still live and unused; else None."""
+    if reuse_interval <= 0 or now - rotated.rotated_at > reuse_interval:
+        return None
+    if rotated.successor_sealed is None:  # rotated before the window existed
+        return None
+    t = refresh_tokens_table
+    live = conn.execute(
+        select(*_FIELDS).where(
+            t.c.token_digest == rotated.successor_digest,
+            t.c.rotated_at.is_(None),
+            t.c.revoked_at.is_(None),
+            t.c.expires_at > now,
+        )
+    ).first()
+    if live is None:
+        return None
+    try:
+        successor = _unseal(token, rotated.successor_sealed)
+    except (InvalidTag, ValueError):
+        return None
+    return Presentation(RefreshToken(**live._mapping), successor, retried=True)
+
+
+def _key(token: str) -> AESGCM:
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO)
+    return AESGCM(hkdf.derive(token.encode()))
+
+
+def _seal(token: str, successor: str) -> str:
+    nonce = os.urandom(12)
+    return base64.urlsafe_b64encode(
+        nonce + _key(token).encrypt(nonce, successor.encode(), None)
+    ).decode()
+
+
+def _unseal(token: str, sealed: str) -> str:
+    raw = base64.urlsafe_b64decode(sealed.encode())
+    return _key(token).decrypt(raw[:12], raw[12:], None).decode()
 
 
 def find_live(engine: Engine, token: str) -> RefreshToken | None:

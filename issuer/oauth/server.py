@@ -191,8 +191,9 @@ class AuthorizationServer(_AuthorizationServer):
         """Store the refresh token (if any) in its family, and audit the issuance."""
         client_id = request.client.get_client_id()
         user = request.user
-        if "refresh_token" in token:
-            parent = request.refresh_token or request.authorization_code
+        # A refresh's successor was stored with its rotation (`refresh_tokens.rotate`).
+        if "refresh_token" in token and request.payload.grant_type != "refresh_token":
+            parent = request.authorization_code
             refresh_tokens.save(
                 get_engine(),
                 token["refresh_token"],

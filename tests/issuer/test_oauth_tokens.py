@@ -226,14 +226,17 @@ def test_issuance_reuse_and_revocation_are_audited_without_secrets(
     issued = oauth_app.test_client().post(
         "/token", data={"grant_type": "client_credentials"}, headers=basic(client.client_id, secret)
     )
-    refresh(browser, spa, tokens["refresh_token"])
-    refresh(browser, spa, tokens["refresh_token"])  # replay
+    successor = refresh(browser, spa, tokens["refresh_token"]).json["refresh_token"]
+    refresh(browser, spa, tokens["refresh_token"])  # a retry: the same successor again
+    refresh(browser, spa, successor)
+    refresh(browser, spa, tokens["refresh_token"])  # replay (its successor is used)
     code, verifier = get_code(browser, spa)
     redeem(browser, spa, code, verifier)
     redeem(browser, spa, code, verifier)  # replay
     lines = [json.loads(r.getMessage()) for r in caplog.records if r.name == "issuer.audit"]
     events = [line["event"] for line in lines]
     assert "oauth.token_issued" in events
+    assert "oauth.refresh_retried" in events
     assert "oauth.refresh_reuse" in events
     assert "oauth.code_reuse" in events
     service_line = next(

@@ -203,6 +203,8 @@ def test_python_dash_m_issuer_users(tmp_path: Path) -> None:
         ("ISSUER_TRUSTED_PROXIES", "-1", "ISSUER_TRUSTED_PROXIES must be at least 0"),
         ("ISSUER_ROTATION_MIN_PUBLISHED", "600", "ISSUER_ROTATION_MIN_PUBLISHED (600 s) must"),
         ("ISSUER_DATABASE_AUDIENCE", "database", "ISSUER_DATABASE_AUDIENCE: resource"),
+        ("ISSUER_REFRESH_REUSE_INTERVAL", "-1", "ISSUER_REFRESH_REUSE_INTERVAL must be at least 0"),
+        ("ISSUER_REFRESH_REUSE_INTERVAL", "61", "ISSUER_REFRESH_REUSE_INTERVAL must be at most 60"),
     ],
 )
 def test_bad_settings_are_one_line_errors(
