@@ -4,12 +4,13 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, headers, migrations, oauth, query_string
+from issuer import accounts, db, gc, headers, migrations, oauth, query_string
 from issuer.config import Config
 from issuer.keys import KeyRing, jwks
 from issuer.keys.cli import keys
 from issuer.mail import Mailer, SmtpServer, outbox
 from issuer.migrations.cli import db_cli
+from issuer.schedule import Scheduler
 from issuer.tokens.cli import token
 
 
@@ -35,5 +36,14 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(token)
     oauth.init_app(app)
     app.cli.add_command(db_cli)
+    app.cli.add_command(gc.gc_command)
     migrations.upgrade(app.extensions["db"])
     return app
+
+
+def start_scheduler(app: Flask) -> Scheduler:
+    """The timer of a serving process (garbage collection); every process of the
+    fleet runs one, and the database lets one of them run each period."""
+    scheduler = Scheduler(app.extensions["db"], gc.jobs(app))
+    scheduler.start()
+    return scheduler

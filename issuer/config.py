@@ -40,6 +40,10 @@ class Config:
     # A rotated refresh token presented again this soon, while its successor is
     # unused, gets that successor again (a retry after a lost answer); 0: never.
     refresh_reuse_interval: int = 10
+    # Garbage collection: every `gc_interval` seconds across the fleet (0: only
+    # `python -m issuer gc`), deleting what expired more than `gc_retention` ago.
+    gc_interval: int = 3600
+    gc_retention: int = 24 * 3600
     jwks_max_age: int = 300
     # Where to keep a copy of the JWKS for a static host or CDN (None: no copy).
     jwks_static_dir: Path | None = None
@@ -113,6 +117,8 @@ class Config:
             refresh_reuse_interval=env.seconds(
                 "ISSUER_REFRESH_REUSE_INTERVAL", cls.refresh_reuse_interval, minimum=0
             ),
+            gc_interval=env.seconds("ISSUER_GC_INTERVAL", cls.gc_interval, minimum=0),
+            gc_retention=env.seconds("ISSUER_GC_RETENTION", cls.gc_retention, minimum=0),
             jwks_max_age=env.seconds("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0),
             jwks_static_dir=env.optional_path("ISSUER_JWKS_STATIC_DIR"),
             rotation_min_published=env.seconds(

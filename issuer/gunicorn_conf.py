@@ -54,7 +54,10 @@ control_socket_disable = True
 
 def post_worker_init(worker) -> None:
     """Audit lines (token issuance, reuse, revocation, logout) go to stderr,
-    which the process manager collects; without a handler they would be lost."""
+    which the process manager collects; without a handler they would be lost.
+    Each worker ticks the scheduler; the database lets one run each job."""
+    from issuer import start_scheduler
     from issuer.audit import log_to_stderr
 
     log_to_stderr()
+    start_scheduler(worker.wsgi)
