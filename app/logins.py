@@ -6,9 +6,11 @@ token validated. Its access token is what every database query carries, so
 refreshing it at the issuer when needed.
 
 Refresh tokens rotate at the issuer and a reused one revokes the whole family
-(logging the user out), so two requests of one browser must never refresh
-with the same token: a per-login file lock serialises refreshes across
-threads and gunicorn workers, and whoever waited re-reads the row first.
+(logging the user out after the issuer's short reuse window), so two requests
+of one browser must never refresh with the same token: a per-login lock
+serialises refreshes across threads, workers and, on PostgreSQL, app hosts (an
+advisory lock in the store; on SQLite a file lock), and whoever waited re-reads
+the row first.
 """
 
 from __future__ import annotations
@@ -17,13 +19,15 @@ import dataclasses
 import hashlib
 import secrets
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from filelock import FileLock, Timeout
-from sqlalchemy import Engine, delete, insert, select, update
+from sqlalchemy import Engine, delete, insert, select, text, update
+from sqlalchemy.exc import OperationalError
 
 from app.store import logins
 
@@ -139,7 +143,7 @@ class LoginStore:
         if login.access_expires_at - time.time() > self.refresh_margin:
             return login
         try:
-            with self._lock(login_token):
+            with self._serialised(login_token):
                 # Another request may have refreshed while we waited.
                 login = self.get(login_token)
                 if login is None:
@@ -164,13 +168,36 @@ class LoginStore:
                 if not updated:  # logged out while the refresh was in flight
                     raise SessionExpired("no such login")
                 return dataclasses.replace(login, **columns)
-        except Timeout:
+        except (Timeout, RefreshLockTimeout):
             raise IssuerUnreachable("a token refresh for this session is stuck") from None
+
+    def _serialised(self, login_token: str) -> AbstractContextManager[object]:
+        """One refresh of a login at a time, across every app process sharing the
+        store: on PostgreSQL an advisory lock in the store itself (app hosts share
+        nothing else), on SQLite (one host) a file lock next to it."""
+        if self.engine.dialect.name == "postgresql":
+            key = hashlib.sha256(b"refresh:" + login_token.encode()).digest()[:8]
+            return _advisory_lock(self.engine, int.from_bytes(key, "big", signed=True))
+        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return FileLock(self._lock_path(login_token), timeout=REFRESH_LOCK_TIMEOUT_S)
 
     def _lock_path(self, login_token: str) -> Path:
         name = hashlib.sha256(b"lock:" + login_token.encode()).hexdigest()[:32]
         return self.lock_dir / f"{name}.lock"
 
-    def _lock(self, login_token: str) -> FileLock:
-        self.lock_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        return FileLock(self._lock_path(login_token), timeout=REFRESH_LOCK_TIMEOUT_S)
+
+class RefreshLockTimeout(Exception):
+    """Another process has been refreshing this login for too long."""
+
+
+@contextmanager
+def _advisory_lock(engine: Engine, key: int) -> Iterator[None]:
+    """A transaction-scoped advisory lock: released at the end of the block, and by
+    PostgreSQL itself if this process dies holding it."""
+    with engine.begin() as conn:
+        conn.execute(text(f"SET LOCAL lock_timeout = {int(REFRESH_LOCK_TIMEOUT_S * 1000)}"))
+        try:
+            conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": key})
+        except OperationalError:
+            raise RefreshLockTimeout from None
+        yield
