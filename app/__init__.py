@@ -8,11 +8,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask, Response, g, request
 from flask_wtf.csrf import CSRFProtect
+from sqlalchemy import Engine, text
+from sqlalchemy.exc import SQLAlchemyError
 
 from app import auth, console, errors, neon, oidc, store, views
 from app.config import AppConfig
 from app.logins import LoginStore
 from private_files import load_or_create_secret
+from servicemetrics import Metrics
 
 SESSION_COOKIE = "app_session"
 SECRET_KEY_FILE = "app-secret-key"  # noqa: S105 (a file name)
@@ -61,7 +64,19 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.jinja_env.globals["current_login"] = auth.current_login
     _init_headers(app, config)
     app.add_url_rule("/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"}))
+    Metrics("app").init_app(app, serve=config.metrics, ready=lambda: _not_ready(engine))
     return app
+
+
+def _not_ready(engine: Engine) -> str | None:
+    """Ready when the app's own store answers (the issuer and Neon are checked by
+    their own probes)."""
+    try:
+        with engine.connect() as conn:
+            conn.execute(text("SELECT 1"))
+    except SQLAlchemyError:
+        return "the store does not answer"
+    return None
 
 
 def _init_headers(app: Flask, config: AppConfig) -> None:

@@ -47,6 +47,8 @@ class AppConfig:
     refresh_margin: int = 60
     http_timeout: int = 10
     scope: str = "openid profile email"
+    # Serve /metrics on the app's own port (restrict it at the reverse proxy).
+    metrics: bool = True
 
     @property
     def redirect_uri(self) -> str:
@@ -106,4 +108,5 @@ class AppConfig:
             session_lifetime=env.seconds("APP_SESSION_LIFETIME", cls.session_lifetime),
             refresh_margin=env.seconds("APP_REFRESH_MARGIN", cls.refresh_margin, minimum=0),
             http_timeout=env.seconds("APP_HTTP_TIMEOUT", cls.http_timeout),
+            metrics=env.boolean("APP_METRICS", cls.metrics),
         )

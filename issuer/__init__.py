@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 
-from issuer import accounts, db, gc, headers, migrations, oauth, query_string
+from issuer import accounts, db, gc, headers, metrics, migrations, oauth, query_string
 from issuer.config import Config
 from issuer.keys import KeyRing, jwks
 from issuer.keys.cli import keys
@@ -37,6 +37,7 @@ def create_app(config: Config | None = None) -> Flask:
     oauth.init_app(app)
     app.cli.add_command(db_cli)
     app.cli.add_command(gc.gc_command)
+    metrics.init_app(app)
     migrations.upgrade(app.extensions["db"])
     return app
 

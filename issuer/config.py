@@ -44,6 +44,8 @@ class Config:
     # `python -m issuer gc`), deleting what expired more than `gc_retention` ago.
     gc_interval: int = 3600
     gc_retention: int = 24 * 3600
+    # Serve /metrics on the issuer's own port (restrict it at the reverse proxy).
+    metrics: bool = True
     jwks_max_age: int = 300
     # Where to keep a copy of the JWKS for a static host or CDN (None: no copy).
     jwks_static_dir: Path | None = None
@@ -119,6 +121,7 @@ class Config:
             ),
             gc_interval=env.seconds("ISSUER_GC_INTERVAL", cls.gc_interval, minimum=0),
             gc_retention=env.seconds("ISSUER_GC_RETENTION", cls.gc_retention, minimum=0),
+            metrics=env.boolean("ISSUER_METRICS", cls.metrics),
             jwks_max_age=env.seconds("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0),
             jwks_static_dir=env.optional_path("ISSUER_JWKS_STATIC_DIR"),
             rotation_min_published=env.seconds(

@@ -30,6 +30,10 @@ import sys
 
 from envsettings import Env, SettingError
 from issuer.config import Config
+from servicemetrics import child_exit, on_exit, on_starting
+
+# gunicorn calls these by name: one metrics directory for all workers.
+__all__ = ["child_exit", "on_exit", "on_starting"]
 
 try:
     # Every setting checked before a worker starts: one line and exit 1, not a

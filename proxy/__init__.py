@@ -39,10 +39,11 @@ def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None
     app = Flask(__name__)
     app.extensions["proxy"] = Services.build(config, session_key)
 
-    from proxy import data_api, sql
+    from proxy import data_api, metrics, sql
 
     sql.init_app(app)
     data_api.init_app(app)
+    metrics.init_app(app)
     # Flask answers only what `/sql` does not: unknown paths, as JSON.
     app.register_error_handler(HTTPException, _http_error)
     app.after_request(_cors)

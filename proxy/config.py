@@ -50,6 +50,8 @@ class ProxyConfig:
     endpoint_hosts: frozenset[str] | None = None
     # The schemas the Data API exposes (the first is the default profile).
     data_api_schemas: tuple[str, ...] = ("public",)
+    # Serve /metrics on the proxy's port (Neon serves its own on a private port).
+    metrics: bool = True
     clock: Clock = field(default=time.time, repr=False)
 
     @classmethod
@@ -82,6 +84,7 @@ class ProxyConfig:
             max_response_bytes=env.integer("PROXY_MAX_RESPONSE_BYTES", cls.max_response_bytes),
             max_token_bytes=env.integer("PROXY_MAX_TOKEN_BYTES", cls.max_token_bytes),
             endpoint_hosts=endpoint_hosts(env),
+            metrics=env.boolean("PROXY_METRICS", cls.metrics),
             data_api_schemas=tuple(
                 name.strip()
                 for name in env.text("PROXY_DATA_API_SCHEMAS", "public").split(",")

@@ -144,6 +144,8 @@ class KeySet:
         self._retrieved: float | None = None
         self._lock = threading.Lock()
         self._refreshing = False
+        #: Fetches of this URL by outcome ("ok", "failed"), for /metrics.
+        self.fetches = {"ok": 0, "failed": 0}
 
     def find(self, kid: str, *, refetch_unknown: bool) -> Jwk | None:
         now = self._clock()
@@ -188,10 +190,19 @@ class KeySet:
         started = self._clock()
         try:
             self._keys = self._fetch(self.url)
+            self.fetches["ok"] += 1
         except (requests.RequestException, ValueError) as error:
             log.warning("could not fetch JWKS from %s: %s (its keys are dropped)", self.url, error)
             self._keys = {}
+            self.fetches["failed"] += 1
         self._retrieved = started
+
+    def age(self) -> float | None:
+        """Seconds since the keys were last renewed (None: never)."""
+        return None if self._retrieved is None else self._clock() - self._retrieved
+
+    def size(self) -> int:
+        return len(self._keys)
 
 
 class JwksCache:
@@ -206,6 +217,10 @@ class JwksCache:
         self._clock = clock
         self._sets: dict[str, KeySet] = {}
         self._lock = threading.Lock()
+
+    def key_sets(self) -> list[KeySet]:
+        with self._lock:
+            return list(self._sets.values())
 
     def key_set(self, url: str) -> KeySet:
         key_set = self._sets.get(url)

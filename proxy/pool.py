@@ -88,7 +88,19 @@ class ConnectionPool:
         self._idle = idle
         self._open = len(idle)  # idle, lent, or being connected
         self._closed = False
+        self._waiting = 0
         self._changed = threading.Condition()
+
+    def stats(self) -> dict[str, int]:
+        """The pool's use now: its size, connections open (idle or lent), idle, and
+        requests waiting for one."""
+        with self._changed:
+            return {
+                "size": self._size,
+                "open": self._open,
+                "idle": len(self._idle),
+                "waiting": self._waiting,
+            }
 
     def getconn(self, timeout: float) -> psycopg.Connection:
         deadline = time.monotonic() + timeout
@@ -104,7 +116,11 @@ class ConnectionPool:
                 remaining = deadline - time.monotonic()
                 if remaining <= 0:
                     raise PoolTimeout
-                self._changed.wait(remaining)
+                self._waiting += 1
+                try:
+                    self._changed.wait(remaining)
+                finally:
+                    self._waiting -= 1
         try:
             return self._connect()
         except BaseException:
@@ -218,6 +234,12 @@ class Pools:
             "application_name": "neon-proxy-local",
             "options": f"-c statement_timeout={s.statement_timeout_ms}",
         }
+
+    def stats(self) -> list[tuple[Target, dict[str, int]]]:
+        """Every pool's use (see `ConnectionPool.stats`)."""
+        with self._lock:
+            pools = list(self._pools.items())
+        return [(target, pool.stats()) for target, pool in pools]
 
     def acquire(self, target: Target) -> Lease:
         pool = self._pools.get(target) or self._open(target)

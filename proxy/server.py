@@ -16,6 +16,7 @@ import psycopg
 from flask import Flask
 from gunicorn.app.base import BaseApplication
 
+import servicemetrics
 from proxy import create_app
 from proxy.config import ProxyConfig
 from proxy.session import SessionKey
@@ -37,7 +38,14 @@ class ProxyServer(BaseApplication):
     def load_config(self) -> None:
         for name, value in self.options.items():
             self.cfg.set(name, value)
-        self.cfg.set("on_exit", self._drop_key)
+        # One metrics directory for every worker (see servicemetrics).
+        self.cfg.set("on_starting", servicemetrics.on_starting)
+        self.cfg.set("child_exit", servicemetrics.child_exit)
+        self.cfg.set("on_exit", self._exit)
+
+    def _exit(self, server: Any) -> None:
+        self._drop_key(server)
+        servicemetrics.on_exit(server)
 
     def load(self) -> Flask:
         return create_app(self.proxy_config, self.session_key)

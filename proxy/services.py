@@ -17,6 +17,7 @@ class Services:
     config: ProxyConfig
     session_key: SessionKey
     validator: TokenValidator
+    jwks: JwksCache
     pools: Pools
     watchdog: Watchdog
 
@@ -39,6 +40,7 @@ class Services:
                 clock=config.clock,
                 max_token_bytes=config.max_token_bytes,
             ),
+            jwks=jwks,
             pools=Pools(settings),
             watchdog=Watchdog(),
         )

@@ -41,6 +41,7 @@ from proxy.protocol import (
     parse_target,
 )
 from proxy.services import Services
+from servicemetrics import observed
 
 PATH = "/sql"
 # What Neon answers (400, code "") when its control plane knows no such endpoint.
@@ -106,6 +107,9 @@ class SqlEndpoint:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH:
             return self.app(environ, start_response)
+        return observed(self.extensions, PATH, environ, start_response, self._answer)
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         try:
             if method == "POST":

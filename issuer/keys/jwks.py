@@ -6,6 +6,7 @@ ETag come precomputed from the key ring, so the endpoint is a small WSGI
 middleware in front of Flask, the way WhiteNoise serves static files: a request
 costs the ring's freshness check and a header list, not a request context,
 routing and a session (measured in process: about 1 us instead of 70 us through a Flask view).
+It counts itself in the service's request metrics, since Flask never sees it.
 `Cache-Control: max-age` says how long verifiers may cache the set, and a
 conditional GET with the ETag gets an empty 304.
 """
@@ -21,6 +22,7 @@ from werkzeug.http import parse_etags
 
 from issuer.keys.errors import KeyRingError
 from issuer.keys.ring import Jwks
+from servicemetrics import observed
 
 PATH = "/.well-known/jwks.json"
 log = logging.getLogger(__name__)
@@ -47,6 +49,9 @@ class JwksMiddleware:
     def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         if environ.get("PATH_INFO") != PATH:
             return self.app(environ, start_response)
+        return observed(self.extensions, PATH, environ, start_response, self._answer)
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
         method = environ["REQUEST_METHOD"]
         if method != "GET" and method != "HEAD":
             start_response(

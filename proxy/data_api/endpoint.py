@@ -36,6 +36,7 @@ from proxy.errors import AuthError, ProxyError
 from proxy.pipeline import SESSION_INIT, run
 from proxy.protocol import Target
 from proxy.services import Services
+from servicemetrics import observed
 
 log = logging.getLogger(__name__)
 
@@ -68,6 +69,18 @@ class DataApiEndpoint:
         match = PATH.match(environ.get("PATH_INFO", ""))
         if match is None:
             return self.app(environ, start_response)
+        # One route for every database and table, as PostgREST's own metrics do.
+        return observed(
+            self.extensions,
+            "/<database>/rest/v1/<path>",
+            environ,
+            start_response,
+            lambda env, respond: self._respond(env, respond, match),
+        )
+
+    def _respond(
+        self, environ: dict[str, Any], start_response: StartResponse, match: re.Match[str]
+    ) -> Iterable[bytes]:
         try:
             if environ["REQUEST_METHOD"] == "OPTIONS":
                 return _preflight(environ, start_response)

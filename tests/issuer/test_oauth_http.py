@@ -3,10 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import os
-import subprocess
-import sys
-import time
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -16,6 +12,7 @@ import requests
 from issuer import create_app
 from issuer.config import Config
 from issuer.keys import KeyRing
+from tests.issuer.gunicorn_issuer import gunicorn_issuer
 from tests.issuer.oauth_flows import (
     PASSWORD,
     REDIRECT_URI,
@@ -25,7 +22,6 @@ from tests.issuer.oauth_flows import (
     register,
 )
 from tests.support.jose import verify_with_jwks
-from tests.support.ports import free_port
 
 TIMEOUT = 10
 
@@ -33,40 +29,15 @@ TIMEOUT = 10
 @pytest.fixture
 def served(issuer_config: Config, tmp_path) -> Iterator[tuple[str, object]]:
     """gunicorn serving the issuer; yields (base URL, an app on the same storage)."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
     KeyRing(issuer_config.keys_dir).init()
-    app = create_app(dataclasses.replace(issuer_config, issuer_url=base))
-    env = {
-        **os.environ,
-        "ISSUER_URL": base,
-        "ISSUER_KEYS_DIR": str(issuer_config.keys_dir),
-        "ISSUER_DATABASE_URL": issuer_config.database_url,
-        "ISSUER_DATA_DIR": str(issuer_config.data_dir),
-        "ISSUER_SECRET_KEY": issuer_config.secret_key,
-        "ISSUER_BIND": f"127.0.0.1:{port}",
-    }
-    process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "-c", "python:issuer.gunicorn_conf"],
-        env=env,
-        cwd=tmp_path,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(base + "/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert process.poll() is None, "gunicorn exited"
-                assert time.monotonic() < deadline, "gunicorn did not start"
-                time.sleep(0.2)
-        yield base, app
-    finally:
-        process.terminate()
-        process.wait(timeout=TIMEOUT)
+    with gunicorn_issuer(
+        tmp_path,
+        ISSUER_KEYS_DIR=str(issuer_config.keys_dir),
+        ISSUER_DATABASE_URL=issuer_config.database_url,
+        ISSUER_DATA_DIR=str(issuer_config.data_dir),
+        ISSUER_SECRET_KEY=issuer_config.secret_key or "",
+    ) as base:
+        yield base, create_app(dataclasses.replace(issuer_config, issuer_url=base))
 
 
 def test_code_flow_refresh_userinfo_and_logout_over_http(served):

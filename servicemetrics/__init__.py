@@ -1,0 +1,170 @@
+"""Prometheus metrics and readiness of a Flask service, across gunicorn's workers.
+
+`Metrics` counts and times every request by route, method and status and serves
+`/metrics` in Prometheus' text format and `/readyz` from the service's own checks.
+A service adds its counters with `counter()` and its scrape-time gauges (state kept
+elsewhere: a key ring, a pool) with `collector()`.
+
+Under gunicorn each worker is a process, and a scrape reaches one of them: the
+hooks below give the workers one directory (prometheus_client's multiprocess
+mode), so every scrape sees the whole service. Without it (tests, `flask run`)
+each app keeps its own registry.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+import time
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import Any
+
+from flask import Flask, Response, g, request
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+    multiprocess,
+    values,
+)
+from prometheus_client.registry import Collector
+
+MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
+#: Request times in seconds: a JWKS answer is ~0.1 ms, a password hash ~50 ms.
+LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+class Metrics:
+    """One service's metrics, named `<prefix>_…`."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+        self.directory = os.environ.get(MULTIPROCESS_DIR)
+        if self.directory:
+            # Chosen per process, before its first metric: values live in mmapped
+            # files of the shared directory, one per worker.
+            values.ValueClass = values.MultiProcessValue()
+        self._own = None if self.directory else CollectorRegistry()
+        self._collectors: list[Collector] = []
+        self.requests = self.counter(
+            "http_requests", "HTTP requests answered.", ("route", "method", "status")
+        )
+        self.latency = Histogram(
+            f"{prefix}_http_request_duration_seconds",
+            "Time to answer an HTTP request.",
+            ("route",),
+            buckets=LATENCY_BUCKETS,
+            registry=self._own,
+        )
+
+    def counter(self, name: str, documentation: str, labels: Sequence[str] = ()) -> Counter:
+        return Counter(f"{self.prefix}_{name}", documentation, labels, registry=self._own)
+
+    def collector(self, collect: Callable[[], Iterable[Any]]) -> None:
+        """Gauges read at scrape time (`collect` yields metric families)."""
+        custom = _Collector(collect)
+        self._collectors.append(custom)
+        if self._own is not None:
+            self._own.register(custom)
+
+    def exposition(self) -> bytes:
+        if self._own is not None:
+            return generate_latest(self._own)
+        registry = CollectorRegistry()
+        multiprocess.MultiProcessCollector(registry, path=self.directory)
+        for custom in self._collectors:
+            registry.register(custom)
+        return generate_latest(registry)
+
+    def init_app(self, app: Flask, *, serve: bool, ready: Callable[[], str | None]) -> None:
+        """Count every request; `/metrics` when `serve`; `/readyz`: 200, or 503 with
+        what `ready()` says is wrong."""
+        app.extensions["metrics"] = self
+        app.before_request(_start_timer)
+        app.after_request(self._observe)
+        if serve:
+            app.add_url_rule("/metrics", "metrics", self._serve)
+        app.add_url_rule("/readyz", "readyz", lambda: _readiness(ready))
+
+    def observe(self, route: str, method: str, status: int, seconds: float) -> None:
+        """One request answered (for handlers Flask does not see, such as a WSGI
+        middleware in front of it)."""
+        self.requests.labels(route, method, str(status)).inc()
+        self.latency.labels(route).observe(seconds)
+
+    def _observe(self, response: Response) -> Response:
+        started = g.pop("_metrics_started", time.perf_counter())
+        route = request.url_rule.rule if request.url_rule is not None else "unmatched"
+        self.observe(route, request.method, response.status_code, time.perf_counter() - started)
+        return response
+
+    def _serve(self) -> Response:
+        return Response(self.exposition(), content_type=CONTENT_TYPE_LATEST)
+
+
+def observed(
+    extensions: Mapping[str, Any],
+    route: str,
+    environ: dict[str, Any],
+    start_response: Callable[..., Any],
+    answer: Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]],
+) -> Iterable[bytes]:
+    """Run the WSGI `answer` for `route` and count it in the app's request metrics:
+    for endpoints served by a middleware in front of Flask, which Flask never sees.
+    The time is until the body is ready, not until it is sent."""
+    metrics = extensions.get("metrics")
+    if metrics is None:
+        return answer(environ, start_response)
+    started = time.perf_counter()
+    statuses: list[str] = []
+
+    def recording(status: str, headers: list[tuple[str, str]], *exc_info: Any) -> Any:
+        statuses.append(status)
+        return start_response(status, headers, *exc_info)
+
+    body = answer(environ, recording)
+    if statuses:
+        status = int(statuses[-1][:3])
+        metrics.observe(route, environ["REQUEST_METHOD"], status, time.perf_counter() - started)
+    return body
+
+
+class _Collector(Collector):
+    def __init__(self, collect: Callable[[], Iterable[Any]]) -> None:
+        self._collect = collect
+
+    def collect(self) -> Iterable[Any]:
+        return self._collect()
+
+
+def _start_timer() -> None:
+    g._metrics_started = time.perf_counter()
+
+
+def _readiness(ready: Callable[[], str | None]) -> tuple[str, int, dict[str, str]]:
+    problem = ready()
+    if problem is not None:
+        return f"not ready: {problem}\n", 503, {"Content-Type": "text/plain"}
+    return "ready\n", 200, {"Content-Type": "text/plain"}
+
+
+# -- gunicorn server hooks ---------------------------------------------------------------
+
+
+def on_starting(_server: object) -> None:
+    """In the master, before any worker: a fresh directory the workers inherit."""
+    os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="metrics-")
+
+
+def child_exit(_server: object, worker: Any) -> None:
+    """A dead worker's gauges are dropped (its counters stay in the totals)."""
+    multiprocess.mark_process_dead(worker.pid, os.environ.get(MULTIPROCESS_DIR))
+
+
+def on_exit(_server: object) -> None:
+    directory = os.environ.pop(MULTIPROCESS_DIR, None)
+    if directory:
+        shutil.rmtree(directory, ignore_errors=True)

@@ -1,0 +1,48 @@
+"""The issuer under gunicorn, as production runs it (`issuer.gunicorn_conf`), for the
+tests that need real worker processes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import requests
+
+from tests.support.ports import free_port
+
+
+@contextmanager
+def gunicorn_issuer(cwd: Path, **settings: str) -> Iterator[str]:
+    """Serve the issuer with `settings` (ISSUER_* variables) on a free port until
+    the block ends; yields its base URL once `/readyz` answers 200."""
+    port = free_port()
+    base = f"http://127.0.0.1:{port}"
+    env = {k: v for k, v in os.environ.items() if k != "PROMETHEUS_MULTIPROC_DIR"}
+    env.update(ISSUER_URL=base, ISSUER_BIND=f"127.0.0.1:{port}", **settings)
+    process = subprocess.Popen(
+        [sys.executable, "-m", "gunicorn", "-c", "python:issuer.gunicorn_conf"],
+        env=env,
+        cwd=cwd,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if requests.get(base + "/readyz", timeout=1).status_code == 200:
+                    break
+            except requests.ConnectionError:
+                pass
+            assert process.poll() is None, "gunicorn exited"
+            assert time.monotonic() < deadline, "gunicorn did not start"
+            time.sleep(0.2)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
