@@ -16,6 +16,8 @@ import time
 import orjson
 from blinker import Namespace
 
+from servicemetrics import request_ids
+
 logger = logging.getLogger("issuer.audit")
 
 #: Sent after every audit line, with keyword arguments `event` and `fields` (the
@@ -48,6 +50,9 @@ def audit(event: str, **fields: object) -> None:
         raise ValueError("audit field 'ts' is reserved for the timestamp")
     # /token writes one line per token: orjson and a per-second timestamp prefix keep
     # that to about a microsecond (the stdlib's json and datetime took five).
+    request_id = request_ids.current()
+    if request_id is not None and "request_id" not in fields:
+        fields["request_id"] = request_id
     line = orjson.dumps({"ts": _timestamp(), "event": event, **fields}, default=str)
     logger.info(line.decode())
     audited.send(event=event, fields=fields)

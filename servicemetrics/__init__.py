@@ -1,7 +1,8 @@
 """Prometheus metrics and readiness of a Flask service, across gunicorn's workers.
 
 `Metrics` counts and times every request by route, method and status and serves
-`/metrics` in Prometheus' text format and `/readyz` from the service's own checks.
+`/metrics` in Prometheus' text format and `/readyz` from the service's own checks;
+it also gives every request an id (`request_ids`).
 A service adds its counters with `counter()` and its scrape-time gauges (state kept
 elsewhere: a key ring, a pool) with `collector()`.
 
@@ -31,6 +32,8 @@ from prometheus_client import (
     values,
 )
 from prometheus_client.registry import Collector
+
+from servicemetrics import request_ids
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 #: Request times in seconds: a JWKS answer is ~0.1 ms, a password hash ~50 ms.
@@ -83,6 +86,7 @@ class Metrics:
         """Count every request; `/metrics` when `serve`; `/readyz`: 200, or 503 with
         what `ready()` says is wrong."""
         app.extensions["metrics"] = self
+        request_ids.init_app(app)
         app.before_request(_start_timer)
         app.after_request(self._observe)
         if serve:

@@ -4,6 +4,8 @@ requests add up in one scrape; a broken key ring is "not ready"."""
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,7 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from issuer.keys import KeyRing
 from tests.issuer.account_pages import log_in
 from tests.issuer.gunicorn_issuer import gunicorn_issuer
-from tests.issuer.oauth_flows import basic, register
+from tests.issuer.oauth_flows import basic, csrf_token, register
 
 JWKS = "/.well-known/jwks.json"
 
@@ -102,3 +104,34 @@ def test_under_gunicorn_every_workers_requests_add_up(tmp_path: Path, keys_dir: 
         scrapes = [requests.get(base + "/metrics", timeout=5).text for _ in range(4)]
     route = {"route": JWKS, "method": "GET", "status": "200"}
     assert [value(s, "issuer_http_requests_total", **route) for s in scrapes] == [60.0] * 4
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"),
+    [("lb-7f3a.42", True), ("", False), ("x" * 129, False), ('a"b', False), ("a b", False)],
+)
+def test_a_request_id_is_answered_and_written_in_the_audit_line(
+    app: Flask, caplog: pytest.LogCaptureFixture, given: str, kept: bool
+) -> None:
+    """A reverse proxy's plain id is kept; anything else (nothing, too long, quotes,
+    spaces: material for a forged log line) is replaced by a new one."""
+    caplog.set_level("INFO", logger="issuer.audit")
+    browser = app.test_client()
+    page = browser.get("/login")
+    answer = browser.post(
+        "/login",
+        data={
+            "email": "nobody@example.com",
+            "password": "wrong",
+            "csrf_token": csrf_token(page.text),
+        },
+        headers={"X-Request-Id": given},
+    )
+    assert answer.status_code == 401
+    request_id = answer.headers["X-Request-Id"]
+    assert (request_id == given) is kept
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request_id)
+    (line,) = [
+        json.loads(r.getMessage()) for r in caplog.records if "login.failed" in r.getMessage()
+    ]
+    assert line["request_id"] == request_id
