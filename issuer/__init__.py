@@ -6,7 +6,7 @@ from flask import Flask
 
 from issuer import accounts, db, gc, headers, metrics, migrations, oauth, query_string
 from issuer.config import Config
-from issuer.keys import KeyRing, jwks
+from issuer.keys import KeyRing, autorotation, jwks
 from issuer.keys.cli import keys
 from issuer.mail import Mailer, SmtpServer, outbox
 from issuer.migrations.cli import db_cli
@@ -43,8 +43,8 @@ def create_app(config: Config | None = None) -> Flask:
 
 
 def start_scheduler(app: Flask) -> Scheduler:
-    """The timer of a serving process (garbage collection); every process of the
+    """The timer of a serving process (garbage collection, key rotation); every process of the
     fleet runs one, and the database lets one of them run each period."""
-    scheduler = Scheduler(app.extensions["db"], gc.jobs(app))
+    scheduler = Scheduler(app.extensions["db"], [*gc.jobs(app), *autorotation.jobs(app)])
     scheduler.start()
     return scheduler

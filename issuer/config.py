@@ -52,6 +52,8 @@ class Config:
     # A `next` key must be published this long before it may sign: longer than
     # any verifier's JWKS cache (Neon's proxy refreshes blocking after 1 h).
     rotation_min_published: int = 3900
+    # Rotate by schedule once the active key has signed this long (0: only by hand).
+    rotation_period: int = 0
     # Verifiers allow this much clock skew on exp/nbf (Neon: 30 s).
     leeway: int = 30
     secret_key: str | None = None
@@ -86,6 +88,12 @@ class Config:
             check_rotation_policy(self.rotation_min_published, self.jwks_max_age)
         except RotationPolicyError as error:
             raise SettingError(str(error)) from None
+        if self.rotation_period and self.rotation_period < self.rotation_min_published:
+            raise SettingError(
+                f"ISSUER_ROTATION_PERIOD ({self.rotation_period} s) must be 0 or at least "
+                f"ISSUER_ROTATION_MIN_PUBLISHED ({self.rotation_min_published} s): a next key "
+                "must be published that long before it signs"
+            )
         if self.refresh_reuse_interval > MAX_REFRESH_REUSE_INTERVAL:
             raise SettingError(
                 f"ISSUER_REFRESH_REUSE_INTERVAL must be at most {MAX_REFRESH_REUSE_INTERVAL}"
@@ -127,6 +135,7 @@ class Config:
             rotation_min_published=env.seconds(
                 "ISSUER_ROTATION_MIN_PUBLISHED", cls.rotation_min_published
             ),
+            rotation_period=env.seconds("ISSUER_ROTATION_PERIOD", cls.rotation_period, minimum=0),
             leeway=env.seconds("ISSUER_LEEWAY", cls.leeway, minimum=0),
             secret_key=env.optional("ISSUER_SECRET_KEY"),
             data_dir=env.path("ISSUER_DATA_DIR", cls.data_dir),

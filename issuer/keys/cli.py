@@ -15,7 +15,7 @@ from flask import current_app
 
 from issuer.cli import command_group, operator_errors
 from issuer.config import Config
-from issuer.keys import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest
+from issuer.keys import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest, autorotation
 from issuer.keys.policy import check_rotation_policy
 
 
@@ -65,8 +65,10 @@ def list_command(as_json: bool) -> None:
         if record.state is KeyState.REVOKED:
             row["prunable_at"] = record.revoked_at
         rows.append(row)
+    scheduled = autorotation.next_rotation(ring.manifest(), config)
     if as_json:
-        click.echo(json.dumps({"now": int(ring.clock()), "keys": rows}, indent=2))
+        document = {"now": int(ring.clock()), "next_scheduled_rotation": scheduled, "keys": rows}
+        click.echo(json.dumps(document, indent=2))
         return
     header = ("KID", "STATE", "CREATED", "ACTIVATED", "RETIRED", "REVOKED", "NOTE")
     lines = [header]
@@ -90,6 +92,10 @@ def list_command(as_json: bool) -> None:
     widths = [max(len(str(line[i])) for line in lines) for i in range(len(header))]
     for line in lines:
         click.echo("  ".join(str(c).ljust(w) for c, w in zip(line, widths, strict=True)).rstrip())
+    if scheduled is not None:
+        click.echo(f"next scheduled rotation: {_when(scheduled)} (ISSUER_ROTATION_PERIOD)")
+    else:
+        click.echo("no scheduled rotation (ISSUER_ROTATION_PERIOD=0): rotate with `keys rotate`")
 
 
 @keys.command("rotate")
