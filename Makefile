@@ -100,9 +100,9 @@ keys-revoke: $(STAMP)
 	@test -n "$(KID)" || { echo "usage: make keys-revoke KID=<kid> [YES=1]" >&2; exit 2; }
 	$(PY) -m issuer keys revoke $(if $(YES),--yes,) -- '$(KID)'
 
-# The issuer alone, as in production (settings in issuer/gunicorn_conf.py).
+# The issuer alone, as in production (`python -m issuer serve`, settings in issuer/server.py).
 issuer: $(STAMP)
-	$(VENV)/bin/gunicorn -c python:issuer.gunicorn_conf
+	$(PY) -m issuer serve
 
 # The todo app alone (settings in app/gunicorn_conf.py); it needs APP_CLIENT_ID and
 # APP_CLIENT_SECRET (`make run` keeps the ones it registered in .data/app-client.json).

@@ -1,4 +1,4 @@
-"""`python -m issuer …`: the issuer's commands (keys, users, clients, token)."""
+"""`python -m issuer …`: the issuer's commands (serve, keys, users, clients, token, gc, db)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import FlaskGroup
 
 from issuer import create_app
+from issuer.server import serve_command
 
 
 def _create_app() -> Flask:
@@ -21,6 +22,8 @@ def _create_app() -> Flask:
 
 
 cli = FlaskGroup(create_app=_create_app, add_default_commands=False, load_dotenv=True)
+# Not an app command: the master process builds no app, each worker builds its own.
+cli.add_command(serve_command)
 
 if __name__ == "__main__":
     sys.exit(cli(prog_name="python -m issuer"))

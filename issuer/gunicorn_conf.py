@@ -1,67 +1,19 @@
-"""Production server settings: `gunicorn -c python:issuer.gunicorn_conf`.
-
-Chosen by measurement (bench/issuer_http.py's method, per configuration: wrk,
-2 threads, 16 keep-alive connections, 5 s per figure, 2 cores shared with wrk
-and, at the time, with other work: load average 4 to 11). Medians of 3 to 7
-runs; "CPU" is the server processes' CPU time per request, the steadier figure:
-
-                             POST /token                 GET jwks.json
-                          req/s   CPU us/req          req/s   CPU us/req
-    gthread 2 x 1          1950      ~540             6100      ~150
-    gthread 2 x 2          1440      ~730             6000      ~170
-    gthread 2 x 4          2020      ~570             5700      ~150   <- chosen
-    gthread 3 x 1          1650      ~520             5700      ~170
-    gthread 4 x 1          1960      ~660             6400      ~165
-    sync 2 (no keep-alive) 1420      ~600             2800      ~170
-    constant WSGI app, gthread 2 x 4:          ~9000 req/s, ~130 CPU us/req
-
-Under this load the configurations are within each other's noise, except
-that sync (no keep-alive) halves the JWKS rate and two threads per worker did
-worst. 2 workers x 4 threads is kept: one process per core keeps both cores
-busy, and four threads let a slow request (a password hash, a PostgreSQL round
-trip) wait without stalling the token traffic behind it, which one thread per
-worker would. JWKS costs the server about what the constant app does.
-"""
+"""`gunicorn -c python:issuer.gunicorn_conf`: the settings of `python -m issuer serve`
+(see issuer/server.py, where they were chosen), for process managers that start
+gunicorn themselves."""
 
 from __future__ import annotations
 
-import os
 import sys
 
-from envsettings import Env, SettingError
-from issuer.config import Config
-from servicemetrics import child_exit, on_exit, on_starting
-
-# gunicorn calls these by name: one metrics directory for all workers.
-__all__ = ["child_exit", "on_exit", "on_starting"]
+from envsettings import SettingError
+from issuer.server import settings
 
 try:
     # Every setting checked before a worker starts: one line and exit 1, not a
     # traceback per worker.
-    Config.from_env().check()
-    _env = Env()
-    bind = _env.text("ISSUER_BIND", "127.0.0.1:8001")
-    workers = _env.integer("ISSUER_WORKERS", os.cpu_count() or 2)
-    threads = _env.integer("ISSUER_THREADS", 4)
+    globals().update(settings())
 except SettingError as error:
     sys.exit(f"Error: {error}")
 
 wsgi_app = "issuer:create_app()"
-worker_class = "gthread"
-keepalive = 5
-# Every worker builds its own app (database engine, key ring) after the fork.
-preload_app = False
-# One control socket path per OS user by default; the stack's three servers
-# would take it over from each other, and nothing here uses it.
-control_socket_disable = True
-
-
-def post_worker_init(worker) -> None:
-    """Audit lines (token issuance, reuse, revocation, logout) go to stderr,
-    which the process manager collects; without a handler they would be lost.
-    Each worker ticks the scheduler; the database lets one run each job."""
-    from issuer import start_scheduler
-    from issuer.audit import log_to_stderr
-
-    log_to_stderr()
-    start_scheduler(worker.wsgi)

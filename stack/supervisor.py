@@ -130,7 +130,7 @@ def services(env: dict[str, str]) -> list[Service]:
         *mail,
         Service(
             "issuer",
-            [str(venv_bin / "gunicorn"), "-c", "python:issuer.gunicorn_conf"],
+            [sys.executable, "-m", "issuer", "serve"],
             *_host_port(env["ISSUER_BIND"]),
             env["ISSUER_URL"],
         ),

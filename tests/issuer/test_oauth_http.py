@@ -32,6 +32,7 @@ def served(issuer_config: Config, tmp_path) -> Iterator[tuple[str, object]]:
     KeyRing(issuer_config.keys_dir).init()
     with gunicorn_issuer(
         tmp_path,
+        conf=True,
         ISSUER_KEYS_DIR=str(issuer_config.keys_dir),
         ISSUER_DATABASE_URL=issuer_config.database_url,
         ISSUER_DATA_DIR=str(issuer_config.data_dir),
