@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from flask import Flask
+from sqlalchemy import Engine
 
 from issuer import accounts, db, gc, headers, metrics, migrations, oauth, query_string
+from issuer.audit import audit
 from issuer.config import Config
-from issuer.keys import KeyRing, autorotation, jwks
+from issuer.keys import KeyRing, RingExists, autorotation, jwks
 from issuer.keys.cli import keys
+from issuer.keys.database_store import DatabaseKeyStore, import_files
+from issuer.keys.store import KeyStore
 from issuer.mail import Mailer, SmtpServer, outbox
 from issuer.migrations.cli import db_cli
 from issuer.schedule import Scheduler
@@ -28,9 +32,7 @@ def create_app(config: Config | None = None) -> Flask:
     )
     outbox.init_app(app)
     accounts.init_app(app)
-    app.extensions["keyring"] = KeyRing(
-        config.keys_dir, passphrase=config.keys_passphrase, static_jwks_dir=config.jwks_static_dir
-    )
+    app.extensions["keyring"] = keyring_for(config, app.extensions["db"])
     jwks.init_app(app)
     app.cli.add_command(keys)
     app.cli.add_command(token)
@@ -39,7 +41,40 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(gc.gc_command)
     metrics.init_app(app)
     migrations.upgrade(app.extensions["db"])
+    _import_file_ring(app)
     return app
+
+
+def keyring_for(config: Config, engine: Engine) -> KeyRing:
+    """The ring in `ISSUER_KEYS_STORE`: files in ISSUER_KEYS_DIR, or the database."""
+    store = None
+    if config.keys_store == "database":
+        assert config.keys_master_key is not None  # Config.check
+        store = DatabaseKeyStore(
+            engine, [config.keys_master_key, *config.keys_master_key_fallbacks]
+        )
+    return KeyRing(
+        config.keys_dir,
+        passphrase=config.keys_passphrase,
+        static_jwks_dir=config.jwks_static_dir,
+        store=store,
+    )
+
+
+def _import_file_ring(app: Flask) -> None:
+    """First start on the database ring: a file ring in ISSUER_KEYS_DIR moves in with
+    every kid (the files are left as a backup); the race between issuers starting
+    together is decided by the database (one imports, the others find it there)."""
+    config: Config = app.config["ISSUER"]
+    ring: KeyRing = app.extensions["keyring"]
+    files = KeyStore(config.keys_dir, config.keys_passphrase)
+    if config.keys_store != "database" or ring.store.exists() or not files.exists():
+        return
+    try:
+        kids = import_files(files, ring.store)
+    except RingExists:
+        return
+    audit("keys.import", kids=kids, source=str(config.keys_dir))
 
 
 def start_scheduler(app: Flask) -> Scheduler:

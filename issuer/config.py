@@ -20,6 +20,7 @@ from issuer.mail import SmtpServer, check_sender
 #: Names the database as a resource when nothing else is configured; an issuer in
 #: front of several databases gives each its own.
 DEFAULT_DATABASE_AUDIENCE = "urn:neon:database"
+KEY_STORES = ("files", "database")
 #: A retry after a lost answer comes within seconds (Okta allows at most 60 s too).
 MAX_REFRESH_REUSE_INTERVAL = 60
 
@@ -31,6 +32,11 @@ class Config:
     issuer_url: str = "http://localhost:8001"
     keys_dir: Path = Path("keys")
     keys_passphrase: str | None = None
+    # Where the key ring lives: "files" in keys_dir (one host), or "database" (the
+    # issuer's database, sealed under the master key: a fleet shares it).
+    keys_store: str = "files"
+    keys_master_key: str | None = None
+    keys_master_key_fallbacks: tuple[str, ...] = ()
     database_url: str = "sqlite:///.data/issuer.sqlite3"
     # The audience of database tokens (RFC 8707 resource): what Neon (or the local
     # proxy) is told to require. Only clients allowed it get tokens that carry it.
@@ -88,6 +94,11 @@ class Config:
             check_rotation_policy(self.rotation_min_published, self.jwks_max_age)
         except RotationPolicyError as error:
             raise SettingError(str(error)) from None
+        if self.keys_store == "database" and not self.keys_master_key:
+            raise SettingError(
+                "ISSUER_KEYS_STORE=database needs ISSUER_KEYS_MASTER_KEY (the secret that "
+                "seals the private keys in the database; the same on every issuer)"
+            )
         if self.rotation_period and self.rotation_period < self.rotation_min_published:
             raise SettingError(
                 f"ISSUER_ROTATION_PERIOD ({self.rotation_period} s) must be 0 or at least "
@@ -117,6 +128,13 @@ class Config:
             issuer_url=env.url("ISSUER_URL", cls.issuer_url),
             keys_dir=env.path("ISSUER_KEYS_DIR", cls.keys_dir),
             keys_passphrase=env.optional("ISSUER_KEYS_PASSPHRASE"),
+            keys_store=env.choice("ISSUER_KEYS_STORE", cls.keys_store, KEY_STORES),
+            keys_master_key=env.optional("ISSUER_KEYS_MASTER_KEY"),
+            keys_master_key_fallbacks=tuple(
+                secret.strip()
+                for secret in (env.optional("ISSUER_KEYS_MASTER_KEY_FALLBACKS") or "").split(",")
+                if secret.strip()
+            ),
             database_url=env.text("ISSUER_DATABASE_URL", cls.database_url),
             # ISSUER_AUDIENCE is release 0.1's name: the one audience Neon was told.
             database_audience=env.text(

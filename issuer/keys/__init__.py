@@ -2,7 +2,9 @@
 
 - `ring.KeyRing` owns the lifecycle (what signs now, what is published, the
   mutations) on top of `manifest` (the states and their rules, pure), `store`
-  (the files on disk, crash-safe) and `jwk` (encoding, RFC 7638 thumbprints);
+  (the files on disk, crash-safe) or `database_store` (the issuer's database,
+  sealed under a master key, for a fleet) and `jwk` (encoding, RFC 7638 thumbprints);
+- `autorotation`: rotation and pruning by schedule;
 - `policy`: how long a key must be published before it signs;
 - `jwks`: the `/.well-known/jwks.json` HTTP handler;
 - `cli`: `python -m issuer keys …`.

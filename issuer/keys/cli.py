@@ -13,10 +13,13 @@ from datetime import UTC, datetime
 import click
 from flask import current_app
 
+from issuer.audit import audit
 from issuer.cli import command_group, operator_errors
 from issuer.config import Config
 from issuer.keys import KeyRecord, KeyRing, KeyRingError, KeyState, Manifest, autorotation
+from issuer.keys.database_store import DatabaseKeyStore, import_files
 from issuer.keys.policy import check_rotation_policy
+from issuer.keys.store import KeyStore
 
 
 def _ring() -> KeyRing:
@@ -200,3 +203,30 @@ def revoke_command(kid: str, yes: bool) -> None:
     click.echo(f"revoked {kid}")
     click.echo(f"active  {manifest.active.kid}")
     click.echo(f"next    {manifest.next.kid}")
+
+
+@keys.command("import")
+@_operator_errors
+def import_command() -> None:
+    """Bring the file ring in ISSUER_KEYS_DIR into the database ring (ISSUER_KEYS_STORE=
+    database), keeping every kid; done by the first start too. The files stay."""
+    config = _config()
+    ring = _ring()
+    if not isinstance(ring.store, DatabaseKeyStore):
+        raise KeyRingError("set ISSUER_KEYS_STORE=database (and ISSUER_KEYS_MASTER_KEY) first")
+    kids = import_files(KeyStore(config.keys_dir, config.keys_passphrase), ring.store)
+    audit("keys.import", kids=kids, source=str(config.keys_dir))
+    click.echo(f"imported {len(kids)} keys from {config.keys_dir}/: {' '.join(kids)}")
+
+
+@keys.command("reseal")
+@_operator_errors
+def reseal_command() -> None:
+    """Seal every private key of the database ring under ISSUER_KEYS_MASTER_KEY (after
+    moving the former master key to ISSUER_KEYS_MASTER_KEY_FALLBACKS)."""
+    ring = _ring()
+    if not isinstance(ring.store, DatabaseKeyStore):
+        raise KeyRingError("only the database ring (ISSUER_KEYS_STORE=database) is sealed")
+    count = ring.store.reseal()
+    audit("keys.reseal", keys=count)
+    click.echo(f"resealed {count} keys under the current master key")

@@ -19,6 +19,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from cryptography.hazmat.primitives.asymmetric import ec
 
@@ -89,8 +90,10 @@ class KeyRing:
         clock: Callable[[], float] = time.time,
         refresh_interval: float = REFRESH_INTERVAL,
         static_jwks_dir: Path | None = None,
+        store: Any = None,
     ) -> None:
-        self.store = KeyStore(Path(directory), passphrase)
+        # The files in `directory`, unless another store is given (the database's).
+        self.store = store if store is not None else KeyStore(Path(directory), passphrase)
         self.static_jwks = None if static_jwks_dir is None else Path(static_jwks_dir) / "jwks.json"
         self.clock = clock
         self.refresh_interval = refresh_interval
