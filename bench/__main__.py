@@ -33,7 +33,7 @@ from bench.report import (
 RESULTS = Path(__file__).resolve().parent / "results"
 README = RESULTS.parent.parent / "README.md"
 
-SUITES: list[str] = ["issuer_http", "accounts", "minting", "proxy", "rls", "app"]
+SUITES: list[str] = ["issuer_http", "accounts", "minting", "fleet", "proxy", "rls", "app"]
 
 
 def _parser() -> argparse.ArgumentParser:
