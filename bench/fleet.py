@@ -31,7 +31,7 @@ from issuer.oauth.clients import Registration
 from issuer.schedule import Job, Scheduler
 from stack import postgres
 
-MASTER = "bench master key"
+MASTER = "bench master key, 32 characters or more"
 ROUNDS = 7
 # The scheduler ticks every TICK seconds and collects every GC_PERIOD: 120 and 3,600
 # times as often as in production (30 s, ISSUER_GC_INTERVAL's 1 h), so that each

@@ -21,6 +21,8 @@ from issuer.mail import SmtpServer, check_sender
 #: front of several databases gives each its own.
 DEFAULT_DATABASE_AUDIENCE = "urn:neon:database"
 KEY_STORES = ("files", "database")
+#: A master key is derived without a work factor: it must be random, not a password.
+MIN_MASTER_KEY = 32
 #: A retry after a lost answer comes within seconds (Okta allows at most 60 s too).
 MAX_REFRESH_REUSE_INTERVAL = 60
 
@@ -94,10 +96,12 @@ class Config:
             check_rotation_policy(self.rotation_min_published, self.jwks_max_age)
         except RotationPolicyError as error:
             raise SettingError(str(error)) from None
-        if self.keys_store == "database" and not self.keys_master_key:
+        if self.keys_store == "database" and len(self.keys_master_key or "") < MIN_MASTER_KEY:
             raise SettingError(
-                "ISSUER_KEYS_STORE=database needs ISSUER_KEYS_MASTER_KEY (the secret that "
-                "seals the private keys in the database; the same on every issuer)"
+                f"ISSUER_KEYS_STORE=database needs ISSUER_KEYS_MASTER_KEY of at least "
+                f"{MIN_MASTER_KEY} random characters (the secret that seals the private keys "
+                "in the database, the same on every issuer; e.g. "
+                '`python -c "import secrets; print(secrets.token_urlsafe(32))"`)'
             )
         if self.rotation_period and self.rotation_period < self.rotation_min_published:
             raise SettingError(

@@ -33,6 +33,7 @@ from issuer.accounts.models import (
     webauthn_challenges,
 )
 from issuer.audit import audit, log_to_stderr
+from issuer.config import Config
 from issuer.oauth.codes import codes_table
 from issuer.oauth.refresh_tokens import refresh_tokens_table
 from issuer.schedule import Job, next_run
@@ -41,10 +42,14 @@ from issuer.schedule import Job, next_run
 THROTTLE_KEPT_FOR = 24 * 3600
 
 
-def collect(engine: Engine, retention: int, now: float | None = None) -> dict[str, int]:
+def collect(
+    engine: Engine, retention: int, now: float | None = None, throttle_window: int = 0
+) -> dict[str, int]:
     """Delete what is past use; how many rows of each kind went. One transaction per
-    kind, so that a large backlog does not hold one long lock."""
+    kind, so that a large backlog does not hold one long lock. Throttle entries stay
+    for a day, or for `throttle_window` (ISSUER_LOGIN_FAILURE_WINDOW) if longer."""
     now = time.time() if now is None else now
+    throttle_kept = max(THROTTLE_KEPT_FOR, throttle_window)
     kept_until = now - retention
     plan: list[tuple[str, Table, ColumnElement[bool]]] = [
         ("authorization codes", codes_table, codes_table.c.expires_at < kept_until),
@@ -56,7 +61,7 @@ def collect(engine: Engine, retention: int, now: float | None = None) -> dict[st
         ("links", account_links, account_links.c.expires_at < kept_until),
         ("login sessions", login_sessions, login_sessions.c.expires_at <= now),
         ("passkey challenges", webauthn_challenges, webauthn_challenges.c.expires_at <= now),
-        ("throttle entries", login_failures, login_failures.c.at < now - THROTTLE_KEPT_FOR),
+        ("throttle entries", login_failures, login_failures.c.at < now - throttle_kept),
     ]
     collected: dict[str, int] = {}
     for kind, table, past_use in plan:
@@ -65,8 +70,8 @@ def collect(engine: Engine, retention: int, now: float | None = None) -> dict[st
     return collected
 
 
-def collect_and_audit(engine: Engine, retention: int) -> dict[str, int]:
-    collected = collect(engine, retention)
+def collect_and_audit(engine: Engine, config: Config) -> dict[str, int]:
+    collected = collect(engine, config.gc_retention, throttle_window=config.login_failure_window)
     audit("gc.run", **{kind.replace(" ", "_"): count for kind, count in collected.items()})
     return collected
 
@@ -77,7 +82,7 @@ def jobs(app: Flask) -> list[Job]:
     if not config.gc_interval:
         return []
     engine = app.extensions["db"]
-    return [Job("gc", config.gc_interval, lambda: collect_and_audit(engine, config.gc_retention))]
+    return [Job("gc", config.gc_interval, lambda: collect_and_audit(engine, config))]
 
 
 @click.command("gc")
@@ -87,7 +92,7 @@ def gc_command() -> None:
     entries now (the scheduler does it every ISSUER_GC_INTERVAL seconds)."""
     log_to_stderr()
     config = current_app.config["ISSUER"]
-    collected = collect_and_audit(current_app.extensions["db"], config.gc_retention)
+    collected = collect_and_audit(current_app.extensions["db"], config)
     for kind, count in collected.items():
         click.echo(f"{kind}: {count} deleted")
     when = next_run(current_app.extensions["db"], "gc")

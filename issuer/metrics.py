@@ -5,6 +5,7 @@ the active key's age, seconds until a rotation is allowed)."""
 
 from __future__ import annotations
 
+import logging
 import time
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,6 +20,8 @@ from issuer.audit import audited
 from issuer.keys import KeyRingError
 from issuer.keys.manifest import KeyState
 from servicemetrics import Metrics
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -80,5 +83,7 @@ def _not_ready(app: Flask) -> str | None:
     try:
         app.extensions["keyring"].signing_key()
     except KeyRingError as error:
-        return f"the key ring cannot sign: {error}"
+        # The detail names paths or the database: for the log, not for any caller.
+        log.error("not ready: the key ring cannot sign: %s", error)
+        return "the key ring cannot sign"
     return None

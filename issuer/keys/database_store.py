@@ -8,7 +8,10 @@ the middle leaves the ring as it was. Readers notice a change by its version, wh
 the ring checks at most once a second (`REFRESH_INTERVAL`).
 
 Private keys are sealed with AES-256-GCM under a master key (`ISSUER_KEYS_MASTER_KEY`),
-with the kid as associated data; older master keys in `ISSUER_KEYS_MASTER_KEY_FALLBACKS`
+with the kid as associated data, and the manifest carries an HMAC under a key derived
+from it: whoever can write to the database but lacks the master key can neither read
+a private key nor publish a key of their own. (Nor is it a defence against putting
+back an older manifest with its HMAC: the database is trusted not to roll back.) older master keys in `ISSUER_KEYS_MASTER_KEY_FALLBACKS`
 still open what they sealed, so the master key itself can be rotated: set the new
 one, keep the old as a fallback, and `keys reseal` (as Hydra's system secrets).
 """
@@ -18,6 +21,7 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
+import hmac
 import os
 import threading
 from collections.abc import Iterator, Sequence
@@ -46,6 +50,7 @@ from sqlalchemy.exc import DBAPIError
 from issuer.db import metadata
 from issuer.keys.errors import (
     KeyFileError,
+    ManifestError,
     PassphraseError,
     RingBusy,
     RingExists,
@@ -60,6 +65,9 @@ key_ring_table = Table(
     metadata,
     Column("id", Integer, primary_key=True, autoincrement=False),
     Column("manifest", Text, nullable=False),
+    # HMAC-SHA256 of the manifest under a key derived from the master key: a
+    # database writer without it cannot publish a key of their own.
+    Column("mac", String(64), nullable=False),
     # Bumped by every change: what readers compare to notice one.
     Column("version", Integer, nullable=False),
 )
@@ -72,11 +80,13 @@ key_ring_private_keys = Table(
 
 RING_ID = 1
 _INFO = b"issuer key ring v1"
+_MAC_INFO = b"issuer key ring manifest mac v1"
 
 
-def master_key(secret: str) -> bytes:
-    """An AES-256 key from a master secret of any length (HKDF-SHA256)."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_INFO)
+def master_key(secret: str, purpose: bytes = _INFO) -> bytes:
+    """A 256-bit key for `purpose` from a master secret (HKDF-SHA256; the secret must
+    be random: Config.check asks for 32 characters at least)."""
+    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose)
     return hkdf.derive(secret.encode("utf-8"))
 
 
@@ -88,6 +98,7 @@ class DatabaseKeyStore:
             raise PassphraseError("the key ring in the database needs ISSUER_KEYS_MASTER_KEY")
         self.engine = engine
         self._keys = [master_key(secret) for secret in master_secrets]
+        self._mac_keys = [master_key(secret, _MAC_INFO) for secret in master_secrets]
         self._held = threading.local()
 
     def __str__(self) -> str:
@@ -122,15 +133,23 @@ class DatabaseKeyStore:
 
     def read_manifest(self) -> bytes:
         with self._connection() as conn:
-            raw = conn.execute(
-                select(key_ring_table.c.manifest).where(key_ring_table.c.id == RING_ID)
-            ).scalar()
-        if raw is None:
+            row = conn.execute(
+                select(key_ring_table.c.manifest, key_ring_table.c.mac).where(
+                    key_ring_table.c.id == RING_ID
+                )
+            ).first()
+        if row is None:
             raise RingNotFound(
                 f"no key ring in {self} (create one with `python -m issuer keys init`, "
                 "or bring the file ring in with `python -m issuer keys import`)"
             )
-        return raw.encode("utf-8")
+        raw = row.manifest.encode("utf-8")
+        if not any(hmac.compare_digest(row.mac, _mac(key, raw)) for key in self._mac_keys):
+            raise ManifestError(
+                f"the key ring in {self} fails its integrity check: it was changed "
+                "outside the issuer, or under a master key not configured here"
+            )
+        return raw
 
     def has_private_key(self, kid: str) -> bool:
         return self._sealed(kid) is not None
@@ -188,14 +207,14 @@ class DatabaseKeyStore:
 
     def write_manifest(self, raw: bytes) -> None:
         conn = self._writing()
-        manifest = raw.decode("utf-8")
+        values = {"manifest": raw.decode("utf-8"), "mac": _mac(self._mac_keys[0], raw)}
         changed = conn.execute(
             update(key_ring_table)
             .where(key_ring_table.c.id == RING_ID)
-            .values(manifest=manifest, version=key_ring_table.c.version + 1)
+            .values(**values, version=key_ring_table.c.version + 1)
         ).rowcount
         if not changed:
-            conn.execute(insert(key_ring_table).values(id=RING_ID, manifest=manifest, version=1))
+            conn.execute(insert(key_ring_table).values(id=RING_ID, version=1, **values))
 
     def write_private_key(self, kid: str, key: ec.EllipticCurvePrivateKey) -> None:
         pem = key.private_bytes(
@@ -219,12 +238,14 @@ class DatabaseKeyStore:
         return gone
 
     def reseal(self) -> int:
-        """Seal every private key under the current master key; how many."""
+        """Seal every private key, and sign the manifest, under the current master key;
+        how many keys."""
         with self.locked():
             conn = self._writing()
             rows = conn.execute(select(key_ring_private_keys)).all()
             for row in rows:
                 self.write_sealed(row.kid, self._seal(row.kid, self._open(row.kid, row.sealed)))
+            self.write_manifest(self.read_manifest())
         return len(rows)
 
     # Sealing.
@@ -252,6 +273,10 @@ class DatabaseKeyStore:
             f"no master key opens the private key of {kid}: set the master key it was sealed "
             "with as ISSUER_KEYS_MASTER_KEY or in ISSUER_KEYS_MASTER_KEY_FALLBACKS"
         )
+
+
+def _mac(key: bytes, manifest: bytes) -> str:
+    return hmac.new(key, manifest, hashlib.sha256).hexdigest()
 
 
 def _key_id(key: bytes) -> str:

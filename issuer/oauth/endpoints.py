@@ -32,7 +32,12 @@ class RevocationEndpoint(_RevocationEndpoint):
     def query_token(self, token_string: str, token_type_hint: str | None) -> RefreshToken | None:
         if token_type_hint == "access_token":  # noqa: S105 (a hint name, not a secret)
             return None
-        return refresh_tokens.find_live(get_engine(), token_string)
+        # A token rotated a moment ago (its answer lost) still reaches a live
+        # successor through the reuse window: revoking it revokes the family.
+        engine = get_engine()
+        return refresh_tokens.find_live(engine, token_string) or refresh_tokens.find_rotated(
+            engine, token_string
+        )
 
     def revoke_token(self, token: RefreshToken, request) -> None:
         revoked = refresh_tokens.revoke_family(get_engine(), token.family_id)

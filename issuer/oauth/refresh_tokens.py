@@ -28,6 +28,7 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Column,
+    ColumnElement,
     Connection,
     Engine,
     Index,
@@ -163,13 +164,21 @@ def rotate(
             )
             return Presentation(grant, successor)
         rotated = conn.execute(
-            select(t.c.family_id, t.c.rotated_at, t.c.successor_digest, t.c.successor_sealed).where(
-                *mine, t.c.rotated_at.is_not(None)
-            )
+            select(
+                t.c.family_id,
+                t.c.rotated_at,
+                t.c.revoked_at,
+                t.c.successor_digest,
+                t.c.successor_sealed,
+            ).where(*mine, t.c.rotated_at.is_not(None))
         ).first()
         if rotated is None:
             return Presentation(None)
-        retry = _retry(conn, token, rotated, now, reuse_interval)
+        retry = (
+            None
+            if rotated.revoked_at is not None
+            else _retry(conn, token, rotated, now, reuse_interval)
+        )
         if retry is not None:
             return retry
         _revoke_family(conn, rotated.family_id, now)
@@ -218,6 +227,20 @@ def _unseal(token: str, sealed: str) -> str:
     return _key(token).decrypt(raw[:12], raw[12:], None).decode()
 
 
+def find_rotated(engine: Engine, token: str) -> RefreshToken | None:
+    """A token already rotated and not revoked: its family is still someone's."""
+    t = refresh_tokens_table
+    with engine.connect() as conn:
+        row = conn.execute(
+            select(*_FIELDS).where(
+                t.c.token_digest == secret_digest(token),
+                t.c.rotated_at.is_not(None),
+                t.c.revoked_at.is_(None),
+            )
+        ).first()
+    return None if row is None else RefreshToken(**row._mapping)
+
+
 def find_live(engine: Engine, token: str) -> RefreshToken | None:
     """A live token, for revocation (RFC 7009)."""
     t = refresh_tokens_table
@@ -243,11 +266,7 @@ def revoke_family(engine: Engine, family_id: str) -> int:
 def revoke_user(conn: Connection, user_id: str) -> int:
     """Revoke every live token of every family of a user, in `conn`'s transaction."""
     t = refresh_tokens_table
-    return conn.execute(
-        update(t)
-        .where(t.c.user_id == user_id, t.c.revoked_at.is_(None))
-        .values(revoked_at=int(time.time()))
-    ).rowcount
+    return _revoke_all(conn, t.c.user_id == user_id)
 
 
 def live_clients(engine: Engine, user_id: str) -> dict[str, int]:
@@ -272,15 +291,27 @@ def revoke_client(engine: Engine, user_id: str, client_id: str) -> int:
     """Revoke every token a client holds for a user (the account page's "remove access")."""
     t = refresh_tokens_table
     with engine.begin() as conn:
-        return conn.execute(
-            update(t)
-            .where(t.c.user_id == user_id, t.c.client_id == client_id, t.c.revoked_at.is_(None))
-            .values(revoked_at=int(time.time()))
-        ).rowcount
+        return _revoke_all(conn, t.c.user_id == user_id, t.c.client_id == client_id)
 
 
-def _revoke_family(conn, family_id: str, now: int) -> int:
+def _revoke_family(conn: Connection, family_id: str, now: int) -> int:
+    return _revoke_all(conn, refresh_tokens_table.c.family_id == family_id, now=now)
+
+
+def _revoke_all(conn: Connection, *which: ColumnElement[bool], now: int | None = None) -> int:
+    """Revoke the live tokens `which` selects, until none is left.
+
+    One UPDATE is not enough on PostgreSQL (READ COMMITTED): it waits for a rotation
+    that holds a token's row, then revokes that token but cannot see the successor
+    the rotation inserted. The next statement sees it; the loop ends when a
+    statement finds nothing left to revoke."""
     t = refresh_tokens_table
-    return conn.execute(
-        update(t).where(t.c.family_id == family_id, t.c.revoked_at.is_(None)).values(revoked_at=now)
-    ).rowcount
+    now = int(time.time()) if now is None else now
+    total = 0
+    while True:
+        revoked = conn.execute(
+            update(t).where(*which, t.c.revoked_at.is_(None)).values(revoked_at=now)
+        ).rowcount
+        if not revoked:
+            return total
+        total += revoked

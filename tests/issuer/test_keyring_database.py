@@ -20,15 +20,16 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from issuer.config import Config
 from issuer.keys import KeyRing, KeyRingError, RotationTooEarly
-from issuer.keys.database_store import key_ring_private_keys
+from issuer.keys.database_store import key_ring_private_keys, key_ring_table
 from issuer.tokens import sign_jwt
 from tests.support.jose import verify_with_jwks
 
 MASTER = "master secret of the fleet, the same on every issuer"
+NEW_MASTER = "the new master secret of the fleet, from now on"
 
 
 @pytest.fixture
@@ -127,19 +128,44 @@ def test_the_master_key_rotates_through_the_fallbacks(fleet) -> None:
     old = fleet()
     run(old, "keys", "init")
     kid = old.extensions["keyring"].signing_key().kid
-    moved = fleet(keys_master_key="the new master secret", keys_master_key_fallbacks=(MASTER,))
+    moved = fleet(keys_master_key=NEW_MASTER, keys_master_key_fallbacks=(MASTER,))
     assert moved.extensions["keyring"].signing_key().kid == kid, "opened with the fallback"
     assert run(moved, "keys", "reseal").exit_code == 0
-    new_only = fleet(keys_master_key="the new master secret")
+    new_only = fleet(keys_master_key=NEW_MASTER)
     assert new_only.extensions["keyring"].signing_key().kid == kid
-    wrong = fleet(keys_master_key="a wrong secret")
-    with pytest.raises(KeyRingError, match="no master key opens"):
+    wrong = fleet(keys_master_key="a wrong master secret, long enough to be taken")
+    with pytest.raises(KeyRingError, match="under a master key not configured here"):
         wrong.extensions["keyring"].signing_key()
 
 
-def test_the_database_ring_needs_a_master_key(backend_config: Config) -> None:
-    with pytest.raises(ValueError, match="ISSUER_KEYS_MASTER_KEY"):
-        dataclasses.replace(backend_config, keys_store="database").check()
+@pytest.mark.parametrize("secret", [None, "", "short-and-guessable"])
+def test_the_database_ring_needs_a_random_master_key(
+    backend_config: Config, secret: str | None
+) -> None:
+    with pytest.raises(ValueError, match="ISSUER_KEYS_MASTER_KEY of at least 32"):
+        dataclasses.replace(backend_config, keys_store="database", keys_master_key=secret).check()
+
+
+def test_a_key_written_into_the_database_by_hand_is_not_published(fleet) -> None:
+    """Whoever can write to the database but lacks the master key cannot publish a key
+    of their own: the manifest's HMAC fails, and the issuer keeps its last good ring."""
+    serving = fleet()
+    run(serving, "keys", "init")
+    published = jwks(serving)
+    ring = serving.extensions["keyring"]
+    manifest = json.loads(ring.manifest().dumps())
+    forged = dict(manifest["keys"][0], kid="attacker-kid", state="retired", retired_at=1)
+    manifest["keys"].append(forged)
+    with serving.extensions["db"].begin() as conn:
+        conn.execute(
+            update(key_ring_table).values(
+                manifest=json.dumps(manifest), version=key_ring_table.c.version + 1
+            )
+        )
+    time.sleep(1.1)
+    assert jwks(serving) == published, "the running issuer keeps its last good ring"
+    with pytest.raises(KeyRingError, match="integrity check"):
+        fleet().extensions["keyring"].signing_key()
 
 
 def test_a_process_killed_inside_a_rotation_leaves_the_ring_as_it_was(

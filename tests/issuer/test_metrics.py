@@ -135,3 +135,16 @@ def test_a_request_id_is_answered_and_written_in_the_audit_line(
         json.loads(r.getMessage()) for r in caplog.records if "login.failed" in r.getMessage()
     ]
     assert line["request_id"] == request_id
+
+
+def test_made_up_methods_share_one_label(app: Flask) -> None:
+    """Anyone can send any method name: each must not become a series of its own."""
+    http = app.test_client()
+    for method in ("AAAA", "AAAB", "ZZZZ1"):
+        http.open("/login", method=method)
+    metrics = samples(http.get("/metrics").text)
+    methods = {
+        dict(labels)["method"] for name, labels in metrics if name == "issuer_http_requests_total"
+    }
+    assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
+    assert "other" in methods

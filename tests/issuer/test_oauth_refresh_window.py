@@ -160,3 +160,18 @@ def test_the_stored_successor_opens_only_with_the_token_it_replaced(make_app) ->
         rows = [dict(r._mapping) for r in conn.execute(select(t))]
     assert successor not in repr(rows)
     assert tokens["refresh_token"] not in repr(rows)
+
+
+def test_revoking_a_just_rotated_token_revokes_its_family(make_app) -> None:
+    """A client whose refresh answer was lost logs out with the only token it knows:
+    the successor the window would still hand out dies with it."""
+    app = make_app(refresh_reuse_interval=WINDOW)
+    spa, tokens = first_tokens(app)
+    client = app.test_client()
+    successor = refresh(client, spa, tokens["refresh_token"]).json["refresh_token"]
+    revoked = client.post(
+        "/revoke", data={"token": tokens["refresh_token"], "client_id": spa.client_id}
+    )
+    assert revoked.status_code == 200
+    assert refresh(client, spa, tokens["refresh_token"]).json["error"] == "invalid_grant"
+    assert refresh(client, spa, successor).json["error"] == "invalid_grant"

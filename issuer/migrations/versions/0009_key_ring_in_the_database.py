@@ -19,6 +19,7 @@ def upgrade() -> None:
         "key_ring",
         sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
         sa.Column("manifest", sa.Text, nullable=False),
+        sa.Column("mac", sa.String(64), nullable=False),
         sa.Column("version", sa.Integer, nullable=False),
     )
     op.create_table(
