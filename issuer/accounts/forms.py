@@ -91,16 +91,21 @@ def new_password_field(label: str = "Password") -> PasswordField:
     )
 
 
-class SignupForm(PageForm):
-    email = email_field()
-    password = new_password_field()
-    confirm = PasswordField(
-        "Repeat the password",
+def repeat_password_field(label: str) -> PasswordField:
+    """The new password typed again, next to a `password` field."""
+    return PasswordField(
+        label,
         validators=[
             InputRequired("Repeat the password."),
             EqualTo("password", message="The two passwords do not match."),
         ],
     )
+
+
+class SignupForm(PageForm):
+    email = email_field()
+    password = new_password_field()
+    confirm = repeat_password_field("Repeat the password")
 
 
 class LogoutForm(PageForm):
@@ -155,13 +160,7 @@ class ChangePasswordForm(PageForm):
 
     current = current_password_field("Current password")
     password = new_password_field("New password")
-    confirm = PasswordField(
-        "Repeat the new password",
-        validators=[
-            InputRequired("Repeat the password."),
-            EqualTo("password", message="The two passwords do not match."),
-        ],
-    )
+    confirm = repeat_password_field("Repeat the new password")
 
 
 class ChangeEmailForm(PageForm):

@@ -18,13 +18,18 @@ from flask import (
     request,
     url_for,
 )
-from wtforms import HiddenField, PasswordField
-from wtforms.validators import EqualTo, InputRequired, Length
+from wtforms import HiddenField
+from wtforms.validators import InputRequired, Length
 
 from issuer import headers
 from issuer.accounts import links, notices, users
 from issuer.accounts.emails import normalize_email
-from issuer.accounts.forms import PageForm, email_field, new_password_field
+from issuer.accounts.forms import (
+    PageForm,
+    email_field,
+    new_password_field,
+    repeat_password_field,
+)
 from issuer.accounts.pages import protect, too_many_attempts
 from issuer.accounts.redirects import safe_next
 from issuer.accounts.sessions import current_user, login_user, signed_up_here
@@ -48,13 +53,7 @@ class ForgotForm(PageForm):
 
 class ResetForm(LinkForm):
     password = new_password_field("New password")
-    confirm = PasswordField(
-        "Repeat the new password",
-        validators=[
-            InputRequired("Repeat the password."),
-            EqualTo("password", message="The two passwords do not match."),
-        ],
-    )
+    confirm = repeat_password_field("Repeat the new password")
 
 
 def init_app(app: Flask) -> None:
