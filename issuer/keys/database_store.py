@@ -18,19 +18,15 @@ one, keep the old as a fallback, and `keys reseal` (as Hydra's system secrets).
 
 from __future__ import annotations
 
-import base64
 import contextlib
 import hashlib
 import hmac
-import os
 import threading
 from collections.abc import Iterator, Sequence
 
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Column,
     Connection,
@@ -47,6 +43,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.exc import DBAPIError
 
+from issuer import aead
 from issuer.db import metadata
 from issuer.keys.errors import (
     KeyFileError,
@@ -86,8 +83,7 @@ _MAC_INFO = b"issuer key ring manifest mac v1"
 def master_key(secret: str, purpose: bytes = _INFO) -> bytes:
     """A 256-bit key for `purpose` from a master secret (HKDF-SHA256; the secret must
     be random: Config.check asks for 32 characters at least)."""
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=purpose)
-    return hkdf.derive(secret.encode("utf-8"))
+    return aead.derive(secret, purpose)
 
 
 class DatabaseKeyStore:
@@ -251,22 +247,18 @@ class DatabaseKeyStore:
     # Sealing.
 
     def _seal(self, kid: str, pem: bytes) -> str:
-        nonce = os.urandom(12)
-        ciphertext = AESGCM(self._keys[0]).encrypt(nonce, pem, kid.encode("ascii"))
-        tag = _key_id(self._keys[0])
-        return f"{tag}.{base64.urlsafe_b64encode(nonce + ciphertext).decode()}"
+        key = self._keys[0]
+        return f"{_key_id(key)}.{aead.seal(key, pem, kid.encode('ascii'))}"
 
     def _open(self, kid: str, sealed: str) -> bytes:
         tag, _, body = sealed.partition(".")
-        try:
-            raw = base64.urlsafe_b64decode(body.encode())
-        except ValueError:
-            raise KeyFileError(f"the stored key of {kid} is not a sealed key") from None
         for key in self._keys:
             if _key_id(key) != tag:
                 continue
             try:
-                return AESGCM(key).decrypt(raw[:12], raw[12:], kid.encode("ascii"))
+                return aead.unseal(key, body, kid.encode("ascii"))
+            except ValueError:
+                raise KeyFileError(f"the stored key of {kid} is not a sealed key") from None
             except InvalidTag:
                 break
         raise PassphraseError(

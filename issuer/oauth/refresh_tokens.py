@@ -15,17 +15,12 @@ whoever presents that token can open it, and a copy of the table opens nothing.
 
 from __future__ import annotations
 
-import base64
-import os
 import secrets
 import time
 from dataclasses import dataclass
 
 from authlib.oauth2.rfc6749 import TokenMixin
 from cryptography.exceptions import InvalidTag
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from sqlalchemy import (
     Column,
     ColumnElement,
@@ -42,6 +37,7 @@ from sqlalchemy import (
     update,
 )
 
+from issuer import aead
 from issuer.db import metadata, secret_digest
 
 refresh_tokens_table = Table(
@@ -210,21 +206,12 @@ def _retry(conn: Connection, token: str, rotated, now: int, reuse_interval: int)
     return Presentation(RefreshToken(**live._mapping), successor, retried=True)
 
 
-def _key(token: str) -> AESGCM:
-    hkdf = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=_SEAL_INFO)
-    return AESGCM(hkdf.derive(token.encode()))
-
-
 def _seal(token: str, successor: str) -> str:
-    nonce = os.urandom(12)
-    return base64.urlsafe_b64encode(
-        nonce + _key(token).encrypt(nonce, successor.encode(), None)
-    ).decode()
+    return aead.seal(aead.derive(token, _SEAL_INFO), successor.encode())
 
 
 def _unseal(token: str, sealed: str) -> str:
-    raw = base64.urlsafe_b64decode(sealed.encode())
-    return _key(token).decrypt(raw[:12], raw[12:], None).decode()
+    return aead.unseal(aead.derive(token, _SEAL_INFO), sealed).decode()
 
 
 def find_rotated(engine: Engine, token: str) -> RefreshToken | None:
