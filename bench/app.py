@@ -66,7 +66,9 @@ class _Stack:
 
     def __init__(self, root: Path) -> None:
         self.root = root
-        self.app_url = f"http://127.0.0.1:{_free_port()}"
+        app_port = _free_port()
+        # The URL `make run` publishes for a loopback bind (see stack.supervisor.public_url).
+        self.app_url = f"http://localhost:{app_port}"
         issuer_bind = f"127.0.0.1:{_free_port()}"
         env = os.environ | {
             "DATA_DIR": str(root),
@@ -75,7 +77,7 @@ class _Stack:
             "ISSUER_DATABASE_URL": f"sqlite:///{root / 'issuer.sqlite3'}",
             "ISSUER_DATA_DIR": str(root),
             "PROXY_PORT": str(_free_port()),
-            "APP_BIND": self.app_url.removeprefix("http://"),
+            "APP_BIND": f"127.0.0.1:{app_port}",
         }
         for name in ("ISSUER_URL", "APP_URL", "NEON_HTTP_ENDPOINT", "PROXY_JWKS_URL"):
             env.pop(name, None)  # derived from the binds above by the supervisor

@@ -66,7 +66,8 @@ def run() -> list[Figure]:
                 ttl=900,
                 scope="openid profile email todos",
                 client_id="todo-app",
-                extra_claims={"role": "authenticated", "email": "alice@example.com"},
+                role="authenticated",
+                extra_claims={"email": "alice@example.com"},
             )
 
         signing_input = mint().rpartition(".")[0].encode("ascii")
