@@ -14,6 +14,7 @@ each app keeps its own registry.
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -34,6 +35,8 @@ from prometheus_client import (
 from prometheus_client.registry import Collector
 
 from servicemetrics import request_ids
+
+log = logging.getLogger(__name__)
 
 MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
@@ -136,7 +139,10 @@ def observed(
     body = answer(environ, recording)
     if statuses:
         status = int(statuses[-1][:3])
-        metrics.observe(route, environ["REQUEST_METHOD"], status, time.perf_counter() - started)
+        try:
+            metrics.observe(route, environ["REQUEST_METHOD"], status, time.perf_counter() - started)
+        except Exception:  # counting must never cost the answer (nor its pooled connection)
+            log.exception("cannot count a request to %s", route)
     return body
 
 
@@ -162,9 +168,13 @@ def _readiness(ready: Callable[[], str | None]) -> tuple[str, int, dict[str, str
 # -- gunicorn server hooks ---------------------------------------------------------------
 
 
-def on_starting(_server: object) -> None:
-    """In the master, before any worker: a fresh directory the workers inherit."""
-    os.environ[MULTIPROCESS_DIR] = tempfile.mkdtemp(prefix="metrics-")
+def on_starting(server: Any) -> None:
+    """In the master, before any worker: a fresh directory the workers inherit, owned
+    by the user they run as (gunicorn's `--user`/`--group` when started as root)."""
+    directory = tempfile.mkdtemp(prefix="metrics-")
+    if os.geteuid() == 0:
+        os.chown(directory, server.cfg.uid, server.cfg.gid)
+    os.environ[MULTIPROCESS_DIR] = directory
 
 
 def child_exit(_server: object, worker: Any) -> None:

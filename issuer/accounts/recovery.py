@@ -22,7 +22,7 @@ from wtforms import HiddenField
 from wtforms.validators import InputRequired, Length
 
 from issuer import headers
-from issuer.accounts import links, notices, users
+from issuer.accounts import links, notices, passkeys, totp, users
 from issuer.accounts.emails import normalize_email
 from issuer.accounts.forms import (
     PageForm,
@@ -107,9 +107,9 @@ def verify_email() -> Response | tuple[str, int]:
     signed_in = current_user()
     if signed_in is not None and signed_in.id == user.id:
         return redirect(next_url, code=303)
-    if signed_up_here(user.id):
-        # The password was typed here a moment ago; no second factor exists yet
-        # that this could skip (setting one up needs a login, which ends the mark).
+    if signed_up_here(user.id) and not _has_second_factor(user.id):
+        # The password was typed here, at sign-up; the mark lives no longer than the
+        # link. A second factor set up since (in another browser) is never skipped.
         login_user(user)
         return redirect(next_url, code=303)
     # Anywhere else the link proves the mailbox, not the person: whoever reads the
@@ -117,6 +117,11 @@ def verify_email() -> Response | tuple[str, int]:
     return redirect(
         url_for("accounts.login", next=link.data.get("next"), changed="email"), code=303
     )
+
+
+def _has_second_factor(user_id: str) -> bool:
+    engine = get_engine()
+    return totp.enrolled(engine, user_id) or bool(passkeys.list_passkeys(engine, user_id))
 
 
 @bp.get("/verify-email/needed")

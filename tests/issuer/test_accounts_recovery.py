@@ -352,3 +352,21 @@ def test_a_verification_link_is_no_reset_link_nor_the_reverse(app: Flask, inbox:
     forgot(app.test_client(), email)
     reset = link_in(inbox.latest(email, after=1), "/reset-password").split("token=", 1)[1]
     assert app.test_client().get(f"/verify-email?token={reset}").status_code == 400
+
+
+def test_the_sign_up_mark_skips_no_second_factor_set_up_since(app: Flask, inbox: Inbox) -> None:
+    """Set up an authenticator in another browser after signing up: the link, opened in
+    the browser that signed up, confirms the address but asks for the login (and so
+    the code) instead of signing in."""
+    from tests.issuer.test_account_security import enrol
+
+    email = unique("factor")
+    signing_up = app.test_client()
+    assert sign_up(signing_up, email).status_code == 200
+    elsewhere = app.test_client()
+    assert log_in(elsewhere, email).status_code == 303
+    enrol(elsewhere)
+    link = local(link_in(inbox.latest(email), "/verify-email"))
+    done = post_page_form(signing_up, link, "/verify-email")
+    assert done.status_code == 303 and done.headers["Location"].startswith("/login?")
+    assert signing_up.get("/account").status_code == 302
