@@ -29,7 +29,7 @@ from issuer.config import DEFAULT_DATABASE_AUDIENCE, Config
 from issuer.keys import KeyRing, KeyRingError, RingExists
 from issuer.loopback import is_loopback
 from issuer.oauth.clients import ClientError
-from stack import app_client, demo_users, migrate, postgres
+from stack import app_client, demo_users, loopback_twin, migrate, postgres
 
 STARTUP_TIMEOUT_S = 30.0
 STOP_TIMEOUT_S = 10.0
@@ -148,6 +148,15 @@ def services(env: dict[str, str]) -> list[Service]:
             env["APP_URL"],
         ),
     ]
+
+
+def hold_loopback_twins(env: dict[str, str]) -> list[socket.socket]:
+    """[::1] twins of the ports published as `localhost` (see `stack.loopback_twin`)."""
+    published = [service for service in services(env) if service.name != "mail"]
+    try:
+        return loopback_twin.hold((service.host, service.port) for service in published)
+    except loopback_twin.TwinTaken as error:
+        raise click.ClickException(str(error)) from None
 
 
 def wait_listening(service: Service, process: subprocess.Popen[bytes]) -> None:
@@ -269,8 +278,10 @@ def run(data_dir: Path, with_demo_users: bool = False) -> int:
     signal.signal(signal.SIGTERM, request_stop)
 
     children: list[tuple[Service, subprocess.Popen[bytes]]] = []
+    twins: list[socket.socket] = []
     status = 0
     try:
+        twins = hold_loopback_twins(env)
         database = migrate.apply_local(postgres.start(data_dir / "pg"))
         env.update(proxy_database_env(env, database))
         config = issuer_config(env)
@@ -309,6 +320,7 @@ def run(data_dir: Path, with_demo_users: bool = False) -> int:
         status = 1
     finally:
         stop_all(children)
+        loopback_twin.release(twins)
         postgres.stop(data_dir / "pg")
         click.echo("stopped")
     return status

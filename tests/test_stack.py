@@ -5,8 +5,10 @@ data, the keys and the app's OAuth client; `--demo-users` adds the demo accounts
 
 from __future__ import annotations
 
+import errno
 import json
 import shutil
+import socket
 import stat
 import tempfile
 import time
@@ -14,6 +16,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 import requests
@@ -65,6 +68,20 @@ class Stack(SupervisedStack):
         return NeonHTTP(CONNECTION, auth_token=token, endpoint=self.proxy_url)
 
 
+def assert_ipv6_twin_held(port: int | None) -> None:
+    """Nobody else can listen on [::1]:port, where `localhost` may lead clients."""
+    twin = socket.socket(socket.AF_INET6, socket.SOCK_STREAM)
+    twin.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    try:
+        with pytest.raises(OSError) as taken:
+            twin.bind(("::1", port or 0))
+        if taken.value.errno == errno.EADDRNOTAVAIL:
+            return  # no IPv6 loopback on this host: nothing to hold
+        assert taken.value.errno == errno.EADDRINUSE, taken.value
+    finally:
+        twin.close()
+
+
 @pytest.fixture
 def stack() -> Iterator[Stack]:
     # Outside pytest's temp root, as for `pg_server` (see tests/conftest.py).
@@ -83,6 +100,8 @@ def test_the_stack_serves_rls_queries_with_issuer_tokens_and_stops_cleanly(stack
     data_api = f"{stack.proxy_url.removesuffix('/sql')}/neondb/rest/v1"
     assert f"  data api  {data_api}\n" in stack.lines()
     assert stack.app_status("/healthz") == 200
+    for url in (stack.app_url, stack.issuer_url, stack.proxy_url):
+        assert_ipv6_twin_held(urlsplit(url).port)
     credentials_file = stack.data_dir / "app-client.json"
     assert stat.S_IMODE(credentials_file.stat().st_mode) == 0o600
     credentials = json.loads(credentials_file.read_text())
