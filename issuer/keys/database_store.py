@@ -5,7 +5,9 @@ Every mutation of the ring (`KeyRing` holds `locked()` around it) is one databas
 transaction that first takes the ring's row lock and re-reads the manifest, so two
 issuers racing to rotate are serialised by the database and a process killed in
 the middle leaves the ring as it was. Readers notice a change by its version, which
-the ring checks at most once a second (`REFRESH_INTERVAL`).
+the ring checks at most once a second (`REFRESH_INTERVAL`); on PostgreSQL the change
+is also pushed to every issuer at commit (`notifications`), and the ring checks only
+when that channel is down.
 
 Private keys are sealed with AES-256-GCM under a master key (`ISSUER_KEYS_MASTER_KEY`),
 with the kid as associated data, and the manifest carries an HMAC under a key derived
@@ -22,7 +24,7 @@ import contextlib
 import hashlib
 import hmac
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import serialization
@@ -45,6 +47,7 @@ from sqlalchemy.exc import DBAPIError
 
 from issuer import aead
 from issuer.db import metadata
+from issuer.keys import notifications
 from issuer.keys.errors import (
     KeyFileError,
     ManifestError,
@@ -211,6 +214,14 @@ class DatabaseKeyStore:
         ).rowcount
         if not changed:
             conn.execute(insert(key_ring_table).values(id=RING_ID, version=1, **values))
+        if conn.dialect.name == "postgresql":
+            conn.execute(text(f"NOTIFY {notifications.CHANNEL}"))  # sent at commit only
+
+    def watch(self, changed: Callable[[], None]) -> notifications.RingListener | None:
+        """Call `changed` when another process changes the ring (PostgreSQL only)."""
+        if self.engine.dialect.name != "postgresql":
+            return None
+        return notifications.RingListener(self.engine, changed)
 
     def write_private_key(self, kid: str, key: ec.EllipticCurvePrivateKey) -> None:
         pem = key.private_bytes(

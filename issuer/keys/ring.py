@@ -14,6 +14,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -38,6 +39,8 @@ log = logging.getLogger(__name__)
 
 # How long a process may serve its cached ring before it stats the manifest again.
 REFRESH_INTERVAL = 1.0
+# The same while the store pushes changes (PostgreSQL's NOTIFY): a safety net only.
+WATCHED_REFRESH_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -80,7 +83,9 @@ class KeyRing:
 
     `clock` returns epoch seconds (tests inject their own). `refresh_interval` is
     how stale this process's view of a change made by another process may get
-    (its own changes are seen at once); 0 checks the manifest on every call.
+    (its own changes are seen at once); 0 checks the manifest on every call. A store
+    that pushes changes (`watch`) is asked only every `WATCHED_REFRESH_INTERVAL`
+    while its channel is up.
     """
 
     def __init__(
@@ -101,6 +106,11 @@ class KeyRing:
         self._fresh_until = 0.0
         self._failed_stamp: Stamp | None = None
         self._reload_lock = threading.Lock()
+        # Pushed changes: a counter, so a check that raced a push cannot extend freshness.
+        self._fresh_lock = threading.Lock()
+        self._changes = 0
+        self._watcher: Any = None
+        self._watcher_pid = 0
 
     # Read side.
 
@@ -119,16 +129,44 @@ class KeyRing:
         now = time.monotonic()
         if snapshot is not None and now < self._fresh_until:
             return snapshot
+        changes = self._watch()
         stamp = self.store.stamp()
-        if snapshot is not None and stamp in (snapshot.stamp, self._failed_stamp):
-            self._fresh_until = now + self.refresh_interval
-            return snapshot
-        with self._reload_lock:
-            snapshot = self._snapshot
-            if snapshot is None or stamp not in (snapshot.stamp, self._failed_stamp):
-                snapshot = self._reload(snapshot, stamp)
-            self._fresh_until = now + self.refresh_interval
-            return snapshot
+        if snapshot is None or stamp not in (snapshot.stamp, self._failed_stamp):
+            with self._reload_lock:
+                snapshot = self._snapshot
+                if snapshot is None or stamp not in (snapshot.stamp, self._failed_stamp):
+                    snapshot = self._reload(snapshot, stamp)
+        self._stay_fresh(now, changes)
+        return snapshot
+
+    def _watch(self) -> int:
+        """Start (once per process: not inherited by a fork) listening for pushed
+        changes; the count of changes pushed so far."""
+        if self._watcher_pid != os.getpid():
+            self._watcher_pid = os.getpid()
+            self._watcher = self.store.watch(self._changed)
+        return self._changes
+
+    def close(self) -> None:
+        """Stop listening for pushed changes (a process that ends needs not)."""
+        if self._watcher is not None:
+            self._watcher.stop()
+
+    def _changed(self) -> None:
+        with self._fresh_lock:
+            self._changes += 1
+            self._fresh_until = 0.0
+
+    def _stay_fresh(self, now: float, changes: int) -> None:
+        listening = self._watcher is not None and self._watcher.listening
+        interval = (
+            max(self.refresh_interval, WATCHED_REFRESH_INTERVAL)
+            if listening
+            else (self.refresh_interval)
+        )
+        with self._fresh_lock:
+            if self._changes == changes:  # nothing pushed since the stamp was read
+                self._fresh_until = now + interval
 
     def _reload(self, previous: _Snapshot | None, stamp: Stamp | None) -> _Snapshot:
         try:

@@ -68,6 +68,10 @@ class KeyStore:
     def exists(self) -> bool:
         return self.manifest_path.exists()
 
+    def watch(self, changed: object) -> None:
+        """Files push nothing: the ring stats the manifest every `REFRESH_INTERVAL`."""
+        return None
+
     def __str__(self) -> str:
         return f"{self.directory}/"
 

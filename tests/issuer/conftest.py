@@ -120,6 +120,7 @@ def make_issuer_app(backend_config: Config) -> Iterator[Callable[..., Flask]]:
 
     yield make
     for app in apps:
+        app.extensions["keyring"].close()
         app.extensions["db"].dispose()
 
 

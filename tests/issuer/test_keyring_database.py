@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, update
+from sqlalchemy import select, text, update
 
 from issuer.config import Config
 from issuer.keys import KeyRing, KeyRingError, RotationTooEarly
@@ -214,3 +214,58 @@ def run(app: Flask, *args: str):
     result = app.test_cli_runner().invoke(args=list(args))
     assert result.exit_code == 0, result.output
     return result
+
+
+#: Changes are pushed by PostgreSQL only (SQLite: the version check above).
+on_postgresql = pytest.mark.parametrize("backend_config", ["postgresql"], indirect=True)
+
+
+def wait_for_active(ring: KeyRing, kid: str, within: float) -> float:
+    """Seconds until `ring` signs with `kid`; fails after `within`."""
+    start = time.monotonic()
+    while ring.signing_key().kid != kid:
+        assert time.monotonic() - start < within, f"still signing with {ring.signing_key().kid}"
+        time.sleep(0.02)
+    return time.monotonic() - start
+
+
+@on_postgresql
+def test_on_postgresql_a_rotation_is_pushed_to_the_other_issuer_at_commit(fleet) -> None:
+    one, two = fleet(), fleet()
+    run(one, "keys", "init")
+    ring = one.extensions["keyring"]
+    ring.refresh_interval = 3600.0  # it would never look again by itself
+    ring.signing_key()  # listening from now on
+    time.sleep(0.5)
+    for _ in range(3):
+        _, after = two.extensions["keyring"].rotate(min_published=0, force=True)
+        assert wait_for_active(ring, after.active.kid, within=1.0) < 1.0
+
+
+@on_postgresql
+def test_when_the_notifications_connection_drops_the_ring_catches_up(fleet) -> None:
+    one, two = fleet(), fleet()
+    run(one, "keys", "init")
+    ring = one.extensions["keyring"]
+    ring.refresh_interval = 3600.0
+    ring.signing_key()
+    time.sleep(0.5)
+    engine = one.extensions["db"]
+    with engine.begin() as conn:
+        killed = (
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE query = 'LISTEN issuer_key_ring' AND datname = current_database()"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert killed == [True]  # one listener: this process's ring
+    _, after = two.extensions["keyring"].rotate(min_published=0, force=True)
+    # Missed while nobody listened: seen on reconnecting, a second later.
+    wait_for_active(ring, after.active.kid, within=3.0)
+    time.sleep(0.5)
+    _, after = two.extensions["keyring"].rotate(min_published=0, force=True)
+    assert wait_for_active(ring, after.active.kid, within=1.0) < 1.0  # pushed again
