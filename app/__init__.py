@@ -64,7 +64,9 @@ def create_app(config: AppConfig | None = None) -> Flask:
     app.jinja_env.globals["current_login"] = auth.current_login
     _init_headers(app, config)
     app.add_url_rule("/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"}))
-    Metrics("app").init_app(app, serve=config.metrics, ready=lambda: _not_ready(engine))
+    Metrics("app").init_app(
+        app, serve=config.metrics, bind=config.metrics_bind, ready=lambda: _not_ready(engine)
+    )
     return app
 
 

@@ -49,6 +49,8 @@ class AppConfig:
     scope: str = "openid profile email"
     # Serve /metrics on the app's own port (restrict it at the reverse proxy).
     metrics: bool = True
+    # ...or only on this bind (host:port), off the public one.
+    metrics_bind: str | None = None
 
     @property
     def redirect_uri(self) -> str:
@@ -109,4 +111,5 @@ class AppConfig:
             refresh_margin=env.seconds("APP_REFRESH_MARGIN", cls.refresh_margin, minimum=0),
             http_timeout=env.seconds("APP_HTTP_TIMEOUT", cls.http_timeout),
             metrics=env.boolean("APP_METRICS", cls.metrics),
+            metrics_bind=env.optional_bind("APP_METRICS_BIND"),
         )

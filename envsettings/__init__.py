@@ -106,6 +106,16 @@ class Env:
         value = self.optional(name)
         return default if value is None else Path(value)
 
+    def optional_bind(self, name: str) -> str | None:
+        """A listen address `host:port` (an IPv6 host in brackets), or None."""
+        raw = self.optional(name)
+        if raw is None:
+            return None
+        host, sep, port = raw.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingError(f"{name} must be host:port, e.g. 127.0.0.1:9101, not {raw!r}")
+        return raw
+
     def optional_path(self, name: str) -> Path | None:
         value = self.optional(name)
         return None if value is None else Path(value)

@@ -54,6 +54,8 @@ class Config:
     gc_retention: int = 24 * 3600
     # Serve /metrics on the issuer's own port (restrict it at the reverse proxy).
     metrics: bool = True
+    # ...or only on this bind (host:port), off the public one.
+    metrics_bind: str | None = None
     jwks_max_age: int = 300
     # Where to keep a copy of the JWKS for a static host or CDN (None: no copy).
     jwks_static_dir: Path | None = None
@@ -152,6 +154,7 @@ class Config:
             gc_interval=env.seconds("ISSUER_GC_INTERVAL", cls.gc_interval, minimum=0),
             gc_retention=env.seconds("ISSUER_GC_RETENTION", cls.gc_retention, minimum=0),
             metrics=env.boolean("ISSUER_METRICS", cls.metrics),
+            metrics_bind=env.optional_bind("ISSUER_METRICS_BIND"),
             jwks_max_age=env.seconds("ISSUER_JWKS_MAX_AGE", cls.jwks_max_age, minimum=0),
             jwks_static_dir=env.optional_path("ISSUER_JWKS_STATIC_DIR"),
             rotation_min_published=env.seconds(

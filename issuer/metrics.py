@@ -37,7 +37,10 @@ def init_app(app: Flask) -> None:
         tokens=metrics.counter("tokens_issued", "Tokens issued at /token, by grant.", ("grant",)),
     )
     metrics.collector(lambda: _key_ring(app))
-    metrics.init_app(app, serve=app.config["ISSUER"].metrics, ready=lambda: _not_ready(app))
+    config = app.config["ISSUER"]
+    metrics.init_app(
+        app, serve=config.metrics, bind=config.metrics_bind, ready=lambda: _not_ready(app)
+    )
 
 
 @audited.connect

@@ -52,6 +52,8 @@ class ProxyConfig:
     data_api_schemas: tuple[str, ...] = ("public",)
     # Serve /metrics on the proxy's port (Neon serves its own on a private port).
     metrics: bool = True
+    # ...or only on this bind (host:port), off the public one.
+    metrics_bind: str | None = None
     clock: Clock = field(default=time.time, repr=False)
 
     @classmethod
@@ -85,6 +87,7 @@ class ProxyConfig:
             max_token_bytes=env.integer("PROXY_MAX_TOKEN_BYTES", cls.max_token_bytes),
             endpoint_hosts=endpoint_hosts(env),
             metrics=env.boolean("PROXY_METRICS", cls.metrics),
+            metrics_bind=env.optional_bind("PROXY_METRICS_BIND"),
             data_api_schemas=tuple(
                 name.strip()
                 for name in env.text("PROXY_DATA_API_SCHEMAS", "public").split(",")

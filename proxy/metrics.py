@@ -20,7 +20,10 @@ def init_app(app: Flask) -> None:
     services: Services = app.extensions["proxy"]
     metrics = Metrics("proxy")
     metrics.collector(lambda: _state(services))
-    metrics.init_app(app, serve=services.config.metrics, ready=lambda: _not_ready(services))
+    config = services.config
+    metrics.init_app(
+        app, serve=config.metrics, bind=config.metrics_bind, ready=lambda: _not_ready(services)
+    )
     app.add_url_rule("/healthz", "healthz", lambda: ("ok\n", 200, {"Content-Type": "text/plain"}))
 
 

@@ -21,6 +21,7 @@ import tempfile
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
+from wsgiref.simple_server import WSGIServer
 
 from flask import Flask, Response, g, request
 from prometheus_client import (
@@ -34,7 +35,7 @@ from prometheus_client import (
 )
 from prometheus_client.registry import Collector
 
-from servicemetrics import request_ids
+from servicemetrics import request_ids, separate_bind
 
 log = logging.getLogger(__name__)
 
@@ -56,6 +57,7 @@ class Metrics:
             values.ValueClass = values.MultiProcessValue()
         self._own = None if self.directory else CollectorRegistry()
         self._collectors: list[Collector] = []
+        self.bind_server: WSGIServer | None = None
         self.requests = self.counter(
             "http_requests", "HTTP requests answered.", ("route", "method", "status")
         )
@@ -86,14 +88,23 @@ class Metrics:
             registry.register(custom)
         return generate_latest(registry)
 
-    def init_app(self, app: Flask, *, serve: bool, ready: Callable[[], str | None]) -> None:
-        """Count every request; `/metrics` when `serve`; `/readyz`: 200, or 503 with
-        what `ready()` says is wrong."""
+    def init_app(
+        self,
+        app: Flask,
+        *,
+        serve: bool,
+        ready: Callable[[], str | None],
+        bind: str | None = None,
+    ) -> None:
+        """Count every request; `/metrics` when `serve`, on the service's port or on
+        `bind` (only there); `/readyz`: 200, or 503 with what `ready()` says is wrong."""
         app.extensions["metrics"] = self
         request_ids.init_app(app)
         app.before_request(_start_timer)
         app.after_request(self._observe)
-        if serve:
+        if serve and bind:
+            self.bind_server = separate_bind.serve(bind, self.exposition)
+        elif serve:
             app.add_url_rule("/metrics", "metrics", self._serve)
         app.add_url_rule("/readyz", "readyz", lambda: _readiness(ready))
 

@@ -18,6 +18,7 @@ from issuer.keys import KeyRing
 from tests.issuer.account_pages import log_in
 from tests.issuer.gunicorn_issuer import gunicorn_issuer
 from tests.issuer.oauth_flows import basic, csrf_token, register
+from tests.support.ports import free_port
 
 JWKS = "/.well-known/jwks.json"
 
@@ -148,3 +149,26 @@ def test_made_up_methods_share_one_label(app: Flask) -> None:
     }
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
     assert "other" in methods
+
+
+def test_under_gunicorn_a_metrics_bind_serves_every_worker(tmp_path: Path, keys_dir: Path) -> None:
+    """ISSUER_METRICS_BIND: each worker shares the bind; any scrape counts them all,
+    and the public port has no /metrics."""
+    KeyRing(keys_dir).init()
+    metrics = f"http://127.0.0.1:{free_port()}"
+    with gunicorn_issuer(
+        tmp_path,
+        ISSUER_WORKERS="2",
+        ISSUER_METRICS_BIND=metrics.removeprefix("http://"),
+        ISSUER_KEYS_DIR=str(keys_dir),
+        ISSUER_DATABASE_URL=f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
+        ISSUER_DATA_DIR=str(tmp_path / "data"),
+    ) as base:
+        for _ in range(60):
+            with requests.get(base + JWKS, timeout=5, headers={"Connection": "close"}) as got:
+                assert got.status_code == 200
+        assert requests.get(base + "/metrics", timeout=5).status_code == 404
+        scrapes = [requests.get(metrics + "/metrics", timeout=5).text for _ in range(8)]
+    route = {"route": JWKS, "method": "GET", "status": "200"}
+    assert [value(s, "issuer_http_requests_total", **route) for s in scrapes] == [60.0] * 8
+    assert all(value(s, "issuer_keys", state="active") == 1.0 for s in scrapes)
