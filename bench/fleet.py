@@ -5,8 +5,8 @@ Figures (contender and baseline alternate in rounds; medians of wall-clock throu
 middleware):
 - `/token` with the key ring in PostgreSQL (`ISSUER_KEYS_STORE=database`, the issuer's
   database on the embedded PostgreSQL) vs the same issuer with the ring in SQLite.
-  The ring is read from its snapshot; the database is asked for its version at most
-  once a second.
+  The ring is read from its snapshot; changes are pushed by NOTIFY, and the database
+  is asked for its version only every 30 s while they are.
 - `/token` and JWKS while the scheduler ticks (every 250 ms, garbage collection
   every second: thousands of times more often than in production) vs without it.
 """
