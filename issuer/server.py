@@ -1,93 +1,114 @@
-"""`python -m issuer serve`: the one way to run a production issuer, gunicorn with
-the settings below inside (`gunicorn -c python:issuer.gunicorn_conf` runs the same).
+"""`python -m issuer serve`: the one way to run a production issuer, granian with the
+settings below inside (`gunicorn -c python:issuer.gunicorn_conf` serves the same app
+under gunicorn, for process managers that insist on it).
 
-Chosen by measurement (bench/issuer_http.py's method, per configuration: wrk,
-2 threads, 16 keep-alive connections, 5 s per figure, 2 cores shared with wrk
-and, at the time, with other work: load average 4 to 11). Medians of 3 to 7
-runs; "CPU" is the server processes' CPU time per request, the steadier figure:
+Chosen by measurement (wrk, 2 threads, 16 keep-alive connections, 5 s per figure,
+on the 2 cores wrk shares; three alternating runs, 2026-12-04, issue 14):
 
-                             POST /token                 GET jwks.json
-                          req/s   CPU us/req          req/s   CPU us/req
-    gthread 2 x 1          1950      ~540             6100      ~150
-    gthread 2 x 2          1440      ~730             6000      ~170
-    gthread 2 x 4          2020      ~570             5700      ~150   <- chosen
-    gthread 3 x 1          1650      ~520             5700      ~170
-    gthread 4 x 1          1960      ~660             6400      ~165
-    sync 2 (no keep-alive) 1420      ~600             2800      ~170
-    constant WSGI app, gthread 2 x 4:          ~9000 req/s, ~130 CPU us/req
+                                          POST /token           GET jwks.json
+                                          req/s (3 runs)        req/s (3 runs)
+    gunicorn gthread, 2 workers x 4       2,696 2,016 2,077     2,654 2,487 2,475
+    granian WSGI, 2 workers x 4 threads   3,994 3,130 3,539    40,183 29,042 31,187
 
-Under this load the configurations are within each other's noise, except
-that sync (no keep-alive) halves the JWKS rate and two threads per worker did
-worst. 2 workers x 4 threads is kept: one process per core keeps both cores
-busy, and four threads let a slow request (a password hash, a PostgreSQL round
-trip) wait without stalling the token traffic behind it, which one thread per
-worker would. JWKS costs the server about what the constant app does.
+gunicorn's earlier sweep (2 to 4 workers, 1 to 4 threads, sync) stayed within its
+own noise; its gthread worker is the ceiling (a constant WSGI app: ~9k req/s there).
+granian parses HTTP in Rust and hands the app only the request: the JWKS, served
+from memory, goes past 30k req/s, and `/token` gains half again. Two workers (one
+per core); four blocking threads per worker let a slow request (a password hash, a
+PostgreSQL round trip) wait without stalling the token traffic behind it.
 """
 
 from __future__ import annotations
 
 import os
-from typing import Any
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
 
 import click
-from gunicorn.app.base import BaseApplication
+from flask import Flask
 
-import servicemetrics
 from envsettings import Env, SettingError
 from issuer.config import Config
+from servicemetrics import MULTIPROCESS_DIR
 
 
-def settings(environ: dict[str, str] | None = None) -> dict[str, Any]:
-    """gunicorn's settings from ISSUER_BIND, ISSUER_WORKERS and ISSUER_THREADS, after
-    every issuer setting is checked (SettingError: one line, before any worker)."""
-    Config.from_env(environ).check()
-    env = Env(environ)
-    return {
-        "bind": env.text("ISSUER_BIND", "127.0.0.1:8001"),
-        "workers": env.integer("ISSUER_WORKERS", os.cpu_count() or 2),
-        "threads": env.integer("ISSUER_THREADS", 4),
-        "worker_class": "gthread",
-        "keepalive": 5,
-        # Every worker builds its own app (database engine, key ring) after the fork.
-        "preload_app": False,
-        # One control socket path per OS user by default; the stack's three servers
-        # would take it over from each other, and nothing here uses it.
-        "control_socket_disable": True,
-        # One metrics directory for every worker (see servicemetrics).
-        "on_starting": servicemetrics.on_starting,
-        "child_exit": servicemetrics.child_exit,
-        "on_exit": servicemetrics.on_exit,
-        "post_worker_init": post_worker_init,
-    }
+@dataclass(frozen=True)
+class ServeSettings:
+    bind: str
+    workers: int
+    threads: int
+
+    @classmethod
+    def from_env(cls, environ: dict[str, str] | None = None) -> ServeSettings:
+        """ISSUER_BIND, ISSUER_WORKERS and ISSUER_THREADS, after every issuer setting
+        is checked (SettingError: one line, before any worker starts)."""
+        Config.from_env(environ).check()
+        env = Env(environ)
+        bind = env.text("ISSUER_BIND", "127.0.0.1:8001")
+        host, sep, port = bind.rpartition(":")
+        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+            raise SettingError(f"ISSUER_BIND must be host:port, not {bind!r}")
+        return cls(
+            bind=bind,
+            workers=env.integer("ISSUER_WORKERS", os.cpu_count() or 2),
+            threads=env.integer("ISSUER_THREADS", 4),
+        )
+
+    @property
+    def host(self) -> str:
+        return self.bind.rpartition(":")[0].removeprefix("[").removesuffix("]")
+
+    @property
+    def port(self) -> int:
+        return int(self.bind.rpartition(":")[2])
 
 
-def post_worker_init(worker: Any) -> None:
-    """Audit lines (token issuance, reuse, revocation, logout) go to stderr,
-    which the process manager collects; without a handler they would be lost.
-    Each worker ticks the scheduler; the database lets one run each job."""
+def served_app() -> Flask:
+    """The app of one serving worker (granian calls this in each)."""
+    from issuer import create_app
+
+    app = create_app()
+    start_serving(app)
+    return app
+
+
+def start_serving(app: Flask) -> None:
+    """Audit lines (token issuance, reuse, revocation, logout) go to stderr, which the
+    process manager collects; without a handler they would be lost. Each worker ticks
+    the scheduler; the database lets one of them run each job."""
     from issuer import start_scheduler
     from issuer.audit import log_to_stderr
 
     log_to_stderr()
-    # These settings can serve another app (the benchmark's constant baseline): the
-    # timer is the issuer's, and runs only where the issuer is served.
-    if "keyring" in getattr(worker.wsgi, "extensions", {}):
-        start_scheduler(worker.wsgi)
+    start_scheduler(app)
 
 
-class IssuerServer(BaseApplication):
-    def __init__(self, options: dict[str, Any]) -> None:
-        self.options = options
-        super().__init__()
+def run(settings: ServeSettings) -> None:
+    """Serve until SIGTERM or SIGINT; the workers share one metrics directory."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
 
-    def load_config(self) -> None:
-        for name, value in self.options.items():
-            self.cfg.set(name, value)
-
-    def load(self) -> Any:
-        from issuer import create_app
-
-        return create_app()
+    directory = tempfile.mkdtemp(prefix="metrics-")
+    os.environ[MULTIPROCESS_DIR] = directory
+    try:
+        Granian(
+            "issuer.server:served_app",
+            factory=True,
+            address=settings.host,
+            port=settings.port,
+            interface=Interfaces.WSGI,
+            workers=settings.workers,
+            blocking_threads=settings.threads,
+            respawn_failed_workers=True,
+            log_level=LogLevels.warning,
+            working_dir=Path.cwd(),
+        ).serve()
+    finally:
+        os.environ.pop(MULTIPROCESS_DIR, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 @click.command("serve")
@@ -95,11 +116,12 @@ class IssuerServer(BaseApplication):
 @click.option("--workers", type=click.IntRange(min=1), help="Default ISSUER_WORKERS, the CPUs.")
 @click.option("--threads", type=click.IntRange(min=1), help="Default ISSUER_THREADS, 4.")
 def serve_command(bind: str | None, workers: int | None, threads: int | None) -> None:
-    """Serve the issuer in production (gunicorn; every setting checked first)."""
+    """Serve the issuer in production (granian; every setting checked first)."""
+    environ = dict(os.environ)
+    given = {"ISSUER_BIND": bind, "ISSUER_WORKERS": workers, "ISSUER_THREADS": threads}
+    environ.update({name: str(value) for name, value in given.items() if value is not None})
     try:
-        options = settings()
+        settings = ServeSettings.from_env(environ)
     except SettingError as error:
         raise click.ClickException(str(error)) from None
-    given = {"bind": bind, "workers": workers, "threads": threads}
-    options.update({name: value for name, value in given.items() if value is not None})
-    IssuerServer(options).run()
+    run(settings)
