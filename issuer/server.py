@@ -21,8 +21,6 @@ PostgreSQL round trip) wait without stalling the token traffic behind it.
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,7 +29,7 @@ from flask import Flask
 
 from envsettings import Env, SettingError
 from issuer.config import Config
-from servicemetrics import MULTIPROCESS_DIR
+from servicemetrics import shared_directory
 
 
 @dataclass(frozen=True)
@@ -91,9 +89,7 @@ def run(settings: ServeSettings) -> None:
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
-    directory = tempfile.mkdtemp(prefix="metrics-")
-    os.environ[MULTIPROCESS_DIR] = directory
-    try:
+    with shared_directory():
         Granian(
             "issuer.server:served_app",
             factory=True,
@@ -102,13 +98,12 @@ def run(settings: ServeSettings) -> None:
             interface=Interfaces.WSGI,
             workers=settings.workers,
             blocking_threads=settings.threads,
+            # No more requests in Python at once than threads to run them.
+            backpressure=settings.threads,
             respawn_failed_workers=True,
             log_level=LogLevels.warning,
             working_dir=Path.cwd(),
         ).serve()
-    finally:
-        os.environ.pop(MULTIPROCESS_DIR, None)
-        shutil.rmtree(directory, ignore_errors=True)
 
 
 @click.command("serve")

@@ -1,7 +1,7 @@
 """A local stand-in for Neon's proxy: SQL over HTTP, authorized by the caller's JWT.
 
 `create_app(config, session_key)` builds the Flask application; `python -m proxy`
-serves it with gunicorn. The host in a client's `Neon-Connection-String` is not
+serves it with granian (or gunicorn). The host in a client's `Neon-Connection-String` is not
 used for routing: every request goes to the one configured Postgres
 (`PROXY_DATABASE_HOST`/`PROXY_DATABASE_PORT`; `make run` and `make proxy` point
 them at the embedded server).
@@ -26,9 +26,8 @@ def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None
 
     Without `session_key`, a new one is generated and installed now and dropped at
     interpreter exit; a gunicorn master passes the key it installed for all workers.
-    A pooled connection goes back to its pool when the WSGI server closes the
-    response (gunicorn and werkzeug always do; a Flask test client must close its
-    responses).
+    A pooled connection goes back to its pool once the response body has been
+    taken (read to its end, closed, or dropped by the server: see `sql._Sent`).
     """
     config = config or ProxyConfig.from_env()
     if session_key is None:

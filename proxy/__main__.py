@@ -1,4 +1,4 @@
-"""`python -m proxy`: serve the local Neon proxy with gunicorn."""
+"""`python -m proxy`: serve the local Neon proxy (granian or gunicorn, `PROXY_SERVER`)."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ import psycopg
 from dotenv import load_dotenv
 
 from proxy.config import ProxyConfig
-from proxy.server import ProxyServer, gunicorn_options
+from proxy.server import ProxyServer, gunicorn_options, serve_granian
 from proxy.session import SessionKey
 
 
@@ -55,6 +55,9 @@ def main(
             f"{str(error).splitlines()[0]} "
             "(is the database migrated? `make migrate`)"
         ) from None
+    if config.server == "granian":
+        serve_granian(config, session_key, access_log=access_log)
+        return
     options = gunicorn_options(
         f"{config.host}:{config.port}", config.workers, config.threads, access_log=access_log
     )

@@ -36,6 +36,8 @@ class ProxyConfig:
     auth_rules: list[AuthRule]
     host: str = "127.0.0.1"
     port: int = 4444
+    # The HTTP server: "granian" or "gunicorn" (see bench/proxy.py for the choice).
+    server: str = "granian"
     workers: int = 2
     threads: int = 8
     statement_timeout_ms: int = 10_000
@@ -73,6 +75,7 @@ class ProxyConfig:
             auth_rules=rules_from_env(env.environ),
             host=env.text("PROXY_HOST", cls.host),
             port=env.integer("PROXY_PORT", cls.port, maximum=65535),
+            server=env.choice("PROXY_SERVER", cls.server, ("granian", "gunicorn")),
             workers=env.integer("PROXY_WORKERS", cls.workers),
             threads=threads,
             statement_timeout_ms=env.integer(

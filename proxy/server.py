@@ -1,7 +1,7 @@
-"""Serving the proxy with gunicorn (`python -m proxy`).
+"""Serving the proxy (`python -m proxy`): granian or gunicorn (`PROXY_SERVER`).
 
 The session key is generated and installed once, by `python -m proxy` in the
-process that becomes the gunicorn master, before any worker is forked (a failure
+process that becomes the server's master, before any worker is forked (a failure
 is a clean CLI error, not a crashed arbiter). So every worker signs with the same key, a worker that gunicorn
 restarts needs no database round trip to start, and exactly one key row exists
 per running proxy; the master drops it when it exits.
@@ -84,3 +84,45 @@ def gunicorn_options(
         # over from the previous one. Nothing here uses it.
         "control_socket_disable": True,
     }
+
+
+#: What `served_app` builds in each granian worker: set before the workers are forked.
+_serving: tuple[ProxyConfig, SessionKey] | None = None
+
+
+def served_app() -> Flask:
+    """The app of one granian worker, forked from `serve_granian`'s process."""
+    assert _serving is not None, "served_app runs only in serve_granian's workers"
+    return create_app(*_serving)
+
+
+def serve_granian(config: ProxyConfig, session_key: SessionKey, *, access_log: bool) -> None:
+    """granian with `config.workers` processes of `config.threads` blocking threads; the
+    session key is dropped when it stops."""
+    from granian import Granian
+    from granian.constants import Interfaces
+    from granian.log import LogLevels
+
+    global _serving
+    _serving = (config, session_key)
+    try:
+        with servicemetrics.shared_directory():
+            Granian(
+                "proxy.server:served_app",
+                factory=True,
+                address=config.host,
+                port=config.port,
+                interface=Interfaces.WSGI,
+                workers=config.workers,
+                blocking_threads=config.threads,
+                # No more requests in Python at once than threads to run them.
+                backpressure=config.threads,
+                respawn_failed_workers=True,
+                log_level=LogLevels.warning,
+                log_access=access_log,
+            ).serve()
+    finally:
+        try:
+            session_key.drop(config.admin_url)
+        except psycopg.Error as error:
+            log.warning("could not drop the session key: %s", error)

@@ -170,15 +170,34 @@ class SqlEndpoint:
         return _Sent(data, lease.release)
 
 
-class _Sent(list[bytes]):
-    """A one-chunk response body whose close() (which every WSGI server calls) runs `on_close`."""
+class _Sent:
+    """A one-chunk response body that gives its pooled connection back once the chunk
+    has been taken: when the server asks for the next one (granian), closes the body
+    (gunicorn, werkzeug) or drops it unread (a client gone before the answer),
+    whichever comes first, and only once. A connection must never wait on a server's
+    habits: a pool whose connections are all "busy" answers nobody."""
 
-    def __init__(self, data: bytes, on_close: Callable[[], None]) -> None:
-        super().__init__((data,))
-        self.on_close = on_close
+    def __init__(self, data: bytes, on_done: Callable[[], None]) -> None:
+        self._data: bytes | None = data
+        self._on_done: Callable[[], None] | None = on_done
+
+    def __iter__(self) -> _Sent:
+        return self
+
+    def __next__(self) -> bytes:
+        data, self._data = self._data, None
+        if data is None:
+            self.close()
+            raise StopIteration
+        return data
 
     def close(self) -> None:
-        self.on_close()
+        on_done, self._on_done = self._on_done, None
+        if on_done is not None:
+            on_done()
+
+    def __del__(self) -> None:
+        self.close()
 
 
 def _encode(payload: dict[str, Any]) -> bytes:

@@ -14,12 +14,13 @@ each app keeps its own registry.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import shutil
 import tempfile
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 from wsgiref.simple_server import WSGIServer
 
@@ -174,6 +175,19 @@ def _readiness(ready: Callable[[], str | None]) -> tuple[str, int, dict[str, str
     if problem is not None:
         return f"not ready: {problem}\n", 503, {"Content-Type": "text/plain"}
     return "ready\n", 200, {"Content-Type": "text/plain"}
+
+
+@contextlib.contextmanager
+def shared_directory() -> Iterator[str]:
+    """For a server that forks its workers inside the block (granian): one fresh
+    directory they inherit through the environment, removed afterwards."""
+    directory = tempfile.mkdtemp(prefix="metrics-")
+    os.environ[MULTIPROCESS_DIR] = directory
+    try:
+        yield directory
+    finally:
+        os.environ.pop(MULTIPROCESS_DIR, None)
+        shutil.rmtree(directory, ignore_errors=True)
 
 
 # -- gunicorn server hooks ---------------------------------------------------------------
