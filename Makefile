@@ -56,7 +56,14 @@ test: $(STAMP) $(CHROMIUM) $(JS_STAMP)
 test-quick: $(STAMP) $(JS_STAMP)
 	$(PY) -m pytest -m "not browser and not load and not resilience and not stack"
 
-bench: $(STAMP)
+# The peer `make bench` measures the issuer against: node-oidc-provider, pinned in bench/peer.
+PEER := bench/peer
+PEER_STAMP := $(PEER)/node_modules/.package-lock.json
+$(PEER_STAMP): $(PEER)/package-lock.json $(JS_STAMP)
+	npm ci --prefix $(PEER) --no-audit --no-fund --loglevel=error
+	touch $(PEER_STAMP)
+
+bench: $(STAMP) $(PEER_STAMP)
 	$(PY) -m bench
 
 # Known security mutants, each against the tests that guard its check (not part of `make test`).
