@@ -111,10 +111,10 @@ keys-revoke: $(STAMP)
 issuer: $(STAMP)
 	$(PY) -m issuer serve
 
-# The todo app alone (settings in app/gunicorn_conf.py); it needs APP_CLIENT_ID and
+# The todo app alone (`python -m app serve`, app/server.py); it needs APP_CLIENT_ID and
 # APP_CLIENT_SECRET (`make run` keeps the ones it registered in .data/app-client.json).
 app: $(STAMP)
-	$(VENV)/bin/gunicorn -c python:app.gunicorn_conf
+	$(PY) -m app serve
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -1,5 +1,5 @@
-"""`python -m app …`: the todo app's Flask CLI (`run` for development; use
-`make app` or `gunicorn -c python:app.gunicorn_conf` to serve it)."""
+"""`python -m app …`: the todo app's Flask CLI (`run` for development, `serve` for
+production: `make app`)."""
 
 from __future__ import annotations
 
@@ -9,6 +9,7 @@ from flask import Flask
 from flask.cli import FlaskGroup, NoAppException
 
 from app import create_app
+from app.server import serve_command
 
 
 def _create_app() -> Flask:
@@ -22,6 +23,7 @@ def _create_app() -> Flask:
 
 
 cli = FlaskGroup(create_app=_create_app, load_dotenv=True)
+cli.add_command(serve_command)
 
 if __name__ == "__main__":
     sys.exit(cli(prog_name="python -m app"))

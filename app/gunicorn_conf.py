@@ -1,8 +1,7 @@
-"""Production server settings: `gunicorn -c python:app.gunicorn_conf`.
-
-The same shape as the issuer's (gthread, one worker per core, four threads):
-a page waits on the issuer or the SQL endpoint most of its time, and threads
-let those waits overlap without a worker per request.
+"""`gunicorn -c python:app.gunicorn_conf`: the todo app under gunicorn, for process
+managers that start gunicorn themselves; `python -m app serve` (granian, see
+app/server.py) is the documented way. The same settings: APP_BIND, APP_WORKERS,
+APP_THREADS (gthread, one worker per core, four threads).
 """
 
 from __future__ import annotations

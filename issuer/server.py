@@ -22,14 +22,13 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from pathlib import Path
 
 import click
 from flask import Flask
 
 from envsettings import Env, SettingError
 from issuer.config import Config
-from servicemetrics import shared_directory
+from serving import serve_wsgi, split_bind
 
 
 @dataclass(frozen=True)
@@ -45,9 +44,7 @@ class ServeSettings:
         Config.from_env(environ).check()
         env = Env(environ)
         bind = env.text("ISSUER_BIND", "127.0.0.1:8001")
-        host, sep, port = bind.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingError(f"ISSUER_BIND must be host:port, not {bind!r}")
+        split_bind("ISSUER_BIND", bind)
         return cls(
             bind=bind,
             workers=env.integer("ISSUER_WORKERS", os.cpu_count() or 2),
@@ -56,11 +53,11 @@ class ServeSettings:
 
     @property
     def host(self) -> str:
-        return self.bind.rpartition(":")[0].removeprefix("[").removesuffix("]")
+        return split_bind("ISSUER_BIND", self.bind)[0]
 
     @property
     def port(self) -> int:
-        return int(self.bind.rpartition(":")[2])
+        return split_bind("ISSUER_BIND", self.bind)[1]
 
 
 def served_app() -> Flask:
@@ -84,26 +81,14 @@ def start_serving(app: Flask) -> None:
 
 
 def run(settings: ServeSettings) -> None:
-    """Serve until SIGTERM or SIGINT; the workers share one metrics directory."""
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.log import LogLevels
-
-    with shared_directory():
-        Granian(
-            "issuer.server:served_app",
-            factory=True,
-            address=settings.host,
-            port=settings.port,
-            interface=Interfaces.WSGI,
-            workers=settings.workers,
-            blocking_threads=settings.threads,
-            # No more requests in Python at once than threads to run them.
-            backpressure=settings.threads,
-            respawn_failed_workers=True,
-            log_level=LogLevels.warning,
-            working_dir=Path.cwd(),
-        ).serve()
+    """Serve until SIGTERM or SIGINT."""
+    serve_wsgi(
+        "issuer.server:served_app",
+        settings.host,
+        settings.port,
+        workers=settings.workers,
+        threads=settings.threads,
+    )
 
 
 @click.command("serve")

@@ -20,6 +20,7 @@ import servicemetrics
 from proxy import create_app
 from proxy.config import ProxyConfig
 from proxy.session import SessionKey
+from serving import serve_wsgi
 
 log = logging.getLogger(__name__)
 
@@ -99,28 +100,17 @@ def served_app() -> Flask:
 def serve_granian(config: ProxyConfig, session_key: SessionKey, *, access_log: bool) -> None:
     """granian with `config.workers` processes of `config.threads` blocking threads; the
     session key is dropped when it stops."""
-    from granian import Granian
-    from granian.constants import Interfaces
-    from granian.log import LogLevels
-
     global _serving
     _serving = (config, session_key)
     try:
-        with servicemetrics.shared_directory():
-            Granian(
-                "proxy.server:served_app",
-                factory=True,
-                address=config.host,
-                port=config.port,
-                interface=Interfaces.WSGI,
-                workers=config.workers,
-                blocking_threads=config.threads,
-                # No more requests in Python at once than threads to run them.
-                backpressure=config.threads,
-                respawn_failed_workers=True,
-                log_level=LogLevels.warning,
-                log_access=access_log,
-            ).serve()
+        serve_wsgi(
+            "proxy.server:served_app",
+            config.host,
+            config.port,
+            workers=config.workers,
+            threads=config.threads,
+            access_log=access_log,
+        )
     finally:
         try:
             session_key.drop(config.admin_url)

@@ -112,7 +112,6 @@ def _host_port(bind: str) -> tuple[str, int]:
 
 def services(env: dict[str, str]) -> list[Service]:
     """The stack's HTTP services in start order, from the environment they will see."""
-    venv_bin = Path(sys.executable).parent
     proxy_host = env.get("PROXY_HOST", "127.0.0.1")
     proxy_port = int(env.get("PROXY_PORT", "4444"))
     mail = []
@@ -143,7 +142,7 @@ def services(env: dict[str, str]) -> list[Service]:
         ),
         Service(
             "app",
-            [str(venv_bin / "gunicorn"), "-c", "python:app.gunicorn_conf"],
+            [sys.executable, "-m", "app", "serve"],
             *_host_port(env["APP_BIND"]),
             env["APP_URL"],
         ),

@@ -1,9 +1,9 @@
 """`python -m stack run` (`make run`) as an operator starts it, in a temporary directory.
 
 The stack tests and the load test drive what users run: the supervisor,
-PostgreSQL, and the issuer, proxy and app on gunicorn. Only ports, directories
+PostgreSQL, and the issuer, proxy and app on granian. Only ports, directories
 and the settings a test passes are set here; nothing of the developer's shell
-(`APP_…`, `ISSUER_…`, …) leaks in. Everything the children print (gunicorn's logs
+(`APP_…`, `ISSUER_…`, …) leaks in. Everything the children print (the servers' logs
 and the issuer's audit trail) goes to one file, read after the run; a pipe would
 block the servers once nobody drained it. A stack can be stopped and started
 again on the same state (`start(*options)`).
