@@ -32,7 +32,7 @@ from issuer.schedule import Job, Scheduler
 from stack import postgres
 
 MASTER = "bench master key, 32 characters or more"
-ROUNDS = 7
+ROUNDS = 9
 # The scheduler ticks every TICK seconds and collects every GC_PERIOD: 120 and 3,600
 # times as often as in production (30 s, ISSUER_GC_INTERVAL's 1 h), so that each
 # round of about a second sees work to interfere with.
@@ -104,17 +104,26 @@ def _rounds(
     baseline: Callable[[], object],
     around: Callable[[], Callable[[], None]] | None = None,
 ) -> tuple[float, float]:
-    """Medians over alternating rounds; `around()` starts something for the contender's
-    round and returns how to stop it."""
-    ours, theirs = [], []
-    for _ in range(ROUNDS):
+    """Medians over rounds that alternate which side goes first (so that drift and
+    warm-up favour neither); `around()` starts something for the contender's round
+    and returns how to stop it."""
+
+    def contend() -> float:
         stop = around() if around is not None else None
         try:
-            ours.append(_wall_throughput(contender))
+            return _wall_throughput(contender)
         finally:
             if stop is not None:
                 stop()
-        theirs.append(_wall_throughput(baseline))
+
+    ours, theirs = [], []
+    for round_number in range(ROUNDS):
+        if round_number % 2:
+            theirs.append(_wall_throughput(baseline))
+            ours.append(contend())
+        else:
+            ours.append(contend())
+            theirs.append(_wall_throughput(baseline))
     return median(ours), median(theirs)
 
 
