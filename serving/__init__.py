@@ -46,8 +46,8 @@ def serve_wsgi(
             interface=Interfaces.WSGI,
             workers=workers,
             blocking_threads=threads,
-            # No more requests in Python at once than threads to run them.
-            backpressure=threads,
+            # granian's default `backpressure`: set to the thread count, requests of
+            # the load test's 16 keep-alive visitors waited past every timeout.
             respawn_failed_workers=True,
             log_level=LogLevels.warning,
             log_access=access_log,
