@@ -90,7 +90,7 @@ def _served(env: dict[str, str], constant: bool = False) -> Iterator[Server]:
     if constant:
         command = [
             sys.executable, "-m", "granian", "--interface", "wsgi", "--workers", "2",
-            "--blocking-threads", "4", "--backpressure", "4", "--log-level", "warning",
+            "--blocking-threads", "4", "--log-level", "warning",
             "--host", "127.0.0.1", "--port", str(port), "bench.issuer_http:constant_app",
         ]  # fmt: skip
     else:

@@ -88,23 +88,34 @@ def test_metrics_can_be_turned_off(make_issuer_app: Callable[..., Flask], keys_d
     assert http.get("/readyz").status_code == 200
 
 
-def test_under_gunicorn_every_workers_requests_add_up(tmp_path: Path, keys_dir: Path) -> None:
-    """Two workers, each answering some of the requests; any scrape counts them all."""
+@pytest.mark.parametrize("separate_bind", [False, True])
+def test_served_every_workers_requests_add_up(
+    tmp_path: Path, keys_dir: Path, separate_bind: bool
+) -> None:
+    """`python -m issuer serve` with two workers, each answering some of the requests:
+    any scrape counts them all, on the issuer's port or, with ISSUER_METRICS_BIND,
+    only on that bind (every worker sharing it)."""
     KeyRing(keys_dir).init()
+    bind = f"127.0.0.1:{free_port()}" if separate_bind else None
     with gunicorn_issuer(
         tmp_path,
         ISSUER_WORKERS="2",
         ISSUER_KEYS_DIR=str(keys_dir),
         ISSUER_DATABASE_URL=f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
         ISSUER_DATA_DIR=str(tmp_path / "data"),
+        **({"ISSUER_METRICS_BIND": bind} if bind else {}),
     ) as base:
         for _ in range(60):
             # A new connection each time: the kernel spreads them over both workers.
             with requests.get(base + JWKS, timeout=5, headers={"Connection": "close"}) as got:
                 assert got.status_code == 200
-        scrapes = [requests.get(base + "/metrics", timeout=5).text for _ in range(4)]
+        scrape_url = f"http://{bind}/metrics" if bind else base + "/metrics"
+        if bind:
+            assert requests.get(base + "/metrics", timeout=5).status_code == 404
+        scrapes = [requests.get(scrape_url, timeout=5).text for _ in range(8)]
     route = {"route": JWKS, "method": "GET", "status": "200"}
-    assert [value(s, "issuer_http_requests_total", **route) for s in scrapes] == [60.0] * 4
+    assert [value(s, "issuer_http_requests_total", **route) for s in scrapes] == [60.0] * 8
+    assert all(value(s, "issuer_keys", state="active") == 1.0 for s in scrapes)
 
 
 @pytest.mark.parametrize(
@@ -149,26 +160,3 @@ def test_made_up_methods_share_one_label(app: Flask) -> None:
     }
     assert methods <= {"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS", "other"}
     assert "other" in methods
-
-
-def test_under_gunicorn_a_metrics_bind_serves_every_worker(tmp_path: Path, keys_dir: Path) -> None:
-    """ISSUER_METRICS_BIND: each worker shares the bind; any scrape counts them all,
-    and the public port has no /metrics."""
-    KeyRing(keys_dir).init()
-    metrics = f"http://127.0.0.1:{free_port()}"
-    with gunicorn_issuer(
-        tmp_path,
-        ISSUER_WORKERS="2",
-        ISSUER_METRICS_BIND=metrics.removeprefix("http://"),
-        ISSUER_KEYS_DIR=str(keys_dir),
-        ISSUER_DATABASE_URL=f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
-        ISSUER_DATA_DIR=str(tmp_path / "data"),
-    ) as base:
-        for _ in range(60):
-            with requests.get(base + JWKS, timeout=5, headers={"Connection": "close"}) as got:
-                assert got.status_code == 200
-        assert requests.get(base + "/metrics", timeout=5).status_code == 404
-        scrapes = [requests.get(metrics + "/metrics", timeout=5).text for _ in range(8)]
-    route = {"route": JWKS, "method": "GET", "status": "200"}
-    assert [value(s, "issuer_http_requests_total", **route) for s in scrapes] == [60.0] * 8
-    assert all(value(s, "issuer_keys", state="active") == 1.0 for s in scrapes)
