@@ -1,6 +1,6 @@
 """The issuer's /metrics and /readyz: parsed with prometheus_client's own parser, the
-counters move with the traffic that should move them; under gunicorn every worker's
-requests add up in one scrape; a broken key ring is "not ready"."""
+counters move with the traffic that should move them; served, every worker's requests
+add up in one scrape; a broken key ring is "not ready"."""
 
 from __future__ import annotations
 
@@ -16,8 +16,8 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from issuer.keys import KeyRing
 from tests.issuer.account_pages import log_in
-from tests.issuer.gunicorn_issuer import gunicorn_issuer
 from tests.issuer.oauth_flows import basic, csrf_token, register
+from tests.issuer.served_issuer import served_issuer
 from tests.support.ports import free_port
 
 JWKS = "/.well-known/jwks.json"
@@ -97,7 +97,7 @@ def test_served_every_workers_requests_add_up(
     only on that bind (every worker sharing it)."""
     KeyRing(keys_dir).init()
     bind = f"127.0.0.1:{free_port()}" if separate_bind else None
-    with gunicorn_issuer(
+    with served_issuer(
         tmp_path,
         ISSUER_WORKERS="2",
         ISSUER_KEYS_DIR=str(keys_dir),

@@ -1,4 +1,4 @@
-"""The whole flow against a real gunicorn (the production config) on a loopback port."""
+"""The whole flow against the issuer as production serves it (`python -m issuer serve`) on a loopback port."""
 
 from __future__ import annotations
 
@@ -12,7 +12,6 @@ import requests
 from issuer import create_app
 from issuer.config import Config
 from issuer.keys import KeyRing
-from tests.issuer.gunicorn_issuer import gunicorn_issuer
 from tests.issuer.oauth_flows import (
     PASSWORD,
     REDIRECT_URI,
@@ -21,6 +20,7 @@ from tests.issuer.oauth_flows import (
     pkce_pair,
     register,
 )
+from tests.issuer.served_issuer import served_issuer
 from tests.support.jose import verify_with_jwks
 
 TIMEOUT = 10
@@ -30,7 +30,7 @@ TIMEOUT = 10
 def served(issuer_config: Config, tmp_path) -> Iterator[tuple[str, object]]:
     """gunicorn serving the issuer; yields (base URL, an app on the same storage)."""
     KeyRing(issuer_config.keys_dir).init()
-    with gunicorn_issuer(
+    with served_issuer(
         tmp_path,
         conf=True,
         ISSUER_KEYS_DIR=str(issuer_config.keys_dir),

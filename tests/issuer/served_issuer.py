@@ -17,7 +17,7 @@ from tests.support.ports import free_port
 
 
 @contextmanager
-def gunicorn_issuer(cwd: Path, *, conf: bool = False, **settings: str) -> Iterator[str]:
+def served_issuer(cwd: Path, *, conf: bool = False, **settings: str) -> Iterator[str]:
     """Serve the issuer with `settings` (ISSUER_* variables) on a free port until
     the block ends (by `serve`, or by gunicorn's own command when `conf`); yields
     its base URL once `/readyz` answers 200."""
