@@ -6,8 +6,8 @@ transaction that first takes the ring's row lock and re-reads the manifest, so t
 issuers racing to rotate are serialised by the database and a process killed in
 the middle leaves the ring as it was. Readers notice a change by its version, which
 the ring checks at most once a second (`REFRESH_INTERVAL`); on PostgreSQL the change
-is also pushed to every issuer at commit (`notifications`), and the ring checks only
-when that channel is down.
+is also pushed to every issuer at commit (`notifications`), which makes it visible
+at once (the check stays: a push can go missing without an error).
 
 Private keys are sealed with AES-256-GCM under a master key (`ISSUER_KEYS_MASTER_KEY`),
 with the kid as associated data, and the manifest carries an HMAC under a key derived

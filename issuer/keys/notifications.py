@@ -1,18 +1,18 @@
 """Key-ring changes pushed by PostgreSQL (LISTEN/NOTIFY), so an issuer of a fleet
-learns of a rotation made elsewhere at once, without asking the database per request.
+learns of a rotation made elsewhere at once rather than at its next version check.
 
 The database store sends `NOTIFY` in the transaction that changes the ring; it is
 delivered only if that transaction commits. Each serving process listens on a
-connection of its own, in a daemon thread. Notifications are not queued for a
-listener that is away, so the ring trusts them only while `listening` is true:
-when the connection drops, it goes back to checking the version every second, and
-after reconnecting the listener reports a change (one may have been missed).
+connection of its own, in a daemon thread. A push only makes a change visible
+sooner: the ring still checks the version every second, because a channel can go
+quiet without an error (a transaction-mode pooler that drops LISTEN, a connection a
+middlebox forgot). Notifications are not queued for a listener that is away, so
+after reconnecting it reports a change (one may have been missed).
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import threading
 from collections.abc import Callable
 
@@ -31,17 +31,9 @@ class RingListener:
     def __init__(self, engine: Engine, changed: Callable[[], None]) -> None:
         self.engine = engine
         self.changed = changed
-        self._pid = os.getpid()
-        self._listening = threading.Event()
         self._stopped = threading.Event()
         self._thread = threading.Thread(target=self._run, name="key-ring-listener", daemon=True)
         self._thread.start()
-
-    @property
-    def listening(self) -> bool:
-        """True while notifications reach this process (never in a forked child,
-        which must start a listener of its own)."""
-        return self._listening.is_set() and os.getpid() == self._pid
 
     def stop(self) -> None:
         self._stopped.set()
@@ -51,9 +43,7 @@ class RingListener:
             try:
                 self._listen()
             except Exception as error:  # the thread must outlive any failure
-                if self._listening.is_set():
-                    log.warning("key ring notifications lost, checking every second: %s", error)
-            self._listening.clear()
+                log.warning("key ring notifications lost, listening again: %s", error)
             self.changed()
             self._stopped.wait(RECONNECT_DELAY)
 
@@ -64,7 +54,6 @@ class RingListener:
         try:
             conn.autocommit = True
             conn.execute(f"LISTEN {CHANNEL}")
-            self._listening.set()
             self.changed()  # whatever happened while nobody listened
             while not self._stopped.is_set():
                 for _ in conn.notifies(timeout=1.0):

@@ -39,8 +39,6 @@ log = logging.getLogger(__name__)
 
 # How long a process may serve its cached ring before it stats the manifest again.
 REFRESH_INTERVAL = 1.0
-# The same while the store pushes changes (PostgreSQL's NOTIFY): a safety net only.
-WATCHED_REFRESH_INTERVAL = 30.0
 
 
 @dataclass(frozen=True)
@@ -84,8 +82,9 @@ class KeyRing:
     `clock` returns epoch seconds (tests inject their own). `refresh_interval` is
     how stale this process's view of a change made by another process may get
     (its own changes are seen at once); 0 checks the manifest on every call. A store
-    that pushes changes (`watch`) is asked only every `WATCHED_REFRESH_INTERVAL`
-    while its channel is up.
+    that pushes changes (`watch`: PostgreSQL's NOTIFY) makes them visible at once,
+    but the interval still holds when pushes stop arriving without an error (a
+    pooler that drops LISTEN, a connection a middlebox forgot): they only shorten it.
     """
 
     def __init__(
@@ -127,7 +126,8 @@ class KeyRing:
     def _current(self) -> _Snapshot:
         snapshot = self._snapshot
         now = time.monotonic()
-        if snapshot is not None and now < self._fresh_until:
+        # A forked child starts over: its parent's freshness is not its own.
+        if snapshot is not None and now < self._fresh_until and self._watcher_pid == os.getpid():
             return snapshot
         changes = self._watch()
         stamp = self.store.stamp()
@@ -158,15 +158,9 @@ class KeyRing:
             self._fresh_until = 0.0
 
     def _stay_fresh(self, now: float, changes: int) -> None:
-        listening = self._watcher is not None and self._watcher.listening
-        interval = (
-            max(self.refresh_interval, WATCHED_REFRESH_INTERVAL)
-            if listening
-            else (self.refresh_interval)
-        )
         with self._fresh_lock:
             if self._changes == changes:  # nothing pushed since the stamp was read
-                self._fresh_until = now + interval
+                self._fresh_until = now + self.refresh_interval
 
     def _reload(self, previous: _Snapshot | None, stamp: Stamp | None) -> _Snapshot:
         try:
