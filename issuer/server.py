@@ -21,6 +21,7 @@ PostgreSQL round trip) wait without stalling the token traffic behind it.
 from __future__ import annotations
 
 import os
+import sys
 from dataclasses import dataclass
 
 import click
@@ -80,8 +81,27 @@ def start_serving(app: Flask) -> None:
     start_scheduler(app)
 
 
-def run(settings: ServeSettings) -> None:
-    """Serve until SIGTERM or SIGINT."""
+def run(settings: ServeSettings, *, behind_proxies: bool = False) -> None:
+    """Serve until SIGTERM or SIGINT.
+
+    Behind reverse proxies whose `X-Forwarded-For` the issuer trusts (its login and
+    sign-up throttles key on the client address it names), gunicorn serves instead:
+    it drops header names with underscores, while granian would let a client's
+    `X_Forwarded_For` stand in for the proxy's `X-Forwarded-For` (both become
+    HTTP_X_FORWARDED_FOR), so anyone could pick the address the throttles see.
+    """
+    if behind_proxies:
+        click.echo(
+            "ISSUER_TRUSTED_PROXIES is set: serving on gunicorn, which drops header names "
+            "with underscores (X_Forwarded_For would pass for X-Forwarded-For under granian)",
+            err=True,
+        )
+        argv = [
+            sys.executable, "-m", "gunicorn", "-c", "python:issuer.gunicorn_conf",
+            "--bind", settings.bind, "--workers", str(settings.workers),
+            "--threads", str(settings.threads),
+        ]  # fmt: skip
+        os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, fixed arguments
     serve_wsgi(
         "issuer.server:served_app",
         settings.host,
@@ -102,6 +122,7 @@ def serve_command(bind: str | None, workers: int | None, threads: int | None) ->
     environ.update({name: str(value) for name, value in given.items() if value is not None})
     try:
         settings = ServeSettings.from_env(environ)
+        behind_proxies = Config.from_env(environ).trusted_proxies > 0
     except SettingError as error:
         raise click.ClickException(str(error)) from None
-    run(settings)
+    run(settings, behind_proxies=behind_proxies)
