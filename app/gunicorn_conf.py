@@ -11,10 +11,10 @@ import sys
 
 from app.config import AppConfig
 from envsettings import Env, SettingError
-from servicemetrics import child_exit, on_exit, on_starting
+from servicemetrics import child_exit, on_exit, on_starting, post_worker_init
 
-# gunicorn calls these by name: one metrics directory for all workers.
-__all__ = ["child_exit", "on_exit", "on_starting"]
+# gunicorn calls these by name: one metrics directory for all workers (and its bind).
+__all__ = ["child_exit", "on_exit", "on_starting", "post_worker_init"]
 
 try:
     # Every setting checked before a worker starts: one line and exit 1, not a

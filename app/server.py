@@ -11,6 +11,7 @@ import os
 
 import click
 
+from app import create_app
 from app.config import AppConfig
 from envsettings import Env, SettingError
 from serving import serve_wsgi, split_bind
@@ -31,4 +32,4 @@ def serve_command(bind: str | None, workers: int | None, threads: int | None) ->
         threads = threads or env.integer("APP_THREADS", 4)
     except SettingError as error:
         raise click.ClickException(str(error)) from None
-    serve_wsgi("app:create_app", host, port, workers=workers, threads=threads)
+    serve_wsgi(create_app, host, port, workers=workers, threads=threads)

@@ -44,3 +44,4 @@ def post_worker_init(worker: Any) -> None:
         from issuer.server import start_serving
 
         start_serving(worker.wsgi)
+        servicemetrics.post_worker_init(worker)

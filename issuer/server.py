@@ -62,7 +62,7 @@ class ServeSettings:
 
 
 def served_app() -> Flask:
-    """The app of one serving worker (granian calls this in each)."""
+    """The app of one serving worker (granian builds one in each)."""
     from issuer import create_app
 
     app = create_app()
@@ -103,7 +103,7 @@ def run(settings: ServeSettings, *, behind_proxies: bool = False) -> None:
         ]  # fmt: skip
         os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, fixed arguments
     serve_wsgi(
-        "issuer.server:served_app",
+        served_app,
         settings.host,
         settings.port,
         workers=settings.workers,

@@ -42,6 +42,7 @@ class ProxyServer(BaseApplication):
         # One metrics directory for every worker (see servicemetrics).
         self.cfg.set("on_starting", servicemetrics.on_starting)
         self.cfg.set("child_exit", servicemetrics.child_exit)
+        self.cfg.set("post_worker_init", servicemetrics.post_worker_init)
         self.cfg.set("on_exit", self._exit)
 
     def _exit(self, server: Any) -> None:
@@ -87,24 +88,12 @@ def gunicorn_options(
     }
 
 
-#: What `served_app` builds in each granian worker: set before the workers are forked.
-_serving: tuple[ProxyConfig, SessionKey] | None = None
-
-
-def served_app() -> Flask:
-    """The app of one granian worker, forked from `serve_granian`'s process."""
-    assert _serving is not None, "served_app runs only in serve_granian's workers"
-    return create_app(*_serving)
-
-
 def serve_granian(config: ProxyConfig, session_key: SessionKey, *, access_log: bool) -> None:
-    """granian with `config.workers` processes of `config.threads` blocking threads; the
-    session key is dropped when it stops."""
-    global _serving
-    _serving = (config, session_key)
+    """granian with `config.workers` processes of `config.threads` blocking threads, each
+    worker's app signing with `session_key`; the key is dropped when it stops."""
     try:
         serve_wsgi(
-            "proxy.server:served_app",
+            lambda: create_app(config, session_key),
             config.host,
             config.port,
             workers=config.workers,

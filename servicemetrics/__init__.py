@@ -58,6 +58,7 @@ class Metrics:
             values.ValueClass = values.MultiProcessValue()
         self._own = None if self.directory else CollectorRegistry()
         self._collectors: list[Collector] = []
+        self.bind: str | None = None
         self.bind_server: WSGIServer | None = None
         self.requests = self.counter(
             "http_requests", "HTTP requests answered.", ("route", "method", "status")
@@ -98,16 +99,22 @@ class Metrics:
         bind: str | None = None,
     ) -> None:
         """Count every request; `/metrics` when `serve`, on the service's port or on
-        `bind` (only there); `/readyz`: 200, or 503 with what `ready()` says is wrong."""
+        `bind` (only there, once a serving worker calls `start_separate_bind`); `/readyz`:
+        200, or 503 with what `ready()` says is wrong."""
         app.extensions["metrics"] = self
         request_ids.init_app(app)
         app.before_request(_start_timer)
         app.after_request(self._observe)
-        if serve and bind:
-            self.bind_server = separate_bind.serve(bind, self.exposition)
-        elif serve:
+        self.bind = bind if serve else None
+        if serve and not bind:
             app.add_url_rule("/metrics", "metrics", self._serve)
         app.add_url_rule("/readyz", "readyz", lambda: _readiness(ready))
+
+    def start_separate_bind(self) -> None:
+        """Listen on the metrics bind, if there is one: in serving workers only, never
+        in a CLI command that builds the app."""
+        if self.bind and self.bind_server is None:
+            self.bind_server = separate_bind.serve(self.bind, self.exposition)
 
     def observe(self, route: str, method: str, status: int, seconds: float) -> None:
         """One request answered (for handlers Flask does not see, such as a WSGI
@@ -200,6 +207,13 @@ def on_starting(server: Any) -> None:
     if os.geteuid() == 0:
         os.chown(directory, server.cfg.uid, server.cfg.gid)
     os.environ[MULTIPROCESS_DIR] = directory
+
+
+def post_worker_init(worker: Any) -> None:
+    """In each worker, once its app is built: the metrics bind, if the app has one."""
+    metrics = getattr(worker.wsgi, "extensions", {}).get("metrics")
+    if metrics is not None:
+        metrics.start_separate_bind()
 
 
 def child_exit(_server: object, worker: Any) -> None:

@@ -28,6 +28,8 @@ class _SharedPortServer(ThreadingMixIn, WSGIServer):
 
 
 class _QuietHandler(WSGIRequestHandler):
+    timeout = 10  # a client that sends nothing does not keep its thread
+
     def log_message(self, format: str, *args: Any) -> None:
         """Scrapes are counted, not logged line by line."""
 

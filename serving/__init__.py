@@ -2,16 +2,31 @@
 
 granian (HTTP in Rust, the app in a pool of blocking threads per worker process)
 was chosen over gunicorn's gthread worker by measurement: see issuer/server.py and
-bench/proxy.py. Workers are forked from the calling process, so whatever it set up
-before (a proxy's session key) they inherit; they share one metrics directory.
+bench/proxy.py. Workers are forked from the calling process, so the app factory and
+whatever it closes over (a proxy's session key) reach them as they are; they share
+one metrics directory.
 """
 
 from __future__ import annotations
 
+import errno
+import os
+import socket
+from collections.abc import Callable, Iterable
 from pathlib import Path
+from typing import Any
+
+import click
 
 from envsettings import SettingError
 from servicemetrics import shared_directory
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+#: Seconds a worker that ignores SIGTERM (a stuck request) gets before it is killed.
+KILL_TIMEOUT = 10
+#: What `worker_app` builds in each worker: set before the workers are forked.
+_factory: Callable[[], Any] | None = None
 
 
 def split_bind(name: str, bind: str) -> tuple[str, int]:
@@ -23,7 +38,7 @@ def split_bind(name: str, bind: str) -> tuple[str, int]:
 
 
 def serve_wsgi(
-    factory: str,
+    factory: Callable[[], Any],
     host: str,
     port: int,
     *,
@@ -31,15 +46,17 @@ def serve_wsgi(
     threads: int,
     access_log: bool = False,
 ) -> None:
-    """Serve the app `factory` ("module:function", called once in each worker) until
-    SIGTERM or SIGINT."""
+    """Serve the app `factory()` builds (once in each worker) until SIGTERM or SIGINT."""
     from granian import Granian
     from granian.constants import Interfaces
     from granian.log import LogLevels
 
+    global _factory
+    _factory = factory
+    _refuse_taken(host, port)
     with shared_directory():
         Granian(
-            factory,
+            "serving:worker_app",
             factory=True,
             address=host,
             port=port,
@@ -49,7 +66,67 @@ def serve_wsgi(
             # granian's default `backpressure`: set to the thread count, requests of
             # the load test's 16 keep-alive visitors waited past every timeout.
             respawn_failed_workers=True,
+            workers_kill_timeout=KILL_TIMEOUT,
             log_level=LogLevels.warning,
             log_access=access_log,
             working_dir=Path.cwd(),
         ).serve()
+
+
+def worker_app() -> WSGIApp:
+    """granian's factory, in each worker: the app, its metrics bind (if any) opened
+    here (never by a CLI command that builds the app), and the process environment
+    kept out of every request."""
+    assert _factory is not None, "worker_app runs only in serve_wsgi's workers"
+    app = _factory()
+    metrics = getattr(app, "extensions", {}).get("metrics")
+    if metrics is not None:
+        metrics.start_separate_bind()
+    return WithoutProcessEnvironment(app, dict(os.environ))
+
+
+class WithoutProcessEnvironment:
+    """granian starts every request's WSGI environ from a copy of `os.environ`: the
+    services' secrets (master keys, database passwords, client secrets) would ride
+    along in each request, and a variable named like a header (HTTP_…, CONTENT_…)
+    would read as one the client sent. Each value equal to the process environment's
+    is removed before the app sees the request (a header that happens to carry the
+    same value as such a variable goes too)."""
+
+    def __init__(self, app: WSGIApp, process_environment: dict[str, str]) -> None:
+        self.app = app
+        self.leaked = [(k, v) for k, v in process_environment.items() if k not in _SET_PER_REQUEST]
+
+    def __call__(
+        self, environ: dict[str, Any], start_response: Callable[..., Any]
+    ) -> Iterable[bytes]:
+        for key, value in self.leaked:
+            if environ.get(key) == value:
+                del environ[key]
+        return self.app(environ, start_response)
+
+
+#: What the server sets for every request, whatever the process environment says.
+_SET_PER_REQUEST = frozenset(
+    {
+        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
+        "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT",
+    }
+)  # fmt: skip
+
+
+def _refuse_taken(host: str, port: int) -> None:
+    """granian's workers share the port (SO_REUSEPORT): a second instance of the same
+    user, an old version still running, would start without error and take a share
+    of the requests. A plain bind first makes that an error."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_STREAM) as probe:
+        probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        try:
+            probe.bind((host, port))
+        except OSError as error:
+            if error.errno == errno.EADDRINUSE:
+                raise click.ClickException(f"{host}:{port} is in use by another process") from None
+            raise click.ClickException(
+                f"cannot listen on {host}:{port}: {error.strerror}"
+            ) from None

@@ -27,7 +27,6 @@ import servicedb
 from issuer import migrations
 from issuer.config import DEFAULT_DATABASE_AUDIENCE, Config
 from issuer.keys import KeyRing, KeyRingError, RingExists
-from issuer.loopback import is_loopback
 from issuer.oauth.clients import ClientError
 from stack import app_client, demo_users, loopback_twin, migrate, postgres
 
@@ -97,10 +96,13 @@ def proxy_database_env(env: dict[str, str], database: migrate.LocalDatabase) -> 
 
 
 def public_url(bind: str) -> str:
-    """The URL of a listen address. A loopback one is called `localhost`: browsers
-    refuse IP addresses as WebAuthn relying parties, so passkeys need a name."""
+    """The URL of a listen address. 127.0.0.1 is called `localhost`: browsers refuse
+    IP addresses as WebAuthn relying parties, so passkeys need a name. Only that
+    one: `localhost` leads clients to 127.0.0.1 (or ::1, held by `loopback_twin`),
+    so a service on another loopback address (127.0.0.2) keeps its address, or
+    clients would knock on a port of 127.0.0.1 that anyone could take."""
     host, port = _host_port(bind)
-    if is_loopback(host):
+    if host == "127.0.0.1":
         host = "localhost"
     return f"http://{host}:{port}"
 

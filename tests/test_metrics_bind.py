@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import socket
+
 import pytest
 import requests
 from flask import Flask
@@ -19,9 +21,13 @@ from tests.support.ports import free_port
 def served() -> tuple[Flask, str]:
     app = Flask(__name__)
     app.add_url_rule("/hello", "hello", lambda: "hi")
-    bind = f"127.0.0.1:{free_port()}"
+    port = free_port()
+    bind = f"127.0.0.1:{port}"
     metrics = Metrics("demo")
     metrics.init_app(app, serve=True, ready=lambda: None, bind=bind)
+    with socket.socket() as probe:  # nothing listens until a serving worker says so
+        probe.bind(("127.0.0.1", port))
+    metrics.start_separate_bind()
     yield app, f"http://{bind}"
     assert metrics.bind_server is not None
     metrics.bind_server.shutdown()

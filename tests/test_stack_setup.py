@@ -303,11 +303,13 @@ def test_an_unusable_issuer_database_is_a_clear_error_without_its_password(url, 
     ("bind", "url"),
     [
         ("127.0.0.1:8001", "http://localhost:8001"),
-        ("[::1]:8001", "http://localhost:8001"),
+        # Elsewhere `localhost` would lead clients to a port of 127.0.0.1 that is not ours.
+        ("[::1]:8001", "http://[::1]:8001"),
+        ("127.0.0.2:8001", "http://127.0.0.2:8001"),
         ("10.1.2.3:8001", "http://10.1.2.3:8001"),
     ],
 )
-def test_loopback_binds_are_published_as_localhost(bind: str, url: str) -> None:
+def test_127_0_0_1_binds_are_published_as_localhost(bind: str, url: str) -> None:
     assert supervisor.public_url(bind) == url
 
 

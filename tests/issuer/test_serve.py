@@ -68,3 +68,51 @@ def test_behind_trusted_proxies_no_client_header_passes_for_theirs(
     with served_issuer(tmp_path, **settings) as base:
         assert requests.get(f"{base}/outbox", timeout=10).status_code == 200  # loopback
         assert requests.get(f"{base}/outbox", headers=headers, timeout=10).status_code == 404
+
+
+def test_the_process_environment_never_reads_as_a_request_header(tmp_path: Path) -> None:
+    """granian starts each request's environ from the process environment: a variable
+    named like a header (here HTTP_X_REQUEST_ID) must not pass for one."""
+    keys = tmp_path / "keys"
+    KeyRing(keys).init()
+    settings = {
+        "HTTP_X_REQUEST_ID": "planted-by-the-environment",
+        "ISSUER_KEYS_DIR": str(keys),
+        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
+        "ISSUER_DATA_DIR": str(tmp_path / "data"),
+    }
+    with served_issuer(tmp_path, **settings) as base:
+        answer = requests.get(f"{base}/.well-known/openid-configuration", timeout=10)
+        assert answer.headers["X-Request-Id"] != "planted-by-the-environment"
+        given = requests.get(
+            f"{base}/.well-known/openid-configuration",
+            headers={"X-Request-Id": "from-the-client"},
+            timeout=10,
+        )
+        assert given.headers["X-Request-Id"] == "from-the-client"
+
+
+def test_a_second_issuer_on_the_same_port_is_refused(tmp_path: Path) -> None:
+    """granian's workers share their port: without a check, a second instance (an old
+    version still running) would start and take a share of the requests."""
+    keys = tmp_path / "keys"
+    KeyRing(keys).init()
+    settings = {
+        "ISSUER_KEYS_DIR": str(keys),
+        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
+        "ISSUER_DATA_DIR": str(tmp_path / "data"),
+    }
+    with served_issuer(tmp_path, **settings) as base:
+        port = base.rsplit(":", 1)[1]
+        second = subprocess.run(
+            [sys.executable, "-m", "issuer", "serve", "--bind", f"127.0.0.1:{port}"],
+            env={**os.environ, **settings, "ISSUER_URL": base},
+            cwd=tmp_path,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+    assert (second.returncode, second.stderr) == (
+        1,
+        f"Error: 127.0.0.1:{port} is in use by another process\n",
+    )
