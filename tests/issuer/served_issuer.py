@@ -41,10 +41,15 @@ def served_issuer(cwd: Path, *, conf: bool = False, **settings: str) -> Iterator
                     break
             except requests.ConnectionError:
                 pass
-            assert process.poll() is None, "gunicorn exited"
-            assert time.monotonic() < deadline, "gunicorn did not start"
+            assert process.poll() is None, "the issuer exited"
+            assert time.monotonic() < deadline, "the issuer did not start"
             time.sleep(0.2)
         yield base
     finally:
         process.terminate()
-        process.wait(timeout=30)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()  # never leave a server behind the test
+            process.wait()
+            raise

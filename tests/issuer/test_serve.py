@@ -46,21 +46,29 @@ def test_a_bad_bind_stops_serve_in_one_line(tmp_path: Path) -> None:
     )
 
 
+@pytest.fixture
+def issuer_home(tmp_path: Path) -> dict[str, str]:
+    """Settings of an issuer in `tmp_path`, its key ring created."""
+    keys = tmp_path / "keys"
+    KeyRing(keys).init()
+    return {
+        "ISSUER_KEYS_DIR": str(keys),
+        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
+        "ISSUER_DATA_DIR": str(tmp_path / "data"),
+    }
+
+
 @pytest.mark.parametrize("underscore_first", [True, False])
 def test_behind_trusted_proxies_no_client_header_passes_for_theirs(
-    tmp_path: Path, underscore_first: bool
+    tmp_path: Path, issuer_home: dict[str, str], underscore_first: bool
 ) -> None:
     """With ISSUER_TRUSTED_PROXIES the address the throttles (and /outbox) see comes
     from X-Forwarded-For: a client's `X_Forwarded_For` must not stand in for it in
     either order (granian maps both names to one variable; the issuer then serves on
     gunicorn, which drops names with underscores)."""
-    keys = tmp_path / "keys"
-    KeyRing(keys).init()
     settings = {
+        **issuer_home,
         "ISSUER_TRUSTED_PROXIES": "1",
-        "ISSUER_KEYS_DIR": str(keys),
-        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
-        "ISSUER_DATA_DIR": str(tmp_path / "data"),
         "ISSUER_OUTBOX_DIR": str(tmp_path / "mail"),
     }
     forged = [("X_Forwarded_For", "127.0.0.1"), ("X-Forwarded-For", "203.0.113.5")]
@@ -70,17 +78,12 @@ def test_behind_trusted_proxies_no_client_header_passes_for_theirs(
         assert requests.get(f"{base}/outbox", headers=headers, timeout=10).status_code == 404
 
 
-def test_the_process_environment_never_reads_as_a_request_header(tmp_path: Path) -> None:
+def test_the_process_environment_never_reads_as_a_request_header(
+    tmp_path: Path, issuer_home: dict[str, str]
+) -> None:
     """granian starts each request's environ from the process environment: a variable
     named like a header (here HTTP_X_REQUEST_ID) must not pass for one."""
-    keys = tmp_path / "keys"
-    KeyRing(keys).init()
-    settings = {
-        "HTTP_X_REQUEST_ID": "planted-by-the-environment",
-        "ISSUER_KEYS_DIR": str(keys),
-        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
-        "ISSUER_DATA_DIR": str(tmp_path / "data"),
-    }
+    settings = {**issuer_home, "HTTP_X_REQUEST_ID": "planted-by-the-environment"}
     with served_issuer(tmp_path, **settings) as base:
         answer = requests.get(f"{base}/.well-known/openid-configuration", timeout=10)
         assert answer.headers["X-Request-Id"] != "planted-by-the-environment"
@@ -92,16 +95,12 @@ def test_the_process_environment_never_reads_as_a_request_header(tmp_path: Path)
         assert given.headers["X-Request-Id"] == "from-the-client"
 
 
-def test_a_second_issuer_on_the_same_port_is_refused(tmp_path: Path) -> None:
+def test_a_second_issuer_on_the_same_port_is_refused(
+    tmp_path: Path, issuer_home: dict[str, str]
+) -> None:
     """granian's workers share their port: without a check, a second instance (an old
     version still running) would start and take a share of the requests."""
-    keys = tmp_path / "keys"
-    KeyRing(keys).init()
-    settings = {
-        "ISSUER_KEYS_DIR": str(keys),
-        "ISSUER_DATABASE_URL": f"sqlite:///{tmp_path / 'issuer.sqlite3'}",
-        "ISSUER_DATA_DIR": str(tmp_path / "data"),
-    }
+    settings = issuer_home
     with served_issuer(tmp_path, **settings) as base:
         port = base.rsplit(":", 1)[1]
         second = subprocess.run(
