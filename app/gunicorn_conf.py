@@ -6,11 +6,10 @@ APP_THREADS (gthread, one worker per core, four threads).
 
 from __future__ import annotations
 
-import os
 import sys
 
-from app.config import AppConfig
-from envsettings import Env, SettingError
+from app.server import settings
+from envsettings import SettingError
 from servicemetrics import child_exit, on_exit, on_starting, post_worker_init
 
 # gunicorn calls these by name: one metrics directory for all workers (and its bind).
@@ -19,14 +18,13 @@ __all__ = ["child_exit", "on_exit", "on_starting", "post_worker_init"]
 try:
     # Every setting checked before a worker starts: one line and exit 1, not a
     # traceback per worker.
-    AppConfig.from_env().check()
-    _env = Env()
-    bind = _env.text("APP_BIND", "127.0.0.1:8000")
-    workers = _env.integer("APP_WORKERS", os.cpu_count() or 2)
-    threads = _env.integer("APP_THREADS", 4)
+    _serve = settings()
 except SettingError as error:
     sys.exit(f"Error: {error}")
 
+bind = _serve.bind
+workers = _serve.workers
+threads = _serve.threads
 wsgi_app = "app:create_app()"
 worker_class = "gthread"
 keepalive = 5

@@ -7,14 +7,21 @@ worker let those waits overlap, one worker per core.
 
 from __future__ import annotations
 
-import os
+from collections.abc import Mapping
 
 import click
 
 from app import create_app
 from app.config import AppConfig
-from envsettings import Env, SettingError
-from serving import serve_wsgi, split_bind
+from envsettings import SettingError
+from serving import ServeSettings, serve_wsgi, with_options
+
+
+def settings(environ: Mapping[str, str] | None = None) -> ServeSettings:
+    """APP_BIND, APP_WORKERS and APP_THREADS, after every app setting is checked
+    (SettingError: one line, before any worker starts)."""
+    AppConfig.from_env(environ).check()
+    return ServeSettings.from_env("APP", "127.0.0.1:8000", environ)
 
 
 @click.command("serve")
@@ -23,13 +30,8 @@ from serving import serve_wsgi, split_bind
 @click.option("--threads", type=click.IntRange(min=1), help="Default APP_THREADS, 4.")
 def serve_command(bind: str | None, workers: int | None, threads: int | None) -> None:
     """Serve the todo app in production (granian; every setting checked first)."""
-    env = Env()
     try:
-        AppConfig.from_env().check()
-        bind = bind or env.text("APP_BIND", "127.0.0.1:8000")
-        host, port = split_bind("APP_BIND", bind)
-        workers = workers or env.integer("APP_WORKERS", os.cpu_count() or 2)
-        threads = threads or env.integer("APP_THREADS", 4)
+        chosen = settings(with_options("APP", bind=bind, workers=workers, threads=threads))
     except SettingError as error:
         raise click.ClickException(str(error)) from None
-    serve_wsgi(create_app, host, port, workers=workers, threads=threads)
+    serve_wsgi(create_app, chosen.host, chosen.port, workers=chosen.workers, threads=chosen.threads)

@@ -197,7 +197,9 @@ def run() -> list[Figure]:
         with _served(env, constant=True) as server:
             ceiling = _measure(server, "/")
         runs: dict[tuple[str, str], list[tuple[float, float, float]]] = {}
-        with _served(env) as ours, peer.serve(client_id, secret) as theirs:
+        peer_port = _free_port()
+        with _served(env) as ours, peer.serve(client_id, secret, peer_port) as peer_pid:
+            theirs = Server(f"http://127.0.0.1:{peer_port}", peer_pid)
             # Alternating, so that whatever else loads the machine hits both alike.
             for _ in range(RUNS):
                 for who, server, jwks_path in (

@@ -23,16 +23,13 @@ WORKERS = 2
 
 
 @contextmanager
-def serve(client_id: str, client_secret: str) -> Iterator[object]:
-    """The peer on a free port, knowing one client; yields a `bench.issuer_http.Server`."""
-    from bench.issuer_http import Server, _free_port
-
+def serve(client_id: str, client_secret: str, port: int) -> Iterator[int]:
+    """The peer on 127.0.0.1:`port`, knowing one client; yields its process id."""
     node = shutil.which("node")
     if node is None or not (HERE / "node_modules" / "oidc-provider").is_dir():
         raise RuntimeError(
             "the peer is not installed: `make bench` installs it (npm ci in bench/peer)"
         )
-    port = _free_port()
     env = {
         **os.environ,
         "PORT": str(port),
@@ -58,7 +55,7 @@ def serve(client_id: str, client_secret: str) -> Iterator[object]:
                     raise RuntimeError("node-oidc-provider did not start") from None
                 time.sleep(0.2)
         time.sleep(0.5)  # every worker listening, not only the first
-        yield Server(base, process.pid)
+        yield process.pid
     finally:
         process.terminate()
         process.wait(timeout=30)

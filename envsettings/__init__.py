@@ -109,16 +109,22 @@ class Env:
     def optional_bind(self, name: str) -> str | None:
         """A listen address `host:port` (an IPv6 host in brackets), or None."""
         raw = self.optional(name)
-        if raw is None:
-            return None
-        host, sep, port = raw.rpartition(":")
-        if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-            raise SettingError(f"{name} must be host:port, e.g. 127.0.0.1:9101, not {raw!r}")
+        if raw is not None:
+            split_bind(name, raw)
         return raw
 
     def optional_path(self, name: str) -> Path | None:
         value = self.optional(name)
         return None if value is None else Path(value)
+
+
+def split_bind(name: str, bind: str) -> tuple[str, int]:
+    """A listen address `host:port` (an IPv6 host in brackets) as sockets take it;
+    SettingError naming `name` unless it is one."""
+    host, sep, port = bind.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise SettingError(f"{name} must be host:port, not {bind!r}")
+    return host.removeprefix("[").removesuffix("]"), int(port)
 
 
 def check_url(name: str, value: str, schemes: tuple[str, ...] = ("http", "https")) -> None:

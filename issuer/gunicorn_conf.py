@@ -10,12 +10,12 @@ from typing import Any
 
 import servicemetrics
 from envsettings import SettingError
-from issuer.server import ServeSettings
+from issuer.server import settings
 
 try:
     # Every setting checked before a worker starts: one line and exit 1, not a
     # traceback per worker.
-    _serve = ServeSettings.from_env()
+    _serve = settings()
 except SettingError as error:
     sys.exit(f"Error: {error}")
 

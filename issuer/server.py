@@ -22,43 +22,21 @@ from __future__ import annotations
 
 import os
 import sys
-from dataclasses import dataclass
+from collections.abc import Mapping
 
 import click
 from flask import Flask
 
-from envsettings import Env, SettingError
+from envsettings import SettingError
 from issuer.config import Config
-from serving import serve_wsgi, split_bind
+from serving import ServeSettings, serve_wsgi, with_options
 
 
-@dataclass(frozen=True)
-class ServeSettings:
-    bind: str
-    workers: int
-    threads: int
-
-    @classmethod
-    def from_env(cls, environ: dict[str, str] | None = None) -> ServeSettings:
-        """ISSUER_BIND, ISSUER_WORKERS and ISSUER_THREADS, after every issuer setting
-        is checked (SettingError: one line, before any worker starts)."""
-        Config.from_env(environ).check()
-        env = Env(environ)
-        bind = env.text("ISSUER_BIND", "127.0.0.1:8001")
-        split_bind("ISSUER_BIND", bind)
-        return cls(
-            bind=bind,
-            workers=env.integer("ISSUER_WORKERS", os.cpu_count() or 2),
-            threads=env.integer("ISSUER_THREADS", 4),
-        )
-
-    @property
-    def host(self) -> str:
-        return split_bind("ISSUER_BIND", self.bind)[0]
-
-    @property
-    def port(self) -> int:
-        return split_bind("ISSUER_BIND", self.bind)[1]
+def settings(environ: Mapping[str, str] | None = None) -> ServeSettings:
+    """ISSUER_BIND, ISSUER_WORKERS and ISSUER_THREADS, after every issuer setting is
+    checked (SettingError: one line, before any worker starts)."""
+    Config.from_env(environ).check()
+    return ServeSettings.from_env("ISSUER", "127.0.0.1:8001", environ)
 
 
 def served_app() -> Flask:
@@ -81,7 +59,7 @@ def start_serving(app: Flask) -> None:
     start_scheduler(app)
 
 
-def run(settings: ServeSettings, *, behind_proxies: bool = False) -> None:
+def run(chosen: ServeSettings, *, behind_proxies: bool = False) -> None:
     """Serve until SIGTERM or SIGINT.
 
     Behind reverse proxies whose `X-Forwarded-For` the issuer trusts (its login and
@@ -98,16 +76,16 @@ def run(settings: ServeSettings, *, behind_proxies: bool = False) -> None:
         )
         argv = [
             sys.executable, "-m", "gunicorn", "-c", "python:issuer.gunicorn_conf",
-            "--bind", settings.bind, "--workers", str(settings.workers),
-            "--threads", str(settings.threads),
+            "--bind", chosen.bind, "--workers", str(chosen.workers),
+            "--threads", str(chosen.threads),
         ]  # fmt: skip
         os.execv(sys.executable, argv)  # noqa: S606 - our own interpreter, fixed arguments
     serve_wsgi(
         served_app,
-        settings.host,
-        settings.port,
-        workers=settings.workers,
-        threads=settings.threads,
+        chosen.host,
+        chosen.port,
+        workers=chosen.workers,
+        threads=chosen.threads,
     )
 
 
@@ -117,12 +95,10 @@ def run(settings: ServeSettings, *, behind_proxies: bool = False) -> None:
 @click.option("--threads", type=click.IntRange(min=1), help="Default ISSUER_THREADS, 4.")
 def serve_command(bind: str | None, workers: int | None, threads: int | None) -> None:
     """Serve the issuer in production (granian; every setting checked first)."""
-    environ = dict(os.environ)
-    given = {"ISSUER_BIND": bind, "ISSUER_WORKERS": workers, "ISSUER_THREADS": threads}
-    environ.update({name: str(value) for name, value in given.items() if value is not None})
+    environ = with_options("ISSUER", bind=bind, workers=workers, threads=threads)
     try:
-        settings = ServeSettings.from_env(environ)
+        chosen = settings(environ)
         behind_proxies = Config.from_env(environ).trusted_proxies > 0
     except SettingError as error:
         raise click.ClickException(str(error)) from None
-    run(settings, behind_proxies=behind_proxies)
+    run(chosen, behind_proxies=behind_proxies)

@@ -17,6 +17,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from prometheus_client import CONTENT_TYPE_LATEST
 
+from envsettings import split_bind
+
 
 class _SharedPortServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
@@ -51,10 +53,9 @@ def serve(bind: str, exposition: Callable[[], bytes]) -> WSGIServer:
         )
         return [body]
 
-    host, _, port = bind.rpartition(":")
-    host = host.removeprefix("[").removesuffix("]")
+    host, port = split_bind("metrics bind", bind)
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     server_class = type("MetricsServer", (_SharedPortServer,), {"address_family": family})
-    server = make_server(host, int(port), app, server_class, _QuietHandler)
+    server = make_server(host, port, app, server_class, _QuietHandler)
     threading.Thread(target=server.serve_forever, name="metrics-bind", daemon=True).start()
     return server

@@ -12,13 +12,14 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
 
-from envsettings import SettingError
+from envsettings import Env, split_bind
 from servicemetrics import shared_directory
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
@@ -29,12 +30,41 @@ KILL_TIMEOUT = 10
 _factory: Callable[[], Any] | None = None
 
 
-def split_bind(name: str, bind: str) -> tuple[str, int]:
-    """`host:port` (an IPv6 host in brackets) as granian takes it; `name` is the setting."""
-    host, sep, port = bind.rpartition(":")
-    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise SettingError(f"{name} must be host:port, not {bind!r}")
-    return host.removeprefix("[").removesuffix("]"), int(port)
+@dataclass(frozen=True)
+class ServeSettings:
+    """A service's `<PREFIX>_BIND`, `<PREFIX>_WORKERS` (default: the CPUs) and
+    `<PREFIX>_THREADS` (default 4), for granian and for its gunicorn config alike."""
+
+    bind: str
+    host: str
+    port: int
+    workers: int
+    threads: int
+
+    @classmethod
+    def from_env(
+        cls, prefix: str, default_bind: str, environ: Mapping[str, str] | None = None
+    ) -> ServeSettings:
+        env = Env(environ)
+        bind = env.text(f"{prefix}_BIND", default_bind)
+        host, port = split_bind(f"{prefix}_BIND", bind)
+        return cls(
+            bind=bind,
+            host=host,
+            port=port,
+            workers=env.integer(f"{prefix}_WORKERS", os.cpu_count() or 2),
+            threads=env.integer(f"{prefix}_THREADS", 4),
+        )
+
+
+def with_options(prefix: str, **given: object) -> dict[str, str]:
+    """The process environment with a `serve` command's options (`bind`, `workers`,
+    `threads`, when given) in place of their `<PREFIX>_…` settings."""
+    environ = dict(os.environ)
+    environ.update(
+        {f"{prefix}_{name.upper()}": str(v) for name, v in given.items() if v is not None}
+    )
+    return environ
 
 
 def serve_wsgi(

@@ -6,14 +6,12 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-import requests
-
 from tests.support.ports import free_port
+from tests.support.servers import wait_answering
 
 
 @contextmanager
@@ -34,16 +32,7 @@ def served_issuer(cwd: Path, *, conf: bool = False, **settings: str) -> Iterator
         stderr=subprocess.DEVNULL,
     )
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                if requests.get(base + "/readyz", timeout=1).status_code == 200:
-                    break
-            except requests.ConnectionError:
-                pass
-            assert process.poll() is None, "the issuer exited"
-            assert time.monotonic() < deadline, "the issuer did not start"
-            time.sleep(0.2)
+        wait_answering(base + "/readyz", process, status=200)
         yield base
     finally:
         process.terminate()

@@ -14,6 +14,7 @@ import requests
 
 from issuer.keys import REFRESH_INTERVAL, KeyRing
 from tests.support.ports import free_port
+from tests.support.servers import wait_answering
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 30  # enough that both workers answer after the change
@@ -42,15 +43,7 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(f"{base}/.well-known/jwks.json", timeout=2)
-                break
-            except requests.ConnectionError:
-                if process.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"gunicorn did not start: {process.stderr.read().decode()[-2000:]}")
-                time.sleep(0.1)
+        wait_answering(f"{base}/.well-known/jwks.json", process)
         yield base
     finally:
         process.terminate()

@@ -23,6 +23,7 @@ import requests
 from neon_http import NeonHTTP
 from tests.proxy.support import SigningKey, claims_for
 from tests.support.ports import free_port
+from tests.support.servers import wait_answering
 
 CONNECTION = "postgresql://authenticated@localhost/neondb"
 
@@ -56,15 +57,7 @@ def served(request: pytest.FixtureRequest, neon_db: Any, main_jwks: str) -> Iter
         stderr=subprocess.STDOUT,
     )
     try:
-        deadline = time.monotonic() + 20
-        while True:
-            try:
-                requests.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-                break
-            except requests.ConnectionError:
-                assert time.monotonic() < deadline, "the proxy did not start"
-                assert process.poll() is None, process.stdout.read().decode()  # type: ignore[union-attr]
-                time.sleep(0.1)
+        wait_answering(f"http://127.0.0.1:{port}/healthz", process, within=20)
         assert key_count(neon_db.superuser_url) == before + 1
         yield port
     finally:

@@ -1,11 +1,16 @@
-"""A real HTTP server on a loopback port for a WSGI app, in a thread."""
+"""A real HTTP server on a loopback port for a WSGI app, in a thread; and waiting for
+a server started as a process to answer."""
 
 from __future__ import annotations
 
+import subprocess
 import threading
+import time
 from collections.abc import Callable
 from typing import Any
 
+import pytest
+import requests
 from werkzeug.serving import BaseWSGIServer, make_server
 
 
@@ -30,3 +35,24 @@ class LiveServer:
     def stop(self) -> None:
         self.httpd.shutdown()
         self.httpd.server_close()
+
+
+def wait_answering(
+    url: str, process: subprocess.Popen[bytes], *, within: float = 30.0, status: int | None = None
+) -> None:
+    """Until GET `url` answers (with `status`, when given); fails the test if `process`
+    (the server) exits first, with what it printed when its output is piped."""
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            if status in (None, requests.get(url, timeout=1).status_code):
+                return
+        except (requests.ConnectionError, requests.Timeout):  # not up yet, or still busy
+            pass
+        if process.poll() is not None:
+            stream = process.stdout or process.stderr
+            printed = stream.read().decode(errors="replace")[-2000:] if stream else ""
+            pytest.fail(f"{process.args} exited with {process.returncode}: {printed}")
+        if time.monotonic() > deadline:
+            pytest.fail(f"{process.args} did not answer {url} within {within:.0f} s")
+        time.sleep(0.1)
