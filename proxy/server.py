@@ -46,17 +46,19 @@ class ProxyServer(BaseApplication):
         self.cfg.set("on_exit", self._exit)
 
     def _exit(self, server: Any) -> None:
-        self._drop_key(server)
+        drop_session_key(self.proxy_config, self.session_key)
         servicemetrics.on_exit(server)
 
     def load(self) -> Flask:
         return create_app(self.proxy_config, self.session_key)
 
-    def _drop_key(self, _server: Any) -> None:
-        try:
-            self.session_key.drop(self.proxy_config.admin_url)
-        except psycopg.Error as error:
-            log.warning("could not drop the session key: %s", error)
+
+def drop_session_key(config: ProxyConfig, session_key: SessionKey) -> None:
+    """When the server stops: its tokens stop verifying; a failure is only logged."""
+    try:
+        session_key.drop(config.admin_url)
+    except psycopg.Error as error:
+        log.warning("could not drop the session key: %s", error)
 
 
 def gunicorn_options(
@@ -101,7 +103,4 @@ def serve_granian(config: ProxyConfig, session_key: SessionKey, *, access_log: b
             access_log=access_log,
         )
     finally:
-        try:
-            session_key.drop(config.admin_url)
-        except psycopg.Error as error:
-            log.warning("could not drop the session key: %s", error)
+        drop_session_key(config, session_key)
