@@ -32,3 +32,6 @@ preload_app = False
 # One control socket path per OS user by default; the stack's three servers
 # would take it over from each other, and nothing here uses it.
 control_socket_disable = True
+# gunicorn lets loopback peers set SCRIPT_NAME and PATH_INFO by header (`Script_Name:`),
+# which would route around a reverse proxy's path rules (a blocked /metrics): none.
+forwarder_headers = ""

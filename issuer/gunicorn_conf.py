@@ -29,6 +29,9 @@ preload_app = False
 # One control socket path per OS user by default; the stack's servers would take it
 # over from each other, and nothing here uses it.
 control_socket_disable = True
+# gunicorn lets loopback peers set SCRIPT_NAME and PATH_INFO by header (`Script_Name:`),
+# which would route around a reverse proxy's path rules (a blocked /metrics): none.
+forwarder_headers = ""
 # One metrics directory for every worker (see servicemetrics).
 on_starting = servicemetrics.on_starting
 child_exit = servicemetrics.child_exit

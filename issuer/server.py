@@ -44,6 +44,12 @@ def served_app() -> Flask:
     from issuer import create_app
 
     app = create_app()
+    if app.config["ISSUER"].trusted_proxies:
+        # Started as a granian factory by hand: see `run` for why gunicorn must serve.
+        raise RuntimeError(
+            "ISSUER_TRUSTED_PROXIES is set: serve with `python -m issuer serve` (gunicorn), "
+            "not granian, which lets X_Forwarded_For pass for X-Forwarded-For"
+        )
     start_serving(app)
     return app
 
@@ -59,7 +65,7 @@ def start_serving(app: Flask) -> None:
     start_scheduler(app)
 
 
-def run(chosen: ServeSettings, *, behind_proxies: bool = False) -> None:
+def run(chosen: ServeSettings, *, behind_proxies: bool) -> None:
     """Serve until SIGTERM or SIGINT.
 
     Behind reverse proxies whose `X-Forwarded-For` the issuer trusts (its login and

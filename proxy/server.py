@@ -87,6 +87,9 @@ def gunicorn_options(
         # (~/.gunicorn/gunicorn.ctl): every server of the stack would take it
         # over from the previous one. Nothing here uses it.
         "control_socket_disable": True,
+        # Loopback peers may otherwise set SCRIPT_NAME and PATH_INFO by header
+        # (`Script_Name:`), routing around a reverse proxy's path rules.
+        "forwarder_headers": "",
     }
 
 

@@ -10,6 +10,7 @@ one metrics directory.
 from __future__ import annotations
 
 import errno
+import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
@@ -83,6 +84,9 @@ def serve_wsgi(
 
     global _factory
     _factory = factory
+    # The workers get the factory by inheritance: forked, whatever the platform's
+    # default start method (spawn would leave them without it).
+    multiprocessing.set_start_method("fork", force=True)
     _refuse_taken(host, port)
     with shared_directory():
         Granian(
@@ -107,7 +111,8 @@ def worker_app() -> WSGIApp:
     """granian's factory, in each worker: the app, its metrics bind (if any) opened
     here (never by a CLI command that builds the app), and the process environment
     kept out of every request."""
-    assert _factory is not None, "worker_app runs only in serve_wsgi's workers"
+    if _factory is None:
+        raise RuntimeError("serving.worker_app runs only in the workers of serve_wsgi")
     app = _factory()
     metrics = getattr(app, "extensions", {}).get("metrics")
     if metrics is not None:

@@ -12,6 +12,7 @@ import pytest
 import requests
 
 from issuer.keys import KeyRing
+from issuer.server import served_app
 from tests.issuer.served_issuer import served_issuer
 
 
@@ -115,3 +116,26 @@ def test_a_second_issuer_on_the_same_port_is_refused(
         1,
         f"Error: 127.0.0.1:{port} is in use by another process\n",
     )
+
+
+def test_gunicorn_takes_no_script_name_from_a_header(
+    tmp_path: Path, issuer_home: dict[str, str]
+) -> None:
+    """gunicorn lets loopback peers (a reverse proxy on the host) set SCRIPT_NAME by a
+    `Script_Name` header by default: `/x/metrics` would reach `/metrics` past a proxy
+    rule that blocks `/metrics`."""
+    with served_issuer(tmp_path, conf=True, **issuer_home) as base:
+        assert requests.get(f"{base}/metrics", timeout=10).status_code == 200
+        answer = requests.get(f"{base}/x/metrics", headers={"Script_Name": "/x"}, timeout=10)
+        assert answer.status_code == 404
+
+
+def test_behind_trusted_proxies_granian_is_refused_even_by_hand(
+    issuer_home: dict[str, str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`issuer.server:served_app` is granian's factory: started by hand with trusted
+    proxies, it refuses rather than serve a spoofable X-Forwarded-For."""
+    for name, value in {**issuer_home, "ISSUER_TRUSTED_PROXIES": "1"}.items():
+        monkeypatch.setenv(name, value)
+    with pytest.raises(RuntimeError, match="ISSUER_TRUSTED_PROXIES is set"):
+        served_app()
