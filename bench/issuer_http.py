@@ -34,6 +34,9 @@ from bench import peer
 from bench.report import Figure
 
 SECONDS = 5
+#: A first run discarded per server: the first seconds after a start (imports on first
+#: use, connection pools filling, V8 optimizing) are slower for both and not what we compare.
+WARM_UP_SECONDS = 2
 RUNS = 3
 CONNECTIONS = 16
 SUITE = "issuer_http"
@@ -118,17 +121,22 @@ def _served(env: dict[str, str], constant: bool = False) -> Iterator[Server]:
 
 
 def _measure(
-    server: Server, path: str, script: Path | None = None, *, status: str = "2xx"
+    server: Server,
+    path: str,
+    script: Path | None = None,
+    *,
+    status: str = "2xx",
+    seconds: int = SECONDS,
 ) -> tuple[float, float, float]:
     """(requests/s, p99 in ms, server CPU us per request) from one wrk run; wrk counts
     anything but 2xx as an error, so a run expecting 304 checks the status on its own first."""
-    command = [_wrk(), "-t2", f"-c{CONNECTIONS}", f"-d{SECONDS}s", "--latency"]
+    command = [_wrk(), "-t2", f"-c{CONNECTIONS}", f"-d{seconds}s", "--latency"]
     if script is not None:
         command += ["-s", str(script)]
     cpu_before = _cpu_seconds(server.pid)
     out = subprocess.run(
         [*command, server.url + path], check=True, capture_output=True, text=True,
-        timeout=SECONDS + 60,
+        timeout=seconds + 60,
     ).stdout  # fmt: skip
     cpu = _cpu_seconds(server.pid) - cpu_before
     if status == "2xx" and "Non-2xx" in out:
@@ -200,6 +208,8 @@ def run() -> list[Figure]:
         peer_port = _free_port()
         with _served(env) as ours, peer.serve(client_id, secret, peer_port) as peer_pid:
             theirs = Server(f"http://127.0.0.1:{peer_port}", peer_pid)
+            for server in (ours, theirs):
+                _measure(server, "/token", token_script, seconds=WARM_UP_SECONDS)
             # Alternating, so that whatever else loads the machine hits both alike.
             for _ in range(RUNS):
                 for who, server, jwks_path in (

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 import uuid
 
-from flask import Flask, Response, g, has_request_context, request
+from flask import Flask, Response, g, has_app_context, request
 
 HEADER = "X-Request-Id"
 # Letters, digits and a few separators: nothing a log line could be forged with.
@@ -21,13 +21,18 @@ def init_app(app: Flask) -> None:
 
 
 def current() -> str | None:
-    """This request's id (None outside a request)."""
-    return g.get("request_id") if has_request_context() else None
+    """This request's id (None outside a request). Kept on `g`, which belongs to the
+    app context: endpoints served in front of Flask push only that."""
+    return g.get("request_id") if has_app_context() else None
+
+
+def chosen(given: str | None) -> str:
+    """The id of a request whose `X-Request-Id` header is `given` (None: absent)."""
+    return given if given is not None and _PLAIN.fullmatch(given) else uuid.uuid4().hex
 
 
 def _assign() -> None:
-    given = request.headers.get(HEADER, "")
-    g.request_id = given if _PLAIN.fullmatch(given) else uuid.uuid4().hex
+    g.request_id = chosen(request.headers.get(HEADER))
 
 
 def _answer(response: Response) -> Response:

@@ -12,7 +12,7 @@ from sqlalchemy import Connection, Engine
 
 from issuer import headers
 from issuer.accounts import events
-from issuer.oauth import clients, refresh_tokens, resources
+from issuer.oauth import clients, form_post, refresh_tokens, resources
 from issuer.oauth.clients_cli import clients_cli
 from issuer.oauth.discovery import metadata_body
 from issuer.oauth.server import AuthorizationServer
@@ -64,6 +64,7 @@ def init_app(app: Flask) -> None:
     )
     app.extensions["oauth_discovery"] = metadata_body(config)
     app.register_blueprint(bp)
+    form_post.init_app(app)
     headers.add_continuation(app, authorization_redirects)
     app.cli.add_command(clients_cli)
     events.credentials_changed.connect(_end_refresh_tokens)

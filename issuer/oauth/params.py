@@ -9,10 +9,15 @@ oversized bodies and wrong content types into plain `invalid_request` errors.
 from __future__ import annotations
 
 import re
+from typing import Any
+from urllib.parse import parse_qsl
 
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Request
 from werkzeug.datastructures import MultiDict
+from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.http import parse_options_header
+from werkzeug.wsgi import get_content_length, get_input_stream
 
 #: Largest form body or query string we parse. Real requests are < 1 KiB.
 MAX_PARAMS_BYTES = 8192
@@ -39,19 +44,35 @@ def check_params(params: MultiDict) -> None:
             raise InvalidRequestError(f"Parameter '{name}' contains characters it may not.")
 
 
-def check_form_post(request: Request) -> None:
-    """What /token and /revoke accept: a small urlencoded POST body, no query."""
-    if request.method != "POST":
+def read_form_post(environ: dict[str, Any]) -> MultiDict:
+    """The parameters of what /token and /revoke accept: a small urlencoded POST
+    body, no query. Read from the WSGI environ: these endpoints are served in front
+    of Flask (`issuer.oauth.form_post`)."""
+    if environ["REQUEST_METHOD"] != "POST":
         raise InvalidRequestError("This endpoint accepts POST only.", status_code=405)
-    if request.content_length is not None and request.content_length > MAX_PARAMS_BYTES:
+    length = get_content_length(environ)
+    if length is not None and length > MAX_PARAMS_BYTES:
         raise InvalidRequestError("The request body is too large.", status_code=413)
-    if request.mimetype != FORM_CONTENT_TYPE:
+    mimetype, _ = parse_options_header(environ.get("CONTENT_TYPE", ""))
+    if mimetype.lower() != FORM_CONTENT_TYPE:
         raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
-    if request.query_string:
+    if environ.get("QUERY_STRING"):
         raise InvalidRequestError("Parameters belong in the request body, not the URL.")
-    # Also bounds chunked bodies, which carry no Content-Length.
-    request.max_content_length = MAX_PARAMS_BYTES
-    check_params(request.form)
+    try:
+        # The limit also bounds chunked bodies, which carry no Content-Length.
+        body = get_input_stream(environ, max_content_length=MAX_PARAMS_BYTES).read()
+    except RequestEntityTooLarge:
+        raise InvalidRequestError("The request body is too large.", status_code=413) from None
+    except ClientDisconnected:
+        raise InvalidRequestError("The request body ended before its length.") from None
+    try:
+        text = body.decode()
+    except UnicodeDecodeError:
+        raise InvalidRequestError("The request body is not valid UTF-8.") from None
+    # Percent-escapes that are not UTF-8 decode to U+FFFD, which check_params refuses.
+    form = MultiDict(parse_qsl(text, keep_blank_values=True, errors="replace"))
+    check_params(form)
+    return form
 
 
 def check_query(request: Request) -> None:

@@ -11,7 +11,7 @@ import base64
 import orjson
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _AuthorizationServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Request
-from authlib.oauth2.rfc6749 import InvalidRequestError, authenticate_client
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Request, authenticate_client
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
 from authlib.oauth2.rfc6750 import BearerTokenGenerator
 from flask import Flask, Response, current_app, request
@@ -154,9 +154,12 @@ class AuthorizationServer(_AuthorizationServer):
         )
         return self.token_generator
 
-    def create_oauth2_request(self, _request: object) -> FlaskOAuth2Request:
-        """authlib's request over Flask's request object itself, not the context-local
-        proxy: authlib reads it a dozen times per call, a proxy lookup each time."""
+    def create_oauth2_request(self, given: object) -> OAuth2Request:
+        """The request `issuer.oauth.form_post` built, or authlib's over Flask's request
+        object itself, not the context-local proxy: authlib reads it a dozen times per
+        call, a proxy lookup each time."""
+        if isinstance(given, OAuth2Request):
+            return given
         return FlaskOAuth2Request(request._get_current_object())  # type: ignore[attr-defined]
 
     def handle_response(self, status_code: int, payload: object, headers) -> Response:

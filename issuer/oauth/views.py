@@ -161,18 +161,6 @@ def _redirect_error(grant, error: OAuth2Error) -> Response:
     return _server().handle_error_response(None, error)
 
 
-@bp.route("/token", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-def token() -> Response:
-    params.check_form_post(request)
-    return _server().create_token_response()
-
-
-@bp.route("/revoke", methods=["GET", "POST", "PUT", "DELETE", "PATCH"])
-def revoke() -> Response:
-    params.check_form_post(request)
-    return _server().create_endpoint_response("revocation")
-
-
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo() -> Response:
     with current_app.extensions["oauth_resource"].acquire("openid") as token:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import logging
 import re
@@ -113,3 +114,116 @@ def test_audit_lines_carry_a_utc_millisecond_timestamp_of_now(caplog) -> None:
     ts = datetime.fromisoformat(line["ts"].replace("Z", "+00:00"))
     assert before - timedelta(milliseconds=1) <= ts <= after
     assert line == {"ts": line["ts"], "event": "test.event", "n": 1}
+
+
+@pytest.mark.parametrize("endpoint", ["/token", "/revoke"])
+@pytest.mark.parametrize("method", ["GET", "HEAD", "OPTIONS", "PUT", "DELETE", "BREW"])
+def test_form_endpoints_refuse_other_methods_naming_post(
+    oauth_app: Flask, endpoint: str, method: str
+) -> None:
+    response = oauth_app.test_client().open(endpoint, method=method)
+    assert response.status_code == 405
+    assert response.headers["Allow"] == "POST"
+    assert response.headers["X-Content-Type-Options"] == "nosniff"
+    if method != "HEAD":
+        assert response.json["error"] == "invalid_request"
+
+
+@pytest.mark.parametrize("endpoint", ["/token/", "/TOKEN", "/revoke/x"])
+def test_only_the_exact_form_paths_are_served_before_flask(oauth_app: Flask, endpoint: str) -> None:
+    assert oauth_app.test_client().post(endpoint, data={}).status_code == 404
+
+
+@pytest.mark.parametrize(
+    ("given", "kept"), [("lb-7f3a.42", True), ("", False), ('a"b', False), ("x" * 129, False)]
+)
+def test_token_answers_the_request_id_and_audits_under_it(
+    oauth_app: Flask, caplog: pytest.LogCaptureFixture, given: str, kept: bool
+) -> None:
+    caplog.set_level("INFO", logger="issuer.audit")
+    response = _service_token(oauth_app, {"X-Request-Id": given})
+    assert response.status_code == 200
+    request_id = response.headers["X-Request-Id"]
+    assert (request_id == given) is kept
+    assert re.fullmatch(r"[A-Za-z0-9._:-]{1,128}", request_id)
+    (line,) = [
+        json.loads(r.getMessage()) for r in caplog.records if "oauth.token_issued" in r.getMessage()
+    ]
+    assert line["request_id"] == request_id
+
+
+@pytest.mark.parametrize(
+    ("body", "extra", "status"),
+    [
+        (b"grant_type=client_credentials&scope=\xff", {}, 400),  # raw bytes, not UTF-8
+        (b"grant_type=client_credentials&scope=%FF", {}, 400),  # an escape, not UTF-8
+        (b"grant_type=client_credentials", {"CONTENT_LENGTH": "400"}, 400),  # cut short
+        # Chunked (no length; the server marks the stream as ending on its own), too big:
+        (
+            b"grant_type=" + b"a" * 9000,
+            {"CONTENT_LENGTH": None, "wsgi.input_terminated": True},
+            413,
+        ),
+    ],
+)
+def test_token_refuses_bodies_it_cannot_read_whole(
+    oauth_app: Flask, body: bytes, extra: dict, status: int
+) -> None:
+    client, secret = register(
+        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    environ = dict(extra)
+    if "CONTENT_LENGTH" in environ and environ["CONTENT_LENGTH"] is None:
+        del environ["CONTENT_LENGTH"]
+    response = oauth_app.test_client().post(
+        "/token",
+        input_stream=io.BytesIO(body),
+        content_type="application/x-www-form-urlencoded",
+        headers=basic(client.client_id, secret),
+        environ_overrides=environ,
+    )
+    assert response.status_code == status, response.text
+    assert response.json["error"] == "invalid_request"
+
+
+def test_an_unexpected_failure_is_a_logged_json_500(
+    oauth_app: Flask, caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    oauth_app.testing = False
+    oauth_app.config["PROPAGATE_EXCEPTIONS"] = False
+
+    def broken(*_args: object) -> None:
+        raise RuntimeError("the database went away")
+
+    monkeypatch.setattr(oauth_app.extensions["oauth"], "create_token_response", broken)
+    response = _service_token(oauth_app)
+    assert response.status_code == 500
+    assert response.json == {"error": "server_error"}
+    assert "the database went away" not in response.text
+    assert "X-Request-Id" in response.headers
+    assert any("Exception on /token" in r.getMessage() for r in caplog.records)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "status"),
+    [
+        ("http://issuer.example.com", 400),
+        ("https://issuer.example.com", 200),
+        ("http://127.0.0.1", 200),
+    ],
+)
+def test_token_over_plain_http_is_refused_but_on_loopback(
+    oauth_app: Flask, base_url: str, status: int
+) -> None:
+    client, secret = register(
+        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    response = oauth_app.test_client().post(
+        "/token",
+        base_url=base_url,
+        data={"grant_type": "client_credentials"},
+        headers=basic(client.client_id, secret),
+    )
+    assert response.status_code == status, response.text
+    if status == 400:
+        assert response.json["error"] == "insecure_transport"

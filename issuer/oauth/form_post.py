@@ -1,0 +1,131 @@
+"""/token and /revoke: authlib's endpoints, served in front of Flask.
+
+/token is the issuer's busiest endpoint after the JWKS (every service, every
+refresh), and its work is a form, a client, a grant and a signature. Through a
+Flask view, the request context, routing, session, hooks and werkzeug's lazy
+request properties cost as much again as the grant itself (measured in process:
+about 355 us per client_credentials token through Flask, 200 here). So, like the
+JWKS, these two endpoints are a WSGI middleware: the form is read and checked from
+the environ (`params.read_form_post`), authlib runs its registered grants and
+endpoints on an `OAuth2Request` built from it, inside an app context (what the
+grants, the key ring and the audit trail use), and the answer carries the headers
+every issuer response carries. Nothing else reaches Flask's views from these paths.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from typing import Any
+
+import orjson
+from authlib.oauth2 import OAuth2Error
+from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from flask import Flask, Response, g
+from werkzeug.datastructures import EnvironHeaders, MultiDict
+from werkzeug.wsgi import get_host
+
+from issuer.oauth import params
+from servicemetrics import observed, request_ids
+
+StartResponse = Callable[..., Any]
+WSGIApp = Callable[[dict[str, Any], StartResponse], Iterable[bytes]]
+
+_SERVER_ERROR = orjson.dumps({"error": "server_error"})
+
+
+class FormPayload(OAuth2Payload):
+    """authlib's view of the parameters: the form (a query is refused)."""
+
+    def __init__(self, form: MultiDict) -> None:
+        self._form = form
+        self._datalist = defaultdict(list, {name: form.getlist(name) for name in form})
+
+    @property
+    def data(self) -> MultiDict:
+        return self._form
+
+    @property
+    def datalist(self) -> defaultdict[str, list]:
+        return self._datalist
+
+
+class FormPostRequest(OAuth2Request):
+    """authlib's request for a checked form POST: headers and the URL from the
+    environ, as Flask would give them (the URL for authlib's transport check)."""
+
+    def __init__(self, environ: dict[str, Any], form: MultiDict) -> None:
+        url = (
+            f"{environ['wsgi.url_scheme']}://{get_host(environ)}"
+            f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
+        )
+        super().__init__(environ["REQUEST_METHOD"], url, headers=EnvironHeaders(environ))
+        self._form = form
+        self.payload = FormPayload(form)
+
+    @property
+    def form(self) -> MultiDict:
+        return self._form
+
+    @property
+    def args(self) -> MultiDict:
+        return MultiDict()
+
+
+def _token(server: Any, request: FormPostRequest) -> Response:
+    return server.create_token_response(request)
+
+
+def _revocation(server: Any, request: FormPostRequest) -> Response:
+    return server.create_endpoint_response("revocation", request)
+
+
+#: Path -> how the AuthorizationServer answers it.
+ENDPOINTS: dict[str, Callable[[Any, FormPostRequest], Response]] = {
+    "/token": _token,
+    "/revoke": _revocation,
+}
+
+
+class FormPostEndpoints:
+    """Answers `ENDPOINTS` (405 for methods but POST); passes anything else to `app`."""
+
+    def __init__(self, app: WSGIApp, flask_app: Flask) -> None:
+        self.app = app
+        self.flask_app = flask_app
+
+    def __call__(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        path = environ.get("PATH_INFO")
+        if path not in ENDPOINTS:
+            return self.app(environ, start_response)
+        return observed(self.flask_app.extensions, path, environ, start_response, self._answer)
+
+    def _answer(self, environ: dict[str, Any], start_response: StartResponse) -> Iterable[bytes]:
+        request_id = request_ids.chosen(environ.get("HTTP_X_REQUEST_ID"))
+        with self.flask_app.app_context():
+            g.request_id = request_id
+            server = self.flask_app.extensions["oauth"]
+            try:
+                request = FormPostRequest(environ, params.read_form_post(environ))
+                response = ENDPOINTS[environ["PATH_INFO"]](server, request)
+            except OAuth2Error as error:  # raised before authlib's own try blocks
+                response = server.handle_error_response(None, error)
+            except Exception:
+                # What Flask does with it: raised under test, else logged and a 500.
+                propagate = self.flask_app.config["PROPAGATE_EXCEPTIONS"]
+                if propagate or (
+                    propagate is None and (self.flask_app.testing or self.flask_app.debug)
+                ):
+                    raise
+                self.flask_app.logger.exception("Exception on %s [POST]", environ["PATH_INFO"])
+                response = Response(_SERVER_ERROR, 500, content_type="application/json")
+        if response.status_code == 405:
+            response.headers["Allow"] = "POST"
+        response.headers[request_ids.HEADER] = request_id
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return response(environ, start_response)
+
+
+def init_app(app: Flask) -> None:
+    """Serve /token and /revoke in front of the app (and of middleware already installed)."""
+    app.wsgi_app = FormPostEndpoints(app.wsgi_app, app)  # type: ignore[method-assign]
