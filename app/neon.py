@@ -2,10 +2,10 @@
 client per request) or the Data API (`app.data_api`), as `APP_DATABASE_API`
 says, always carrying the logged-in user's token.
 
-Each thread keeps one `requests.Session` so that connections to the SQL
-endpoint stay alive across requests; a response hook adds each round trip's
-time to the request's `Server-Timing` (`db`), which is how the benchmark tells
-the app's own overhead from the database's.
+Each thread keeps one `urllib3` pool so that connections to the SQL endpoint
+stay alive across requests; each round trip's time is added to the request's
+`Server-Timing` (`db`), which is how the benchmark tells the app's own overhead
+from the database's.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import threading
 from typing import Any
 
 import requests
+import urllib3
 from flask import current_app, g
 from postgrest import SyncPostgrestClient
 
@@ -27,26 +28,33 @@ from neon_http import NeonHTTP, derive_endpoint
 _local = threading.local()
 
 
-def _record_timing(response: requests.Response, *_args: object, **_kwargs: object) -> None:
-    g.db_seconds = g.get("db_seconds", 0.0) + response.elapsed.total_seconds()
+def _record_timing(seconds: float) -> None:
+    g.db_seconds = g.get("db_seconds", 0.0) + seconds
 
 
-def _http() -> requests.Session:
-    session = getattr(_local, "session", None)
-    if session is None:
-        session = requests.Session()
-        session.hooks["response"].append(_record_timing)
-        # The environment's proxy and CA settings, read once for the database's
-        # endpoint rather than on every request (a fifth of the client's own time);
-        # nor may a ~/.netrc entry replace the user's bearer token.
-        endpoint = sql_endpoint(current_app.config["APP"])
-        session.proxies = requests.utils.get_environ_proxies(endpoint)
-        session.verify = os.environ.get("REQUESTS_CA_BUNDLE") or os.environ.get(
-            "CURL_CA_BUNDLE", True
-        )
-        session.trust_env = False
-        _local.session = session
-    return session
+def pool_for(endpoint: str) -> urllib3.PoolManager:
+    """Connections to `endpoint` with the settings the app's other outbound HTTP
+    (`requests`, to the issuer) takes from the environment: an HTTP(S) proxy unless
+    NO_PROXY covers the endpoint, and REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else
+    requests' CA bundle."""
+    ca_certs = (
+        os.environ.get("REQUESTS_CA_BUNDLE")
+        or os.environ.get("CURL_CA_BUNDLE")
+        or requests.certs.where()
+    )
+    proxies = requests.utils.get_environ_proxies(endpoint)
+    proxy = proxies.get(endpoint.split(":", 1)[0].lower()) or proxies.get("all")
+    if proxy:
+        return urllib3.ProxyManager(proxy, ca_certs=ca_certs)
+    return urllib3.PoolManager(ca_certs=ca_certs)
+
+
+def _pool() -> urllib3.PoolManager:
+    """This thread's pool (its connections stay alive across requests)."""
+    pool = getattr(_local, "pool", None)
+    if pool is None:
+        pool = _local.pool = pool_for(sql_endpoint(current_app.config["APP"]))
+    return pool
 
 
 def sql_endpoint(config: AppConfig) -> str:
@@ -63,7 +71,8 @@ def client(access_token: str) -> NeonHTTP:
         auth_token=access_token,
         endpoint=sql_endpoint(config),
         timeout=config.http_timeout,
-        session=_http(),
+        pool=_pool(),
+        on_round_trip=_record_timing,
     )
 
 

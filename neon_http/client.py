@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
+import time
 import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal
 
-import requests
+import urllib3
 
 from neon_http.errors import EndpointUnreachable, NeonDbError
 
@@ -50,7 +52,13 @@ def derive_endpoint(connection_string: str, *, with_token: bool) -> str:
 class NeonHTTP:
     """One connection string (role and database) and one bearer token, or a callable
     that returns the current one (refreshed tokens); `endpoint` overrides the derived
-    one (else `NEON_HTTP_ENDPOINT`, else `derive_endpoint`)."""
+    one (else `NEON_HTTP_ENDPOINT`, else `derive_endpoint`).
+
+    `pool` keeps connections alive across clients (a `urllib3.ProxyManager` for an
+    HTTP proxy, `ca_certs=` for a private CA); `on_round_trip` is told each round
+    trip's seconds (the app's `Server-Timing`). Requests are never retried (a
+    statement may have run) and redirects are not followed (the token stays put).
+    """
 
     def __init__(
         self,
@@ -59,7 +67,8 @@ class NeonHTTP:
         auth_token: str | Callable[[], str] | None = None,
         endpoint: str | None = None,
         timeout: float = 30.0,
-        session: requests.Session | None = None,
+        pool: urllib3.PoolManager | None = None,
+        on_round_trip: Callable[[float], None] | None = None,
     ) -> None:
         self.connection_string = connection_string
         self.endpoint = (
@@ -68,8 +77,9 @@ class NeonHTTP:
             or derive_endpoint(connection_string, with_token=auth_token is not None)
         )
         self._auth_token = auth_token
-        self._timeout = timeout
-        self._http = session or requests.Session()
+        self._timeout = urllib3.Timeout(connect=timeout, read=timeout)
+        self._pool = pool or urllib3.PoolManager()
+        self._on_round_trip = on_round_trip
 
     def query(
         self,
@@ -113,10 +123,11 @@ class NeonHTTP:
         return [Result.from_json(result) for result in body["results"]]
 
     def close(self) -> None:
-        self._http.close()
+        self._pool.clear()
 
     def _headers(self, *, array_mode: bool, raw_text: bool) -> dict[str, str]:
         headers = {
+            "Content-Type": "application/json",
             "Neon-Connection-String": self.connection_string,
             "Neon-Array-Mode": "true" if array_mode else "false",
             "Neon-Raw-Text-Output": "true" if raw_text else "false",
@@ -127,19 +138,25 @@ class NeonHTTP:
         return headers
 
     def _post(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+        data = json.dumps(body, allow_nan=False).encode()
+        started = time.perf_counter()
         try:
-            response = self._http.post(
-                self.endpoint, json=body, headers=headers, timeout=self._timeout
-            )
-        except requests.RequestException as error:
+            response = self._pool.request(
+                "POST", self.endpoint, body=data, headers=headers,
+                timeout=self._timeout, retries=False, redirect=False,
+            )  # fmt: skip
+        except urllib3.exceptions.HTTPError as error:
             raise EndpointUnreachable(f"cannot reach {self.endpoint}: {error}") from None
+        finally:
+            if self._on_round_trip is not None:
+                self._on_round_trip(time.perf_counter() - started)
         try:
-            payload = response.json()
+            payload = json.loads(response.data)
         except ValueError:
             payload = None
         if not isinstance(payload, dict):
-            snippet = response.text[:200]
-            raise NeonDbError(response.status_code, {"message": snippet or response.reason})
-        if response.status_code != 200:
-            raise NeonDbError(response.status_code, payload)
+            snippet = response.data[:200].decode(errors="replace")
+            raise NeonDbError(response.status, {"message": snippet or response.reason or ""})
+        if response.status != 200:
+            raise NeonDbError(response.status, payload)
         return payload

@@ -3,7 +3,12 @@
 from __future__ import annotations
 
 import socket
+import threading
 import uuid
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any
 
 import pytest
 
@@ -94,3 +99,98 @@ def test_endpoint_derivation_and_override(monkeypatch: pytest.MonkeyPatch) -> No
     assert NeonHTTP(neon, auth_token="t", endpoint="http://x/sql").endpoint == "http://x/sql"
     with pytest.raises(ValueError):
         derive_endpoint("postgresql:///neondb", with_token=True)
+
+
+class _Recorder(BaseHTTPRequestHandler):
+    """One scripted answer per server; records what each request carried."""
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        self.server.seen.append(dict(self.headers))  # type: ignore[attr-defined]
+        self.server.answer(self)  # type: ignore[attr-defined]
+
+    def log_message(self, *_args: object) -> None:
+        pass
+
+
+@contextmanager
+def _answering(answer: Callable[[BaseHTTPRequestHandler], None]) -> Iterator[Any]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Recorder)
+    server.seen, server.answer = [], answer  # type: ignore[attr-defined]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _redirect_to(location: str) -> Callable[[BaseHTTPRequestHandler], None]:
+    def answer(handler: BaseHTTPRequestHandler) -> None:
+        handler.send_response(307)
+        handler.send_header("Location", location)
+        handler.send_header("Content-Length", "0")
+        handler.end_headers()
+
+    return answer
+
+
+def _hang_up(handler: BaseHTTPRequestHandler) -> None:
+    handler.close_connection = True
+    handler.connection.shutdown(socket.SHUT_RDWR)
+
+
+def _bad_gateway(handler: BaseHTTPRequestHandler) -> None:
+    body = b"<html>502 Bad Gateway</html>"
+    handler.send_response(502)
+    handler.send_header("Content-Length", str(len(body)))
+    handler.end_headers()
+    handler.wfile.write(body)
+
+
+def _url(server: Any) -> str:
+    return f"http://127.0.0.1:{server.server_address[1]}/sql"
+
+
+def test_a_redirect_is_an_error_and_the_token_goes_nowhere_else() -> None:
+    with (
+        _answering(_redirect_to("")) as elsewhere,
+        _answering(_redirect_to(_url(elsewhere))) as endpoint,
+    ):
+        client = NeonHTTP(CONNECTION, auth_token="the-users-jwt", endpoint=_url(endpoint))
+        with pytest.raises(NeonDbError) as caught:
+            client.query("select 1")
+    assert caught.value.status == 307
+    assert [seen["Authorization"] for seen in endpoint.seen] == ["Bearer the-users-jwt"]
+    assert elsewhere.seen == []
+
+
+def test_a_statement_is_never_sent_twice() -> None:
+    """The endpoint hung up after reading it: it may have run, so no retry."""
+    with _answering(_hang_up) as endpoint:
+        client = NeonHTTP(CONNECTION, auth_token="t", endpoint=_url(endpoint), timeout=5)
+        with pytest.raises(EndpointUnreachable):
+            client.query("insert into todos (task) values ('once')")
+    assert len(endpoint.seen) == 1
+
+
+def test_a_body_that_is_not_json_is_an_error_carrying_its_start() -> None:
+    with _answering(_bad_gateway) as endpoint:
+        client = NeonHTTP(CONNECTION, auth_token="t", endpoint=_url(endpoint))
+        with pytest.raises(NeonDbError) as caught:
+            client.query("select 1")
+    assert (caught.value.status, caught.value.message) == (502, "<html>502 Bad Gateway</html>")
+
+
+def test_each_round_trip_is_timed(proxy: Proxy, ec_key: SigningKey) -> None:
+    times: list[float] = []
+    client = NeonHTTP(
+        CONNECTION,
+        auth_token=ec_key.sign(claims_for("timed")),
+        endpoint=proxy.url + "/sql",
+        on_round_trip=times.append,
+    )
+    client.query("select 1")
+    client.transaction(["select 1", "select 2"])
+    assert len(times) == 2 and all(0 < t < 10 for t in times)

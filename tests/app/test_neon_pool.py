@@ -1,0 +1,54 @@
+"""The app's connections to the SQL endpoint follow the environment's proxy and CA
+settings, as its `requests` calls to the issuer do."""
+
+from __future__ import annotations
+
+import pytest
+import requests
+import urllib3
+
+from app.neon import pool_for
+
+ENDPOINT = "https://apiauth.us-east-2.aws.neon.tech/sql"
+PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
+CA_SETTINGS = ("REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(monkeypatch: pytest.MonkeyPatch) -> None:
+    for name in PROXY_SETTINGS + CA_SETTINGS:
+        monkeypatch.delenv(name, raising=False)
+        monkeypatch.delenv(name.lower(), raising=False)
+
+
+def test_no_proxy_setting_connects_directly_with_requests_ca_bundle() -> None:
+    pool = pool_for(ENDPOINT)
+    assert not isinstance(pool, urllib3.ProxyManager)
+    assert pool.connection_pool_kw["ca_certs"] == requests.certs.where()
+
+
+def test_https_proxy_is_used_for_the_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    pool = pool_for(ENDPOINT)
+    assert isinstance(pool, urllib3.ProxyManager)
+    assert pool.proxy.host == "proxy.internal" and pool.proxy.port == 3128
+
+
+def test_no_proxy_covering_the_endpoint_wins(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.internal:3128")
+    monkeypatch.setenv("NO_PROXY", ".neon.tech")
+    assert not isinstance(pool_for(ENDPOINT), urllib3.ProxyManager)
+
+
+def test_an_http_endpoint_takes_the_http_proxy(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HTTPS_PROXY", "http://secure.internal:3128")
+    monkeypatch.setenv("HTTP_PROXY", "http://plain.internal:3128")
+    pool = pool_for("http://db.internal:4444/sql")
+    assert isinstance(pool, urllib3.ProxyManager) and pool.proxy.host == "plain.internal"
+
+
+def test_a_private_ca_bundle_is_trusted(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CURL_CA_BUNDLE", "/etc/ssl/private-ca.pem")
+    assert pool_for(ENDPOINT).connection_pool_kw["ca_certs"] == "/etc/ssl/private-ca.pem"
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/first.pem")
+    assert pool_for(ENDPOINT).connection_pool_kw["ca_certs"] == "/etc/ssl/first.pem"
