@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from flask import Flask
 from sqlalchemy import Engine
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from issuer import accounts, db, gc, headers, metrics, migrations, oauth, query_string
 from issuer.audit import audit
@@ -40,6 +41,12 @@ def create_app(config: Config | None = None) -> Flask:
     app.cli.add_command(db_cli)
     app.cli.add_command(gc.gc_command)
     metrics.init_app(app)
+    if config.trusted_proxies:
+        # Throttling keys on the client address: behind a proxy that is the last
+        # X-Forwarded-For entries the trusted proxies appended, never the ones a
+        # client can write itself. Outermost, so that the endpoints served in front
+        # of Flask (JWKS, /token, /revoke) see the same address.
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
     migrations.upgrade(app.extensions["db"])
     _import_file_ring(app)
     return app

@@ -15,7 +15,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 from flask import Flask, request, url_for
-from werkzeug.middleware.proxy_fix import ProxyFix
 
 from issuer.accounts import users as _users
 from issuer.accounts.models import User
@@ -73,10 +72,5 @@ def init_app(app: Flask) -> None:
         PERMANENT_SESSION_LIFETIME=timedelta(seconds=config.session_lifetime),
     )
     app.session_interface = LoginSessionInterface()
-    if config.trusted_proxies:
-        # Throttling keys on the client address: behind a proxy that is the
-        # last X-Forwarded-For entries the trusted proxies appended, never
-        # the ones a client can write itself.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
     init_views(app)
     app.cli.add_command(users_cli)

@@ -20,9 +20,10 @@ from typing import Any
 
 import orjson
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import OAuth2Payload, OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidRequestError, OAuth2Payload, OAuth2Request
 from flask import Flask, Response, g
 from werkzeug.datastructures import EnvironHeaders, MultiDict
+from werkzeug.exceptions import SecurityError
 from werkzeug.wsgi import get_host
 
 from issuer.oauth import params
@@ -52,11 +53,18 @@ class FormPayload(OAuth2Payload):
 
 class FormPostRequest(OAuth2Request):
     """authlib's request for a checked form POST: headers and the URL from the
-    environ, as Flask would give them (the URL for authlib's transport check)."""
+    environ, as Flask would give them (the URL for authlib's transport check; the
+    host checked against TRUSTED_HOSTS when it is set, as Flask does)."""
 
-    def __init__(self, environ: dict[str, Any], form: MultiDict) -> None:
+    def __init__(
+        self, environ: dict[str, Any], form: MultiDict, trusted_hosts: list[str] | None = None
+    ) -> None:
+        try:
+            host = get_host(environ, trusted_hosts)
+        except SecurityError:
+            raise InvalidRequestError("The Host header names a host not served here.") from None
         url = (
-            f"{environ['wsgi.url_scheme']}://{get_host(environ)}"
+            f"{environ['wsgi.url_scheme']}://{host}"
             f"{environ.get('SCRIPT_NAME', '')}{environ.get('PATH_INFO', '')}"
         )
         super().__init__(environ["REQUEST_METHOD"], url, headers=EnvironHeaders(environ))
@@ -106,7 +114,8 @@ class FormPostEndpoints:
             g.request_id = request_id
             server = self.flask_app.extensions["oauth"]
             try:
-                request = FormPostRequest(environ, params.read_form_post(environ))
+                form = params.read_form_post(environ)
+                request = FormPostRequest(environ, form, self.flask_app.config["TRUSTED_HOSTS"])
                 response = ENDPOINTS[environ["PATH_INFO"]](server, request)
             except OAuth2Error as error:  # raised before authlib's own try blocks
                 response = server.handle_error_response(None, error)
@@ -118,7 +127,12 @@ class FormPostEndpoints:
                 ):
                     raise
                 self.flask_app.logger.exception("Exception on %s [POST]", environ["PATH_INFO"])
-                response = Response(_SERVER_ERROR, 500, content_type="application/json")
+                response = Response(
+                    _SERVER_ERROR,
+                    500,
+                    {"Cache-Control": "no-store", "Pragma": "no-cache"},
+                    content_type="application/json",
+                )
         if response.status_code == 405:
             response.headers["Allow"] = "POST"
         response.headers[request_ids.HEADER] = request_id

@@ -15,7 +15,7 @@ from urllib.parse import parse_qsl
 from authlib.oauth2.rfc6749 import InvalidRequestError
 from flask import Request
 from werkzeug.datastructures import MultiDict
-from werkzeug.exceptions import ClientDisconnected, RequestEntityTooLarge
+from werkzeug.exceptions import ClientDisconnected
 from werkzeug.http import parse_options_header
 from werkzeug.wsgi import get_content_length, get_input_stream
 
@@ -58,13 +58,7 @@ def read_form_post(environ: dict[str, Any]) -> MultiDict:
         raise InvalidRequestError(f"The request body must be {FORM_CONTENT_TYPE}.")
     if environ.get("QUERY_STRING"):
         raise InvalidRequestError("Parameters belong in the request body, not the URL.")
-    try:
-        # The limit also bounds chunked bodies, which carry no Content-Length.
-        body = get_input_stream(environ, max_content_length=MAX_PARAMS_BYTES).read()
-    except RequestEntityTooLarge:
-        raise InvalidRequestError("The request body is too large.", status_code=413) from None
-    except ClientDisconnected:
-        raise InvalidRequestError("The request body ended before its length.") from None
+    body = _read_body(environ)
     try:
         text = body.decode()
     except UnicodeDecodeError:
@@ -73,6 +67,27 @@ def read_form_post(environ: dict[str, Any]) -> MultiDict:
     form = MultiDict(parse_qsl(text, keep_blank_values=True, errors="replace"))
     check_params(form)
     return form
+
+
+def _read_body(environ: dict[str, Any]) -> bytes:
+    """The whole body, refused past MAX_PARAMS_BYTES rather than cut there. A server
+    that ends the stream itself (chunked bodies, `wsgi.input_terminated`) is read
+    until its end or one byte past the limit; otherwise Content-Length bounds it."""
+    if not environ.get("wsgi.input_terminated"):
+        try:
+            return get_input_stream(environ).read()
+        except ClientDisconnected:
+            raise InvalidRequestError("The request body ended before its length.") from None
+    stream, chunks, size = environ["wsgi.input"], [], 0
+    while size <= MAX_PARAMS_BYTES:
+        chunk = stream.read(MAX_PARAMS_BYTES + 1 - size)
+        if not chunk:
+            break
+        chunks.append(chunk)
+        size += len(chunk)
+    if size > MAX_PARAMS_BYTES:
+        raise InvalidRequestError("The request body is too large.", status_code=413)
+    return b"".join(chunks)
 
 
 def check_query(request: Request) -> None:

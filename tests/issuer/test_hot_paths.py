@@ -6,18 +6,24 @@ import io
 import json
 import logging
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
 from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.middleware.proxy_fix import ProxyFix
 
 from issuer.audit import audit
 from issuer.tokens import claims_json
 from tests.issuer.oauth_flows import basic, log_in, make_user, register
 
 JWKS = "/.well-known/jwks.json"
+# A chunked request as servers hand it over: no length, a stream that ends by itself.
+CHUNKED = {"HTTP_TRANSFER_ENCODING": "chunked", "wsgi.input_terminated": True}
+# A valid client_credentials body of exactly the 8 KiB limit.
+_PADDED = b"grant_type=client_credentials&pad=".ljust(8192, b"a")
 
 
 def _service_token(app: Flask, headers: dict[str, str] | None = None):
@@ -158,12 +164,10 @@ def test_token_answers_the_request_id_and_audits_under_it(
         (b"grant_type=client_credentials&scope=\xff", {}, 400),  # raw bytes, not UTF-8
         (b"grant_type=client_credentials&scope=%FF", {}, 400),  # an escape, not UTF-8
         (b"grant_type=client_credentials", {"CONTENT_LENGTH": "400"}, 400),  # cut short
-        # Chunked (no length; the server marks the stream as ending on its own), too big:
-        (
-            b"grant_type=" + b"a" * 9000,
-            {"CONTENT_LENGTH": None, "wsgi.input_terminated": True},
-            413,
-        ),
+        # Chunked (no length; the server ends the stream itself) past the limit: refused,
+        # not cut at 8 KiB with whatever follows (here a second grant_type) unread.
+        (_PADDED + b"&grant_type=evil", CHUNKED, 413),
+        (_PADDED + b"&", CHUNKED, 413),  # one byte past
     ],
 )
 def test_token_refuses_bodies_it_cannot_read_whole(
@@ -172,18 +176,30 @@ def test_token_refuses_bodies_it_cannot_read_whole(
     client, secret = register(
         oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
     )
-    environ = dict(extra)
-    if "CONTENT_LENGTH" in environ and environ["CONTENT_LENGTH"] is None:
-        del environ["CONTENT_LENGTH"]
     response = oauth_app.test_client().post(
         "/token",
         input_stream=io.BytesIO(body),
         content_type="application/x-www-form-urlencoded",
         headers=basic(client.client_id, secret),
-        environ_overrides=environ,
+        environ_overrides=extra,
     )
     assert response.status_code == status, response.text
     assert response.json["error"] == "invalid_request"
+
+
+def test_a_chunked_body_up_to_the_limit_is_read_whole(oauth_app: Flask) -> None:
+    client, secret = register(
+        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    assert len(_PADDED) == 8192
+    response = oauth_app.test_client().post(
+        "/token",
+        input_stream=io.BytesIO(_PADDED),
+        content_type="application/x-www-form-urlencoded",
+        headers=basic(client.client_id, secret),
+        environ_overrides=CHUNKED,
+    )
+    assert response.status_code == 200, response.text
 
 
 def test_an_unexpected_failure_is_a_logged_json_500(
@@ -199,6 +215,7 @@ def test_an_unexpected_failure_is_a_logged_json_500(
     response = _service_token(oauth_app)
     assert response.status_code == 500
     assert response.json == {"error": "server_error"}
+    assert response.headers["Cache-Control"] == "no-store"
     assert "the database went away" not in response.text
     assert "X-Request-Id" in response.headers
     assert any("Exception on /token" in r.getMessage() for r in caplog.records)
@@ -227,3 +244,29 @@ def test_token_over_plain_http_is_refused_but_on_loopback(
     assert response.status_code == status, response.text
     if status == 400:
         assert response.json["error"] == "insecure_transport"
+
+
+def test_token_honours_trusted_hosts(oauth_app: Flask) -> None:
+    """Flask refuses a Host outside TRUSTED_HOSTS; so does /token, served before it."""
+    oauth_app.config["TRUSTED_HOSTS"] = ["issuer.example.com"]
+    client, secret = register(
+        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    http = oauth_app.test_client()
+    for host, status in (("evil.example.com", 400), ("issuer.example.com", 200)):
+        response = http.post(
+            "/token",
+            base_url=f"https://{host}",
+            data={"grant_type": "client_credentials"},
+            headers=basic(client.client_id, secret),
+        )
+        assert response.status_code == status, (host, response.text)
+
+
+def test_behind_trusted_proxies_the_address_is_fixed_before_any_endpoint(
+    make_app: Callable[..., Flask],
+) -> None:
+    """ProxyFix wraps everything, the endpoints served in front of Flask included
+    (throttles key on the client address: a proxy's own address would be shared)."""
+    app = make_app(trusted_proxies=1)
+    assert isinstance(app.wsgi_app, ProxyFix)

@@ -139,3 +139,25 @@ def test_behind_trusted_proxies_granian_is_refused_even_by_hand(
         monkeypatch.setenv(name, value)
     with pytest.raises(RuntimeError, match="ISSUER_TRUSTED_PROXIES is set"):
         served_app()
+
+
+@pytest.mark.parametrize("conf", [False, True], ids=["granian", "gunicorn"])
+def test_chunked_token_requests_are_read_whole_or_refused(
+    tmp_path: Path, issuer_home: dict[str, str], conf: bool
+) -> None:
+    """Both servers end a chunked body's stream themselves: /token reads it to its end
+    (the grant is found, then the missing client refused) or, past 8 KiB, refuses it
+    rather than reading the first 8 KiB as if they were all."""
+    form = {"Content-Type": "application/x-www-form-urlencoded"}
+
+    def chunked(body: bytes):
+        return (body[i : i + 1000] for i in range(0, len(body), 1000))
+
+    padded = b"grant_type=client_credentials&pad=".ljust(8192, b"a")
+    with served_issuer(tmp_path, conf=conf, **issuer_home) as base:
+        read = requests.post(f"{base}/token", data=chunked(padded), headers=form, timeout=10)
+        assert (read.status_code, read.json()["error"]) == (401, "invalid_client")
+        over = requests.post(
+            f"{base}/token", data=chunked(padded + b"&grant_type=x"), headers=form, timeout=10
+        )
+        assert (over.status_code, over.json()["error"]) == (413, "invalid_request")
