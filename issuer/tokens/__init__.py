@@ -10,6 +10,7 @@ require.
 from __future__ import annotations
 
 import binascii
+import hashlib
 import json
 import os
 from collections.abc import Mapping
@@ -17,6 +18,7 @@ from collections.abc import Mapping
 import orjson
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
+from cryptography.hazmat.primitives.asymmetric.utils import Prehashed
 
 from issuer.keys.ring import KeyRing
 
@@ -29,7 +31,9 @@ RESERVED_CLAIMS = frozenset(
         "azp", "auth_time", "acr", "amr", "cnf", "act", "may_act", "role",
     }
 )  # fmt: skip
-_ECDSA_SHA256 = ec.ECDSA(hashes.SHA256())
+# ES256 over a digest hashlib computed: the same signature, without cryptography
+# setting up a hash context per call (~0.5 us of minting's overhead).
+_ECDSA_SHA256_DIGEST = ec.ECDSA(Prehashed(hashes.SHA256()))
 # One reused encoder (dumps() builds one per call); NaN would make the payload invalid JSON.
 _compact_json = json.JSONEncoder(separators=(",", ":"), allow_nan=False).encode
 # Claim values orjson writes exactly as `_compact_json` does, as long as the output is
@@ -58,7 +62,8 @@ def sign_jwt(ring: KeyRing, claims: dict[str, object], typ: str = "JWT") -> str:
     key = ring.signing_key()
     payload = claims_json(claims)
     signing_input = key.header_segment(typ) + b"." + _b64(payload)
-    signature = raw_signature(key.private_key.sign(signing_input, _ECDSA_SHA256))
+    digest = hashlib.sha256(signing_input).digest()
+    signature = raw_signature(key.private_key.sign(digest, _ECDSA_SHA256_DIGEST))
     return (signing_input + b"." + _b64(signature)).decode("ascii")
 
 
