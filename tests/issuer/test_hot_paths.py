@@ -10,12 +10,15 @@ from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from authlib.oauth2.rfc6749 import OAuth2Request
 from flask import Flask
 from hypothesis import given
 from hypothesis import strategies as st
+from werkzeug.datastructures import MultiDict
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from issuer.audit import audit
+from issuer.oauth.form_post import FormPostRequest
 from issuer.tokens import claims_json
 from tests.issuer.oauth_flows import basic, log_in, make_user, register
 
@@ -270,3 +273,19 @@ def test_behind_trusted_proxies_the_address_is_fixed_before_any_endpoint(
     (throttles key on the client address: a proxy's own address would be shared)."""
     app = make_app(trusted_proxies=1)
     assert isinstance(app.wsgi_app, ProxyFix)
+
+
+def test_the_form_request_sets_every_field_authlib_request_has() -> None:
+    """FormPostRequest sets OAuth2Request's fields itself (skipping its per-request
+    URL parsing): an authlib upgrade that adds one must show up here."""
+    environ = {
+        "REQUEST_METHOD": "POST",
+        "wsgi.url_scheme": "https",
+        "HTTP_HOST": "issuer.example.com",
+        "PATH_INFO": "/token",
+    }
+    ours = FormPostRequest(environ, MultiDict({"grant_type": "client_credentials"}))
+    theirs = OAuth2Request("POST", "https://issuer.example.com/token", headers={})
+    assert set(vars(theirs)) <= set(vars(ours))
+    assert ours.uri == theirs.uri
+    assert ours.payload.grant_type == "client_credentials"
