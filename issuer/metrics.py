@@ -19,7 +19,7 @@ from sqlalchemy.exc import SQLAlchemyError
 from issuer.audit import audited
 from issuer.keys import KeyRingError
 from issuer.keys.manifest import KeyState
-from servicemetrics import Metrics
+from servicemetrics import Metrics, labelled
 
 log = logging.getLogger(__name__)
 
@@ -48,9 +48,9 @@ def _count(_sender: object, event: str, fields: dict[str, object]) -> None:
     counters = current_app.extensions.get("issuer_counters") if has_app_context() else None
     if counters is None:
         return
-    counters.events.labels(event).inc()
+    labelled(counters.events, event).inc()
     if event == "oauth.token_issued":
-        counters.tokens.labels(str(fields.get("grant"))).inc()
+        labelled(counters.tokens, str(fields.get("grant"))).inc()
 
 
 def _key_ring(app: Flask) -> Iterator[GaugeMetricFamily]:

@@ -15,6 +15,7 @@ each app keeps its own registry.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import os
 import shutil
@@ -34,6 +35,7 @@ from prometheus_client import (
     multiprocess,
     values,
 )
+from prometheus_client.metrics import MetricWrapperBase
 from prometheus_client.registry import Collector
 
 from servicemetrics import request_ids, separate_bind
@@ -44,6 +46,14 @@ MULTIPROCESS_DIR = "PROMETHEUS_MULTIPROC_DIR"
 METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 #: Request times in seconds: a JWKS answer is ~0.1 ms, a password hash ~50 ms.
 LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5)
+
+
+@functools.lru_cache(maxsize=4096)
+def labelled(metric: MetricWrapperBase, *values: str) -> Any:
+    """`metric.labels(*values)`, looked up once: prometheus_client validates the values
+    and takes a lock on every call (a few per request on the hot paths). Bounded,
+    though callers pass only values from small fixed sets."""
+    return metric.labels(*values)
 
 
 class Metrics:
@@ -122,8 +132,8 @@ class Metrics:
         # Any method name reaches here (gunicorn accepts made-up ones): a label per
         # name would let anyone grow the series without end.
         method = method if method in METHODS else "other"
-        self.requests.labels(route, method, str(status)).inc()
-        self.latency.labels(route).observe(seconds)
+        labelled(self.requests, route, method, str(status)).inc()
+        labelled(self.latency, route).observe(seconds)
 
     def _observe(self, response: Response) -> Response:
         started = g.pop("_metrics_started", time.perf_counter())

@@ -155,11 +155,15 @@ class FormPostEndpoints:
                     {"Cache-Control": "no-store", "Pragma": "no-cache"},
                     content_type="application/json",
                 )
+        # Written out here rather than by `response(environ, start_response)`: the body
+        # is bytes and its headers final, werkzeug's generic path costs as much again.
+        headers = response.headers.to_wsgi_list()
+        headers.append((request_ids.HEADER, request_id))
+        headers.append(("X-Content-Type-Options", "nosniff"))
         if response.status_code == 405:
-            response.headers["Allow"] = "POST"
-        response.headers[request_ids.HEADER] = request_id
-        response.headers["X-Content-Type-Options"] = "nosniff"
-        return response(environ, start_response)
+            headers.append(("Allow", "POST"))
+        start_response(response.status, headers)
+        return [] if environ["REQUEST_METHOD"] == "HEAD" else [response.get_data()]
 
 
 def init_app(app: Flask) -> None:
