@@ -2,7 +2,7 @@
 
 The whole stack runs as `make run` runs it (`python -m stack run` in a
 temporary DATA_DIR on free ports: embedded PostgreSQL, the issuer, the proxy
-and the app on gunicorn). A demo user logs in over HTTP and adds TODOS todos.
+and the app on granian). A demo user logs in over HTTP and adds TODOS todos.
 Then, sequentially and warm, with one keep-alive connection each, the bench
 alternates `GET /` (the list page: session lookup, one SQL-over-HTTP round
 trip, template) with a `POST /sql` of the same list query, sent straight to
@@ -10,12 +10,13 @@ the proxy with the same access token. The difference is what the app adds
 to the query it has to make; the page's `Server-Timing` header splits its own
 time (`app`) from the time it waited on the proxy (`db`). `Server-Timing`
 starts in `before_request`: the session cookie's decoding and re-signing and
-gunicorn itself are outside it, which `GET /healthz` (no session, no work)
+granian itself are outside it, which `GET /healthz` (no session, no work)
 bounds from below.
 
-Profiled in process, the page's own time goes mostly to rendering the list
-(two forms per todo, each with its CSRF field and URLs) and to two reads of
-the login from SQLite (`current_login()`, then `fresh_login()`). The machine
+Profiled (py-spy on the served app, 2026-12-05), the page's own time goes to the
+SQL client's side of the round trip (urllib3 since then: a `requests` Session
+spent twice its CPU per query), rendering the list (two forms per todo, each
+with its CSRF field and URLs) and one read of the login from SQLite. The machine
 is shared: run it alone for figures worth comparing across runs.
 """
 
@@ -219,7 +220,7 @@ def run() -> list[Figure]:
                median(query), "added <= 2 (the app's overhead)"),
         Figure(SUITE, "GET / todo list page p99", "ms", percentile(page, 99), query_label,
                percentile(query, 99), "added <= 5"),
-        Figure(SUITE, "GET /healthz p50 (the app's gunicorn, no work)", "ms",
+        Figure(SUITE, "GET /healthz p50 (the app's server, no work)", "ms",
                median(samples["floor"]), query_label, median(query), "<= 1"),
         Figure(SUITE, "Server-Timing app (own time) p50", "ms", median(samples["app"]),
                "Server-Timing db (waiting on the proxy)", median(samples["db"]), "<= 1"),
