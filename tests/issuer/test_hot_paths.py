@@ -176,33 +176,30 @@ def test_token_answers_the_request_id_and_audits_under_it(
 def test_token_refuses_bodies_it_cannot_read_whole(
     oauth_app: Flask, body: bytes, extra: dict, status: int
 ) -> None:
-    client, secret = register(
-        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
-    )
-    response = oauth_app.test_client().post(
-        "/token",
-        input_stream=io.BytesIO(body),
-        content_type="application/x-www-form-urlencoded",
-        headers=basic(client.client_id, secret),
-        environ_overrides=extra,
-    )
+    response = _raw_token_request(oauth_app, body, extra)
     assert response.status_code == status, response.text
     assert response.json["error"] == "invalid_request"
 
 
 def test_a_chunked_body_up_to_the_limit_is_read_whole(oauth_app: Flask) -> None:
-    client, secret = register(
-        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
-    )
     assert len(_PADDED) == 8192
-    response = oauth_app.test_client().post(
+    response = _raw_token_request(oauth_app, _PADDED, CHUNKED)
+    assert response.status_code == 200, response.text
+
+
+def _raw_token_request(app: Flask, body: bytes, environ: dict):
+    """A service's client_credentials request with `body` as sent, `environ` as the
+    server would set it."""
+    client, secret = register(
+        app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    return app.test_client().post(
         "/token",
-        input_stream=io.BytesIO(_PADDED),
+        input_stream=io.BytesIO(body),
         content_type="application/x-www-form-urlencoded",
         headers=basic(client.client_id, secret),
-        environ_overrides=CHUNKED,
+        environ_overrides=environ,
     )
-    assert response.status_code == 200, response.text
 
 
 def test_an_unexpected_failure_is_a_logged_json_500(
