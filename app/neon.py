@@ -23,7 +23,7 @@ from app import data_api
 from app.config import AppConfig
 from app.todos import SqlTodos, Todos
 from app.todos import database_view as sql_database_view
-from neon_http import NeonHTTP, derive_endpoint
+from neon_http import EndpointUnreachable, NeonHTTP, derive_endpoint
 
 _local = threading.local()
 
@@ -53,7 +53,12 @@ def _pool() -> urllib3.PoolManager:
     """This thread's pool (its connections stay alive across requests)."""
     pool = getattr(_local, "pool", None)
     if pool is None:
-        pool = _local.pool = pool_for(sql_endpoint(current_app.config["APP"]))
+        endpoint = sql_endpoint(current_app.config["APP"])
+        try:
+            pool = _local.pool = pool_for(endpoint)
+        except urllib3.exceptions.HTTPError as error:  # e.g. HTTPS_PROXY=socks5://…
+            current_app.logger.error("no usable proxy for %s: %s", endpoint, error)
+            raise EndpointUnreachable(f"no usable proxy for {endpoint}") from None
     return pool
 
 

@@ -3,11 +3,17 @@ settings, as its `requests` calls to the issuer do."""
 
 from __future__ import annotations
 
+import threading
+
 import pytest
 import requests
 import urllib3
+from flask import Flask
 
+from app import neon
+from app.config import AppConfig
 from app.neon import pool_for
+from neon_http import EndpointUnreachable
 
 ENDPOINT = "https://apiauth.us-east-2.aws.neon.tech/sql"
 PROXY_SETTINGS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "NO_PROXY")
@@ -52,3 +58,16 @@ def test_a_private_ca_bundle_is_trusted(monkeypatch: pytest.MonkeyPatch) -> None
     assert pool_for(ENDPOINT).connection_pool_kw["ca_certs"] == "/etc/ssl/private-ca.pem"
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/first.pem")
     assert pool_for(ENDPOINT).connection_pool_kw["ca_certs"] == "/etc/ssl/first.pem"
+
+
+def test_an_unusable_proxy_is_an_unreachable_database_not_a_crash(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The page says the database cannot be reached (a 503), and the log says why."""
+    monkeypatch.setenv("HTTPS_PROXY", "socks5://127.0.0.1:1080")
+    monkeypatch.setattr(neon, "_local", threading.local())
+    app = Flask(__name__)
+    app.config["APP"] = AppConfig()
+    with app.app_context(), pytest.raises(EndpointUnreachable):
+        neon.client("a-token")
+    assert "socks5" in caplog.text
