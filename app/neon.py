@@ -34,19 +34,25 @@ def _record_timing(seconds: float) -> None:
 
 def pool_for(endpoint: str) -> urllib3.PoolManager:
     """Connections to `endpoint` with the settings the app's other outbound HTTP
-    (`requests`, to the issuer) takes from the environment: an HTTP(S) proxy unless
-    NO_PROXY covers the endpoint, and REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE, else
-    requests' CA bundle."""
-    ca_certs = (
+    (`requests`, to the issuer) takes from the environment: an HTTP(S) proxy (with
+    its credentials) unless NO_PROXY covers the endpoint, and REQUESTS_CA_BUNDLE /
+    CURL_CA_BUNDLE (a file or a hashed directory), else requests' CA bundle."""
+    ca = (
         os.environ.get("REQUESTS_CA_BUNDLE")
         or os.environ.get("CURL_CA_BUNDLE")
         or requests.certs.where()
     )
+    trust = {"ca_cert_dir": ca} if os.path.isdir(ca) else {"ca_certs": ca}
     proxies = requests.utils.get_environ_proxies(endpoint)
     proxy = proxies.get(endpoint.split(":", 1)[0].lower()) or proxies.get("all")
-    if proxy:
-        return urllib3.ProxyManager(proxy, ca_certs=ca_certs)
-    return urllib3.PoolManager(ca_certs=ca_certs)
+    if not proxy:
+        return urllib3.PoolManager(**trust)
+    # As requests reads a proxy setting: `host:port` means http://, and the URL's
+    # user:password go in Proxy-Authorization (urllib3 would drop them).
+    proxy = requests.utils.prepend_scheme_if_needed(proxy, "http")
+    user, password = requests.utils.get_auth_from_url(proxy)
+    headers = urllib3.make_headers(proxy_basic_auth=f"{user}:{password}") if user else None
+    return urllib3.ProxyManager(proxy, proxy_headers=headers, **trust)
 
 
 def _pool() -> urllib3.PoolManager:

@@ -39,6 +39,15 @@ class Result:
         )
 
 
+def _header_safe(value: str, what: str) -> str:
+    """`value`, if it can go in a header as it is: printable ASCII. Control characters
+    would end or fold the header (an injected one, or an error whose message, logged,
+    repeats the value); the error names what, never the value, which may be a secret."""
+    if not (value.isascii() and value.isprintable()):
+        raise ValueError(f"{what} contains characters a header cannot carry")
+    return value
+
+
 def derive_endpoint(connection_string: str, *, with_token: bool) -> str:
     """The official driver's default: `apiauth.` (with a JWT) or `api.` replaces the first label."""
     host = urllib.parse.urlsplit(connection_string).hostname
@@ -134,7 +143,8 @@ class NeonHTTP:
         }
         token = self._auth_token() if callable(self._auth_token) else self._auth_token
         if token is not None:
-            headers["Authorization"] = f"Bearer {token}"
+            headers["Authorization"] = f"Bearer {_header_safe(token, 'the auth token')}"
+        _header_safe(self.connection_string, "the connection string")
         return headers
 
     def _post(self, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:

@@ -194,3 +194,25 @@ def test_each_round_trip_is_timed(proxy: Proxy, ec_key: SigningKey) -> None:
     client.query("select 1")
     client.transaction(["select 1", "select 2"])
     assert len(times) == 2 and all(0 < t < 10 for t in times)
+
+
+@pytest.mark.parametrize(
+    ("token", "connection_string"),
+    [
+        ("jwt\r\nX-Injected: 1", CONNECTION),
+        ("jwt\r\n X-Folded: 1", CONNECTION),
+        ("jwt-caf\u00e9", CONNECTION),
+        ("jwt", CONNECTION + "\r\nX-Injected: 1"),
+    ],
+)
+def test_header_values_that_would_break_the_header_are_refused_unrepeated(
+    token: str, connection_string: str
+) -> None:
+    """Nothing is sent, and the error (which the app logs) does not repeat the
+    value: a token or a connection string's password is a secret."""
+    with _answering(_bad_gateway) as endpoint:
+        client = NeonHTTP(connection_string, auth_token=token, endpoint=_url(endpoint))
+        with pytest.raises(ValueError) as caught:
+            client.query("select 1")
+    assert "X-" not in str(caught.value) and "jwt" not in str(caught.value)
+    assert endpoint.seen == []
