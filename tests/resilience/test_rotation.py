@@ -49,9 +49,17 @@ FETCH_SLACK = 1.0
 DOCUMENTED_BOUND = RING_REFRESH + AUTO_RENEW + FETCH_SLACK
 
 
-def wait_until_proxy_holds_next(deployment: Deployment, published_at: float) -> str:
-    """Wait until `next` may safely sign (see the module docstring); return the JWKS ETag."""
-    time.sleep(max(0.0, published_at + RING_REFRESH - time.time()))
+def wait_until_proxy_holds_next(
+    deployment: Deployment, published_at: float, changed_at: float | None = None
+) -> str:
+    """Wait until `next` may safely sign (see the module docstring); return the JWKS ETag.
+
+    The ETag is read once every issuer worker has seen the ring's last change
+    (`changed_at`: a prune after the rotation, which on a busy machine commits
+    close to a second later): read earlier, a worker could still answer with the
+    set before the prune, which the proxy will then never fetch."""
+    settled = max(published_at, changed_at or published_at) + RING_REFRESH
+    time.sleep(max(0.0, settled - time.time()))
     etag = deployment.jwks_etag()
     deadline = time.monotonic() + 4 * AUTO_RENEW + 30  # generous: CI machines are busy
     while time.monotonic() < deadline:
@@ -111,11 +119,11 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
     canaries: list[Hammer] = []
     retired_at: dict[str, float] = {}
     pruned: list[str] = []
-    published_at = time.time()  # `keys init` published the first next key before this
+    published_at = changed_at = time.time()  # `keys init` published the first next key
 
     with Traffic(deployment, credentials) as traffic:
         for _ in range(ROTATIONS):
-            wait_until_proxy_holds_next(deployment, published_at)
+            wait_until_proxy_holds_next(deployment, published_at, changed_at)
             canaries.append(Hammer(deployment, get_token(deployment, canary_client)))
             canaries[-1].start()
             out = deployment.cli("keys", "rotate", "--force")
@@ -124,6 +132,7 @@ def test_rotations_under_live_traffic_reject_no_valid_token(
             # As cron would run it right after each rotation.
             out = deployment.cli("keys", "prune")
             pruned += [line.split()[1] for line in out.splitlines() if line.startswith("pruned")]
+            changed_at = deployment.committed_at()
         # Let the last promoted key sign for a while too.
         time.sleep(RING_REFRESH + 1.5)
         for canary in canaries:
