@@ -44,9 +44,13 @@ def create_app(config: Config | None = None) -> Flask:
     if config.trusted_proxies:
         # Throttling keys on the client address: behind a proxy that is the last
         # X-Forwarded-For entries the trusted proxies appended, never the ones a
-        # client can write itself. Outermost, so that the endpoints served in front
-        # of Flask (JWKS, /token, /revoke) see the same address.
-        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=config.trusted_proxies)
+        # client can write itself. The scheme likewise: behind a TLS proxy the
+        # request reaches us over http, and authlib refuses OAuth over http (every
+        # /token would be `insecure_transport`). Outermost, so that the endpoints
+        # served in front of Flask (JWKS, /token, /revoke) see the same request.
+        app.wsgi_app = ProxyFix(
+            app.wsgi_app, x_for=config.trusted_proxies, x_proto=config.trusted_proxies
+        )
     migrations.upgrade(app.extensions["db"])
     _import_file_ring(app)
     return app

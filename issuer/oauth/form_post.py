@@ -15,6 +15,7 @@ every issuer response carries. Nothing else reaches Flask's views from these pat
 from __future__ import annotations
 
 import functools
+import os
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from typing import Any
@@ -95,10 +96,16 @@ class FormPostRequest(OAuth2Request):
         return MultiDict()
 
 
-@functools.lru_cache(maxsize=64)
 def _secure_transport(scheme: str, host: str) -> bool:
     """authlib's verdict on a URL of this scheme and host (its path plays no part).
-    Bounded: the host is whatever a client sent."""
+    AUTHLIB_INSECURE_TRANSPORT is read on every call, as authlib reads it: only the
+    URL's verdict is cached."""
+    return bool(os.getenv("AUTHLIB_INSECURE_TRANSPORT")) or _secure_url(scheme, host)
+
+
+@functools.lru_cache(maxsize=64)
+def _secure_url(scheme: str, host: str) -> bool:
+    """Bounded: the host is whatever a client sent."""
     return is_secure_transport(f"{scheme}://{host}/")
 
 

@@ -246,6 +246,53 @@ def test_token_over_plain_http_is_refused_but_on_loopback(
         assert response.json["error"] == "insecure_transport"
 
 
+def test_insecure_transport_setting_is_read_on_every_request(
+    oauth_app: Flask, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The transport verdict is cached per scheme and host, but not the setting that
+    overrides it: turning AUTHLIB_INSECURE_TRANSPORT off takes effect at once."""
+    client, secret = register(
+        oauth_app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    http = oauth_app.test_client()
+
+    def status() -> int:
+        return http.post(
+            "/token",
+            base_url="http://plain.example.com",
+            data={"grant_type": "client_credentials"},
+            headers=basic(client.client_id, secret),
+        ).status_code
+
+    monkeypatch.setenv("AUTHLIB_INSECURE_TRANSPORT", "1")
+    assert status() == 200
+    monkeypatch.delenv("AUTHLIB_INSECURE_TRANSPORT")
+    assert status() == 400
+
+
+def test_behind_a_tls_proxy_tokens_are_issued_over_its_https(
+    make_app: Callable[..., Flask],
+) -> None:
+    """Behind a TLS-terminating proxy the request arrives over http: with
+    ISSUER_TRUSTED_PROXIES the proxy's X-Forwarded-Proto says https, and /token
+    answers (it was `insecure_transport` on every request). A client reaching the
+    issuer over plain http with no such header is still refused."""
+    app = make_app(trusted_proxies=1, issuer_url="https://login.example.com")
+    client, secret = register(
+        app, name="billing job", grant_types=("client_credentials",), redirect_uris=()
+    )
+    http = app.test_client()
+    for forwarded, status in (({"X-Forwarded-Proto": "https"}, 200), ({}, 400)):
+        response = http.post(
+            "/token",
+            base_url="http://login.example.com",
+            data={"grant_type": "client_credentials"},
+            headers={**basic(client.client_id, secret), **forwarded},
+        )
+        assert response.status_code == status, (forwarded, response.text)
+    assert response.json["error"] == "insecure_transport"
+
+
 def test_token_honours_trusted_hosts(oauth_app: Flask) -> None:
     """Flask refuses a Host outside TRUSTED_HOSTS; so does /token, served before it."""
     oauth_app.config["TRUSTED_HOSTS"] = ["issuer.example.com"]
