@@ -7,6 +7,10 @@ that pipelines the same session hand-off (`auth.jwt_session_init`) with the
 same query, i.e. the database's own cost for the same answer. Each client is a
 separate process (no shared GIL), at 1 and 16 concurrent clients; gunicorn and
 other granian configurations are measured at 16 clients to justify the default.
+The 16 clients are one user, as a direct connection is; once more as 16 users,
+where a pooled backend changes user on nearly every request, so each hand-off
+verifies a new session token and writes the backend's verified-session row
+(see sql/local/20_auth.sql), where one user's hand-offs find it kept.
 
 Why granian: at 16 clients it served 1.39x gunicorn's gthread 2x8 (the previous
 default) in the run that chose it, 0.51x direct psycopg against gunicorn's 0.36x,
@@ -129,12 +133,18 @@ def _seed(db: migrate.LocalDatabase) -> None:
             "insert into todos (user_id, task) select 'other-' || (i % 100), 'task ' || i"
             " from generate_series(1, 5000) i"
         )
-        conn.execute(
-            "insert into todos (user_id, task) select %s, 'todo number ' || i"
-            " from generate_series(1, 50) i",
-            [USER],
-        )
+        for user in (USER, *_users()):
+            conn.execute(
+                "insert into todos (user_id, task) select %s, 'todo number ' || i"
+                " from generate_series(1, 50) i",
+                [user],
+            )
         conn.execute("analyze todos")
+
+
+def _users() -> list[str]:
+    """One user per client, for the load where pooled backends change user."""
+    return [f"{USER}-{i}" for i in range(16)]
 
 
 def _sql_request(token: str) -> tuple[str, str, bytes | None, dict[str, str]]:
@@ -288,6 +298,8 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
         proxied: dict[tuple[str, int, int], dict[int, tuple[float, float, float]]] = {}
         rest: dict[int, tuple[float, float, float]] = {}
         sql, over_rest = _sql_request(token), _rest_request(token)
+        per_user = [_sql_request(jwks.token(user)) for user in _users()]
+        switching: tuple[float, float, float] = (0.0, 0.0, 0.0)
         for setup in [CHOSEN, *ALTERNATIVES]:
             process, port = _serve(db, jwks.url, *setup)
             try:
@@ -297,6 +309,9 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
                     for c in counts
                 }
                 if setup == CHOSEN:
+                    switching = _stats(
+                        _load(16, _proxy_client, lambda i, port=port: (port, per_user[i]))
+                    )
                     rest = {
                         c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, over_rest)))
                         for c in counts
@@ -329,6 +344,17 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
                 target,
             )
         )
+    figures.append(
+        Figure(
+            SUITE,
+            f"throughput, 16 clients as 16 users ({label})",
+            "req/s",
+            switching[0],
+            "16 clients as one user",
+            chosen[16][0],
+            "report",
+        )
+    )
     # The Data API against /sql: the same 50 rows, the same proxy, the same run.
     for name, unit, clients, index, target in (
         ("p50 latency", "ms", 1, 1, "<= 1.5"),

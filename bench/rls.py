@@ -7,12 +7,12 @@ on a throwaway embedded server:
   rows (10 thousand users), each time in the same mix of queries; an index
   scan should not care (target <= 1.2x);
 - RLS: the same query as the superuser (no policies) with a literal user id,
-  so the difference is the policy plus three HMAC-verified `auth.session()`
-  calls per statement: the InitPlan of the policy, the index condition, and
-  the check the planner adds that the two agree (target <= 1.2x). Measured
-  twice: alone in its transaction (the first call of a transaction is the
-  dearest: plpgsql prepares its expressions once per transaction), and after
-  `auth.jwt_session_init` in the same transaction, as the proxy pipelines it;
+  so the difference is the policy plus three `auth.session()` calls per
+  statement (each reads the claims the hand-off verified and kept): the
+  InitPlan of the policy, the index condition, and the check the planner adds
+  that the two agree (target <= 1.2x). Measured twice: alone in its
+  transaction, and after `auth.jwt_session_init` in the same transaction, as
+  the proxy pipelines it;
 - the guide's WHERE clause is redundant under RLS: without it the policy's
   InitPlan is the only verification; measured alone and after the hand-off;
 - as the proxy runs it: the hand-off and the statement in one transaction,

@@ -9,17 +9,20 @@
 -- local proxy signed. The proxy validates the user's JWT, then hands the pooled
 -- backend an HS256 "session token" (the user's claims plus that backend's `pid`)
 -- signed with a secret it installed in `auth_private`, which user roles cannot
--- even see. The token is kept in a user-writable setting, so every read
--- verifies the HMAC again: writing the setting by hand gains nothing.
+-- even see. The token is kept in a user-writable setting, so what the setting
+-- says is never trusted alone: writing it by hand gains nothing.
 --
 -- HMAC-SHA256 is built from Postgres' own sha256(): HMAC(K, m) =
 -- sha256((K xor opad) || sha256((K xor ipad) || m)); the two padded keys are
 -- computed once at install time, so a verification is two short hashes.
 --
--- Nothing here caches a verification: every setting is user-writable, a reset
--- drops temp objects, sequence state and writes are refused in read-only
--- transactions, so there is nowhere per backend that a user cannot also
--- write. Instead one verification is made cheap (see auth.session()).
+-- The setting is user-writable, but what auth.jwt_session_init() verified is
+-- kept where users cannot write: an owner-only table with one row per backend
+-- (the token, word for word, and its claims). auth.session() accepts the
+-- setting's token from that row only while it is the same text, signed by the
+-- same installed key, and within exp/nbf; anything else is verified again. So
+-- the row accepts nothing a verification would refuse. Read-only and
+-- serializable transactions write no row (they verify on every call, as before).
 
 CREATE SCHEMA IF NOT EXISTS auth;
 CREATE SCHEMA IF NOT EXISTS auth_private;
@@ -35,6 +38,23 @@ CREATE TABLE IF NOT EXISTS auth_private.session_keys (
     installed_at timestamptz NOT NULL DEFAULT now()
 );
 REVOKE ALL ON auth_private.session_keys FROM PUBLIC;
+
+-- What auth.jwt_session_init() verified, per backend (see auth.session()).
+-- `key_version` is the key row's xmin: re-installing a kid (a new secret)
+-- writes a new row version, so rows verified under the old secret stop
+-- matching, as do rows of a dropped key. Unlogged: a hand-off writes no WAL
+-- (its commit needs no flush), and after a crash the table starts empty,
+-- which only means verifying again.
+CREATE UNLOGGED TABLE IF NOT EXISTS auth_private.verified_sessions (
+    pid integer PRIMARY KEY,
+    token text NOT NULL,
+    kid text NOT NULL,
+    key_version xid NOT NULL,
+    claims jsonb NOT NULL,
+    exp numeric,
+    nbf numeric
+);
+REVOKE ALL ON auth_private.verified_sessions FROM PUBLIC;
 
 -- Unpadded base64url (RFC 7515) to bytes; the caller has checked the alphabet
 -- and that the length is not 1 modulo 4 (or the proxy's signature vouches for
@@ -75,6 +95,15 @@ LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
 RETURN auth_private.base64url_encode(pg_catalog.convert_to(
     '{"alg":"HS256","typ":"JWT","kid":' || pg_catalog.to_json(key_id)::text || '}', 'UTF8'
 ));
+
+-- The encoded HS256 signature of `signing_input` under a key's two padded
+-- keys (RFC 2104). A plain SQL expression, inlined where it is used.
+CREATE OR REPLACE FUNCTION auth_private.hs256(inner_pad bytea, outer_pad bytea, signing_input text)
+RETURNS text
+LANGUAGE sql IMMUTABLE STRICT PARALLEL SAFE
+RETURN auth_private.base64url_encode(
+    pg_catalog.sha256(outer_pad || pg_catalog.sha256(inner_pad || pg_catalog.convert_to(signing_input, 'UTF8')))
+);
 
 -- The header segment lets auth.session() find a key by comparing text, without
 -- decoding and parsing the header of every token it verifies. Added, not
@@ -135,7 +164,9 @@ CREATE OR REPLACE FUNCTION auth_private.drop_session_key(key_id text)
 RETURNS boolean
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 BEGIN ATOMIC
-    WITH dropped AS (
+    WITH forgotten AS (
+        DELETE FROM auth_private.verified_sessions WHERE kid = key_id
+    ), dropped AS (
         DELETE FROM auth_private.session_keys WHERE kid = key_id RETURNING 1
     )
     SELECT EXISTS (SELECT FROM dropped);
@@ -259,34 +290,51 @@ BEGIN
 END
 $$;
 
--- The session's verified claims (without the internal `pid`), JSON null when
--- no session was initialised, or an error that says precisely why the token
--- is refused. Runs on every call: a policy's InitPlan calls it once per
--- statement, but `WHERE user_id = auth.user_id()` under that policy adds two
--- more calls (the index condition and the planner's check that both agree),
--- and planning an unprepared statement one more.
+-- Whether the claims of a token signed by an installed key are accepted on
+-- this backend: its pid, and pg_session_jwt 0.3.1's exp/nbf (integers, 60 s
+-- leeway) and sub checks, in one expression whose casts are all guarded, so
+-- that it never raises (auth_private.verified_claims() says why it refuses),
+-- and true or false, never NULL (no `pid` is false). A SQL expression, inlined
+-- where it is used.
+CREATE OR REPLACE FUNCTION auth_private.claims_hold(claims jsonb)
+RETURNS boolean
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+RETURN coalesce(claims->'pid' = pg_catalog.to_jsonb(pg_catalog.pg_backend_pid()), false)
+    AND (CASE pg_catalog.jsonb_typeof(claims->'exp')
+        WHEN 'number' THEN (claims->'exp')::numeric + 60 >= EXTRACT(epoch FROM pg_catalog.now())
+            AND (claims->'exp')::numeric = pg_catalog.trunc((claims->'exp')::numeric)
+        ELSE NOT claims ? 'exp' END)
+    AND (CASE pg_catalog.jsonb_typeof(claims->'nbf')
+        WHEN 'number' THEN (claims->'nbf')::numeric - 60 <= EXTRACT(epoch FROM pg_catalog.now())
+            AND (claims->'nbf')::numeric = pg_catalog.trunc((claims->'nbf')::numeric)
+        ELSE NOT claims ? 'nbf' END)
+    AND (CASE pg_catalog.jsonb_typeof(claims->'sub')
+        WHEN 'string' THEN true
+        WHEN 'null' THEN true
+        ELSE NOT claims ? 'sub' END);
+
+-- Verifies `token` as a session token of this backend: its claims without the
+-- internal `pid`, JSON null for no token, or an error that says precisely why
+-- it is refused. What auth.session() does for a token it has no verified row for.
 --
--- So the path a valid proxy token takes costs as little as plpgsql allows:
--- the key is found by its header segment (no header decoding or parsing), the
+-- The path a valid proxy token takes costs as little as plpgsql allows: the
+-- key is found by its header segment (no header decoding or parsing), the
 -- signature is compared in its encoded form (no decoding of attacker-chosen
--- text), and the claims are checked in one expression whose casts are all
--- guarded, so no token the proxy did not sign makes it raise. Whatever it
--- does not accept goes to auth_private.verified_claims(), which raises the
--- precise error (or accepts a valid token whose header is spelled
--- differently). It accepts nothing the general path refuses: the header it
--- matched names an installed key and HS256, the token is exactly
--- `header.payload.HMAC`, so the payload is the proxy's own JSON, and the
--- claims checks are the same.
+-- text), and the claims are checked by claims_hold(). Whatever it does not
+-- accept goes to auth_private.verified_claims(), which raises the precise
+-- error (or accepts a valid token whose header is spelled differently). It
+-- accepts nothing the general path refuses: the header it matched names an
+-- installed key and HS256, the token is exactly `header.payload.HMAC`, so the
+-- payload is the proxy's own JSON, and the claims checks are the same.
 --
 -- Parallel restricted: pg_backend_pid() in a parallel worker would be the
 -- worker's pid.
-CREATE OR REPLACE FUNCTION auth.session()
+CREATE OR REPLACE FUNCTION auth_private.session_claims(token text)
 RETURNS jsonb
-LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED
 SET search_path = ''
 AS $$
 DECLARE
-    token text := current_setting('auth.session_token', true);
     header text := split_part(token, '.', 1);
     payload text := split_part(token, '.', 2);
     pads record;
@@ -302,24 +350,10 @@ BEGIN
     -- Without a key `pads` is a row of NULLs, so the comparison is NULL, not
     -- an error. A plain comparison: its early exit differs by nanoseconds, far
     -- below the jitter of the round trip an attacker would have to time it through.
-    IF FOUND AND token = header || '.' || payload || '.' || auth_private.base64url_encode(
-        sha256(pads.outer_pad || sha256(pads.inner_pad || convert_to(header || '.' || payload, 'UTF8')))
-    ) THEN
+    IF FOUND AND token = header || '.' || payload || '.'
+        || auth_private.hs256(pads.inner_pad, pads.outer_pad, header || '.' || payload) THEN
         claims := convert_from(auth_private.base64url_decode(payload), 'UTF8')::jsonb;
-        IF claims->'pid' = to_jsonb(pg_backend_pid())
-            AND (CASE jsonb_typeof(claims->'exp')
-                WHEN 'number' THEN (claims->'exp')::numeric + 60 >= extract(epoch FROM now())
-                    AND (claims->'exp')::numeric = trunc((claims->'exp')::numeric)
-                ELSE NOT claims ? 'exp' END)
-            AND (CASE jsonb_typeof(claims->'nbf')
-                WHEN 'number' THEN (claims->'nbf')::numeric - 60 <= extract(epoch FROM now())
-                    AND (claims->'nbf')::numeric = trunc((claims->'nbf')::numeric)
-                ELSE NOT claims ? 'nbf' END)
-            AND (CASE jsonb_typeof(claims->'sub')
-                WHEN 'string' THEN true
-                WHEN 'null' THEN true
-                ELSE NOT claims ? 'sub' END)
-        THEN
+        IF auth_private.claims_hold(claims) THEN
             RETURN claims - 'pid';
         END IF;
     END IF;
@@ -327,13 +361,65 @@ BEGIN
 END
 $$;
 
--- Verify a session token and keep it for this session (until DISCARD ALL).
--- A refused token raises, and the aborted transaction undoes the setting.
+-- This backend's verified session, if auth.jwt_session_init() kept one and it
+-- still counts: its key is still installed with the secret that verified it
+-- (`key_version`), and exp/nbf still hold, as verifying checks them, with the
+-- same leeway. Its claims were checked when the row was written. A view, so
+-- that its query is expanded where it is used rather than called.
+CREATE OR REPLACE VIEW auth_private.verified_session AS
+SELECT v.token, v.claims
+FROM auth_private.verified_sessions AS v
+WHERE v.pid = pg_catalog.pg_backend_pid()
+    AND v.key_version = (SELECT k.xmin FROM auth_private.session_keys AS k WHERE k.kid = v.kid)
+    AND (v.exp IS NULL OR v.exp + 60 >= EXTRACT(epoch FROM pg_catalog.now()))
+    AND (v.nbf IS NULL OR v.nbf - 60 <= EXTRACT(epoch FROM pg_catalog.now()));
+REVOKE ALL ON auth_private.verified_session FROM PUBLIC;
+
+-- The session's verified claims (without the internal `pid`), JSON null when
+-- no session was initialised, or an error that says precisely why the token
+-- is refused. Called often: a policy's InitPlan calls it once per statement,
+-- but `WHERE user_id = auth.user_id()` under that policy adds two more calls
+-- (the index condition and the planner's check that both agree), and planning
+-- an unprepared statement one more.
+--
+-- So it reads the session auth.jwt_session_init() kept, when the setting still
+-- holds that very token, and verifies only otherwise (a read-only transaction's
+-- hand-off, a token set by hand). Its names are bound at creation (a SQL body),
+-- yet search_path is pinned: Postgres re-plans a cached query whenever its
+-- caller's search_path differs from the one it was planned under, and callers
+-- alternate (auth.jwt_session_init's, the user's). Unpinned, the guides' query
+-- took 1.9 times the time without RLS instead of 1.45.
+CREATE OR REPLACE FUNCTION auth.session()
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+SET search_path = ''
+RETURN coalesce(
+    (
+        SELECT s.claims FROM auth_private.verified_session AS s
+        WHERE s.token = pg_catalog.current_setting('auth.session_token', true)
+    ),
+    auth_private.session_claims(pg_catalog.current_setting('auth.session_token', true))
+);
+
+-- Verify a session token and keep it for this session (until DISCARD ALL /
+-- RESET ALL), and keep its verified claims in auth_private.verified_sessions so
+-- that auth.session() need not verify it again. A refused token raises, and the
+-- aborted transaction undoes the setting and the row.
+--
+-- The row is written only where writing is harmless: not in a read-only
+-- transaction (a standby's included), where it would fail, and not in a
+-- serializable one, where the writes of unrelated sessions to one small table
+-- could make their transactions fail each other's serialization checks.
 CREATE OR REPLACE FUNCTION auth.jwt_session_init(jwt text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
 SET search_path = ''
 AS $$
+DECLARE
+    header text := split_part(jwt, '.', 1);
+    payload text := split_part(jwt, '.', 2);
+    key record;
+    verified jsonb;
 BEGIN
     IF jwt IS NULL THEN
         RAISE EXCEPTION 'session token must not be null' USING ERRCODE = 'null_value_not_allowed';
@@ -342,7 +428,46 @@ BEGIN
         RAISE EXCEPTION 'invalid session token encoding' USING ERRCODE = 'datatype_mismatch';
     END IF;
     PERFORM set_config('auth.session_token', jwt, false);
-    PERFORM auth.session();
+    IF EXISTS (SELECT FROM auth_private.verified_session AS s WHERE s.token = jwt) THEN
+        RETURN;  -- the same user again on this backend: verified and kept already
+    END IF;
+
+    -- Verified as auth_private.session_claims() does, with the key row found in
+    -- the same statement: the version kept is the one whose secret checked it.
+    SELECT k.kid, k.xmin AS version INTO key
+    FROM auth_private.session_keys AS k
+    WHERE k.header_segment = header
+        AND jwt = header || '.' || payload || '.'
+            || auth_private.hs256(k.inner_pad, k.outer_pad, header || '.' || payload);
+    IF FOUND THEN
+        verified := convert_from(auth_private.base64url_decode(payload), 'UTF8')::jsonb;
+    END IF;
+    IF NOT FOUND OR auth_private.claims_hold(verified) IS NOT TRUE THEN
+        -- Raises why it is refused; or it is valid with a header spelled otherwise
+        -- than the proxy spells it, and auth.session() verifies it on each call.
+        PERFORM auth_private.verified_claims(jwt);
+        RETURN;
+    END IF;
+    verified := verified - 'pid';
+    IF current_setting('transaction_read_only') = 'on'
+        OR current_setting('transaction_isolation') = 'serializable' THEN
+        RETURN;
+    END IF;
+    UPDATE auth_private.verified_sessions
+    SET token = jwt, kid = key.kid, key_version = key.version, claims = verified,
+        exp = (verified->>'exp')::numeric, nbf = (verified->>'nbf')::numeric
+    WHERE pid = pg_backend_pid();
+    IF NOT FOUND THEN
+        -- This backend's first row (only this backend writes it): forget those
+        -- of backends that have ended, then add it.
+        DELETE FROM auth_private.verified_sessions AS v
+        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = v.pid);
+        INSERT INTO auth_private.verified_sessions (pid, token, kid, key_version, claims, exp, nbf)
+        VALUES (
+            pg_backend_pid(), jwt, key.kid, key.version, verified,
+            (verified->>'exp')::numeric, (verified->>'nbf')::numeric
+        );
+    END IF;
 END
 $$;
 

@@ -24,6 +24,11 @@ def denied(conn: psycopg.Connection, statement: str, params: list | None = None)
         "SELECT auth_private.base64url_encode('\\x00'::bytea)",
         "SELECT auth_private.session_token_header('mine')",
         "SELECT auth_private.verified_claims('a.b.c')",
+        "SELECT auth_private.session_claims('a.b.c')",
+        "SELECT * FROM auth_private.verified_sessions",
+        'UPDATE auth_private.verified_sessions SET claims = \'{"sub": "victim"}\'',
+        "INSERT INTO auth_private.verified_sessions VALUES (1, 't', 'k', '1', '{}', NULL, NULL)",
+        "DELETE FROM auth_private.verified_sessions",
     ],
 )
 def test_user_roles_cannot_touch_auth_private(connect, role, statement) -> None:

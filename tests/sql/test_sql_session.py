@@ -339,22 +339,30 @@ def test_weak_session_keys_are_refused(connect, kid, secret, message) -> None:
 
 
 def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
-    """PARALLEL SAFE would let a worker run them, and a worker has another pid."""
+    """PARALLEL SAFE would let a worker run them, and a worker has another pid. A
+    function either pins search_path or has a SQL-standard body, whose names are
+    bound when it is created (a caller's search_path cannot redirect them);
+    auth.session() does both (see its comment)."""
     rows = connect("postgres").execute(
         """
-        SELECT p.proname, p.provolatile, p.proparallel, p.prosecdef, p.proconfig
+        SELECT p.proname, p.provolatile, p.proparallel, p.prosecdef, p.proconfig,
+            p.prosqlbody IS NOT NULL
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
-        WHERE n.nspname = 'auth' OR p.oid = 'auth_private.verified_claims(text)'::regprocedure
+        WHERE n.nspname = 'auth' OR p.oid IN (
+            'auth_private.verified_claims(text)'::regprocedure,
+            'auth_private.session_claims(text)'::regprocedure
+        )
         """
     )
     marks = {row[0]: row[1:] for row in rows}
     pinned = ['search_path=""']
     assert marks == {
-        "init": ("s", "s", True, pinned),
-        "jwt_session_init": ("v", "u", True, pinned),
-        "session": ("s", "r", True, pinned),
-        "verified_claims": ("s", "r", False, pinned),
-        "user_id": ("s", "r", False, None),
+        "init": ("s", "s", True, pinned, False),
+        "jwt_session_init": ("v", "u", True, pinned, False),
+        "session": ("s", "r", True, pinned, True),
+        "session_claims": ("s", "r", False, pinned, False),
+        "verified_claims": ("s", "r", False, pinned, False),
+        "user_id": ("s", "r", False, None, True),
     }
 
 
@@ -364,3 +372,104 @@ def test_resetting_the_connection_ends_the_session(login, alice, reset) -> None:
     conn.execute(reset)
     assert conn.execute("SELECT auth.session() = 'null'::jsonb").fetchone()[0] is True
     assert user_id(conn) is None
+
+
+# What auth.jwt_session_init() verified is kept per backend, so that auth.session()
+# reads it: the row must never accept what verifying would refuse.
+
+
+def verified_row(connect: Callable[[str], psycopg.Connection], pid: int) -> tuple | None:
+    return (
+        connect("neondb_owner")
+        .execute(
+            "SELECT token, claims ->> 'sub' FROM auth_private.verified_sessions WHERE pid = %s",
+            [pid],
+        )
+        .fetchone()
+    )
+
+
+def test_a_hand_off_keeps_its_verified_claims_for_its_backend(login, connect, alice) -> None:
+    conn = login(alice)
+    token = conn.execute("SELECT current_setting('auth.session_token')").fetchone()[0]
+    assert verified_row(connect, conn.info.backend_pid) == (token, alice)
+    assert user_id(conn) == alice
+
+
+def test_reinstalling_a_key_ends_the_sessions_it_verified(connect, fresh_key, alice) -> None:
+    """A new secret under the same key id: the kept row no longer counts, and the
+    token, verified again, is refused. The same secret again: verified again, kept."""
+    conn = connect("authenticated")
+    conn.execute("SELECT auth.jwt_session_init(%s)", [fresh_key.token_for(conn, sub=alice)])
+    assert verified_row(connect, conn.info.backend_pid) is not None
+    owner = connect("neondb_owner")
+    install = "SELECT auth_private.install_session_key(%s::text, %s::bytea)"
+    owner.execute(install, [fresh_key.kid, fresh_key.secret])
+    assert user_id(conn) == alice
+    owner.execute(install, [fresh_key.kid, secrets.token_bytes(32)])
+    with pytest.raises(psycopg.Error, match="invalid session token signature"):
+        user_id(conn)
+
+
+def test_a_kept_session_still_expires(connect, session_key, alice) -> None:
+    """exp is checked on every read of the row, with verifying's leeway and error."""
+    conn = connect("authenticated")
+    now = int(time.time())
+    token = session_key.token_for(conn, sub=alice, exp=now - 58)  # 60 s leeway: 1-2 s left
+    conn.execute("SELECT auth.jwt_session_init(%s)", [token])
+    assert verified_row(connect, conn.info.backend_pid) is not None
+    assert user_id(conn) == alice
+    time.sleep(max(0.0, now + 2.2 - time.time()))
+    with pytest.raises(psycopg.Error) as caught:
+        user_id(conn)
+    assert caught.value.diag.message_primary == "Token used after it has expired"
+
+
+@pytest.mark.parametrize("begin", ["BEGIN READ ONLY", "BEGIN ISOLATION LEVEL SERIALIZABLE"])
+def test_read_only_and_serializable_hand_offs_verify_on_every_call(
+    connect, session_key, alice, begin
+) -> None:
+    """No row is written where a write would fail (read only, a standby) or could
+    fail other users' serializable transactions: their sessions still work."""
+    conn = connect("authenticated")
+    conn.execute(begin)
+    conn.execute("SELECT auth.jwt_session_init(%s)", [session_key.token_for(conn, sub=alice)])
+    assert user_id(conn) == alice
+    conn.execute("COMMIT")
+    assert verified_row(connect, conn.info.backend_pid) is None
+    assert user_id(conn) == alice
+
+
+def test_a_rolled_back_hand_off_keeps_nothing(connect, session_key, alice) -> None:
+    conn = connect("authenticated")
+    conn.execute("BEGIN")
+    conn.execute("SELECT auth.jwt_session_init(%s)", [session_key.token_for(conn, sub=alice)])
+    conn.execute("ROLLBACK")
+    assert verified_row(connect, conn.info.backend_pid) is None
+    assert user_id(conn) is None
+
+
+def test_rows_of_ended_backends_are_forgotten(login, connect, alice, bob) -> None:
+    ended = login(alice)
+    ended_pid = ended.info.backend_pid
+    ended.close()
+    owner = connect("neondb_owner")
+    for _ in range(100):  # the backend's exit is not instant
+        gone = owner.execute(
+            "SELECT NOT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", [ended_pid]
+        ).fetchone()[0]
+        if gone:
+            break
+        time.sleep(0.05)
+    assert verified_row(connect, ended_pid) is not None
+    login(bob)  # a new backend's first row
+    assert verified_row(connect, ended_pid) is None
+
+
+def test_a_dropped_key_forgets_the_sessions_it_verified(connect, fresh_key, alice) -> None:
+    conn = connect("authenticated")
+    conn.execute("SELECT auth.jwt_session_init(%s)", [fresh_key.token_for(conn, sub=alice)])
+    connect("neondb_owner").execute(
+        "SELECT auth_private.drop_session_key(%s::text)", [fresh_key.kid]
+    )
+    assert verified_row(connect, conn.info.backend_pid) is None
