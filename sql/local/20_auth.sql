@@ -21,8 +21,9 @@
 -- (the token, word for word, and its claims). auth.session() accepts the
 -- setting's token from that row only while it is the same text, signed by the
 -- same installed key, and within exp/nbf; anything else is verified again. So
--- the row accepts nothing a verification would refuse. Read-only and
--- serializable transactions write no row (they verify on every call, as before).
+-- the row accepts nothing a verification would refuse. Only read-write READ
+-- COMMITTED transactions write a row; others, and a standby, verify on every
+-- call, as before.
 
 CREATE SCHEMA IF NOT EXISTS auth;
 CREATE SCHEMA IF NOT EXISTS auth_private;
@@ -40,16 +41,16 @@ CREATE TABLE IF NOT EXISTS auth_private.session_keys (
 REVOKE ALL ON auth_private.session_keys FROM PUBLIC;
 
 -- What auth.jwt_session_init() verified, per backend (see auth.session()).
--- `key_version` is the key row's xmin: re-installing a kid (a new secret)
--- writes a new row version, so rows verified under the old secret stop
--- matching, as do rows of a dropped key. Unlogged: a hand-off writes no WAL
--- (its commit needs no flush), and after a crash the table starts empty,
--- which only means verifying again.
+-- `key_digest` is sha256 of the key's outer pad, which determines its secret:
+-- re-installing a kid with a new secret changes it, so rows verified under the
+-- old secret stop matching, as do rows of a dropped key. Unlogged: a hand-off
+-- writes no WAL (its commit needs no flush), and after a crash the table
+-- starts empty, which only means verifying again.
 CREATE UNLOGGED TABLE IF NOT EXISTS auth_private.verified_sessions (
     pid integer PRIMARY KEY,
     token text NOT NULL,
     kid text NOT NULL,
-    key_version xid NOT NULL,
+    key_digest bytea NOT NULL,
     claims jsonb NOT NULL,
     exp numeric,
     nbf numeric
@@ -164,8 +165,13 @@ CREATE OR REPLACE FUNCTION auth_private.drop_session_key(key_id text)
 RETURNS boolean
 LANGUAGE sql VOLATILE PARALLEL UNSAFE
 BEGIN ATOMIC
-    WITH forgotten AS (
-        DELETE FROM auth_private.verified_sessions WHERE kid = key_id
+    WITH forgotten AS (  -- tidiness (they no longer match); never waits on a hand-off
+        DELETE FROM auth_private.verified_sessions
+        WHERE pid IN (
+            SELECT v.pid FROM auth_private.verified_sessions AS v
+            WHERE v.kid = key_id
+            FOR UPDATE SKIP LOCKED
+        )
     ), dropped AS (
         DELETE FROM auth_private.session_keys WHERE kid = key_id RETURNING 1
     )
@@ -361,19 +367,29 @@ BEGIN
 END
 $$;
 
--- This backend's verified session, if auth.jwt_session_init() kept one and it
--- still counts: its key is still installed with the secret that verified it
--- (`key_version`), and exp/nbf still hold, as verifying checks them, with the
--- same leeway. Its claims were checked when the row was written. A view, so
--- that its query is expanded where it is used rather than called.
-CREATE OR REPLACE VIEW auth_private.verified_session AS
-SELECT v.token, v.claims
-FROM auth_private.verified_sessions AS v
-WHERE v.pid = pg_catalog.pg_backend_pid()
-    AND v.key_version = (SELECT k.xmin FROM auth_private.session_keys AS k WHERE k.kid = v.kid)
-    AND (v.exp IS NULL OR v.exp + 60 >= EXTRACT(epoch FROM pg_catalog.now()))
-    AND (v.nbf IS NULL OR v.nbf - 60 <= EXTRACT(epoch FROM pg_catalog.now()));
-REVOKE ALL ON auth_private.verified_session FROM PUBLIC;
+-- The claims auth.jwt_session_init() verified and kept for `token` on this
+-- backend, if they still count: its key is still installed with the secret
+-- that verified it (`key_digest`), and exp/nbf still hold, as verifying checks
+-- them, with the same leeway. Its claims were checked when the row was written.
+-- NULL otherwise. Not to be called on a standby: Postgres refuses to read an
+-- unlogged table during recovery.
+CREATE OR REPLACE FUNCTION auth_private.kept_claims(token text)
+RETURNS jsonb
+LANGUAGE sql STABLE PARALLEL RESTRICTED
+SET search_path = ''
+RETURN (
+    SELECT v.claims
+    FROM auth_private.verified_sessions AS v
+    WHERE v.pid = pg_catalog.pg_backend_pid()
+        AND v.token = kept_claims.token
+        AND v.key_digest = (
+            SELECT pg_catalog.sha256(k.outer_pad)
+            FROM auth_private.session_keys AS k
+            WHERE k.kid = v.kid
+        )
+        AND (v.exp IS NULL OR v.exp + 60 >= EXTRACT(epoch FROM pg_catalog.now()))
+        AND (v.nbf IS NULL OR v.nbf - 60 <= EXTRACT(epoch FROM pg_catalog.now()))
+);
 
 -- The session's verified claims (without the internal `pid`), JSON null when
 -- no session was initialised, or an error that says precisely why the token
@@ -382,34 +398,54 @@ REVOKE ALL ON auth_private.verified_session FROM PUBLIC;
 -- (the index condition and the planner's check that both agree), and planning
 -- an unprepared statement one more.
 --
--- So it reads the session auth.jwt_session_init() kept, when the setting still
+-- So it reads the claims auth.jwt_session_init() kept, when the setting still
 -- holds that very token, and verifies only otherwise (a read-only transaction's
--- hand-off, a token set by hand). Its names are bound at creation (a SQL body),
--- yet search_path is pinned: Postgres re-plans a cached query whenever its
--- caller's search_path differs from the one it was planned under, and callers
--- alternate (auth.jwt_session_init's, the user's). Unpinned, the guides' query
--- took 1.9 times the time without RLS instead of 1.45.
+-- hand-off, a token set by hand, a standby). plpgsql, so that nothing touches
+-- the unlogged table on a standby (Postgres refuses even to plan a query on it
+-- there); search_path pinned, as everywhere here, which kept_claims() also needs
+-- although a SQL body looks no name up at run time: Postgres re-plans a cached
+-- query whenever its caller's search_path differs from the one it was planned
+-- under, and callers alternate (auth.jwt_session_init's, the user's); unpinned,
+-- the guides' query took 1.9 times the time without RLS, not 1.45.
 CREATE OR REPLACE FUNCTION auth.session()
 RETURNS jsonb
-LANGUAGE sql STABLE PARALLEL RESTRICTED SECURITY DEFINER
+LANGUAGE plpgsql STABLE PARALLEL RESTRICTED SECURITY DEFINER
 SET search_path = ''
-RETURN coalesce(
-    (
-        SELECT s.claims FROM auth_private.verified_session AS s
-        WHERE s.token = pg_catalog.current_setting('auth.session_token', true)
-    ),
-    auth_private.session_claims(pg_catalog.current_setting('auth.session_token', true))
-);
+AS $$
+DECLARE
+    setting text := current_setting('auth.session_token', true);
+    kept jsonb;
+BEGIN
+    IF NOT pg_is_in_recovery() THEN
+        -- auth_private.kept_claims(token), written out: calling it costs a twentieth
+        -- of the guides' query.
+        SELECT v.claims INTO kept
+        FROM auth_private.verified_sessions AS v
+        WHERE v.pid = pg_backend_pid()
+            AND v.token = setting
+            AND v.key_digest = (
+                SELECT sha256(k.outer_pad) FROM auth_private.session_keys AS k WHERE k.kid = v.kid
+            )
+            AND (v.exp IS NULL OR v.exp + 60 >= EXTRACT(epoch FROM now()))
+            AND (v.nbf IS NULL OR v.nbf - 60 <= EXTRACT(epoch FROM now()));
+        IF FOUND THEN
+            RETURN kept;
+        END IF;
+    END IF;
+    RETURN auth_private.session_claims(setting);
+END
+$$;
 
 -- Verify a session token and keep it for this session (until DISCARD ALL /
 -- RESET ALL), and keep its verified claims in auth_private.verified_sessions so
 -- that auth.session() need not verify it again. A refused token raises, and the
 -- aborted transaction undoes the setting and the row.
 --
--- The row is written only where writing is harmless: not in a read-only
--- transaction (a standby's included), where it would fail, and not in a
--- serializable one, where the writes of unrelated sessions to one small table
--- could make their transactions fail each other's serialization checks.
+-- The row is written only in a read-write READ COMMITTED transaction: a
+-- read-only one (a standby's included) cannot write, and in REPEATABLE READ or
+-- SERIALIZABLE the write could fail on another session's concurrent cleanup,
+-- or make unrelated serializable transactions fail each other's checks. Those
+-- transactions' auth.session() calls verify each time instead.
 CREATE OR REPLACE FUNCTION auth.jwt_session_init(jwt text)
 RETURNS void
 LANGUAGE plpgsql VOLATILE PARALLEL UNSAFE SECURITY DEFINER
@@ -428,13 +464,15 @@ BEGIN
         RAISE EXCEPTION 'invalid session token encoding' USING ERRCODE = 'datatype_mismatch';
     END IF;
     PERFORM set_config('auth.session_token', jwt, false);
-    IF EXISTS (SELECT FROM auth_private.verified_session AS s WHERE s.token = jwt) THEN
-        RETURN;  -- the same user again on this backend: verified and kept already
+    IF NOT pg_is_in_recovery() THEN
+        IF auth_private.kept_claims(jwt) IS NOT NULL THEN
+            RETURN;  -- the same user again on this backend: verified and kept already
+        END IF;
     END IF;
 
     -- Verified as auth_private.session_claims() does, with the key row found in
-    -- the same statement: the version kept is the one whose secret checked it.
-    SELECT k.kid, k.xmin AS version INTO key
+    -- the same statement: the digest kept is that of the secret that checked it.
+    SELECT k.kid, sha256(k.outer_pad) AS digest INTO key
     FROM auth_private.session_keys AS k
     WHERE k.header_segment = header
         AND jwt = header || '.' || payload || '.'
@@ -448,23 +486,30 @@ BEGIN
         PERFORM auth_private.verified_claims(jwt);
         RETURN;
     END IF;
-    verified := verified - 'pid';
     IF current_setting('transaction_read_only') = 'on'
-        OR current_setting('transaction_isolation') = 'serializable' THEN
+        OR current_setting('transaction_isolation') <> 'read committed' THEN
         RETURN;
     END IF;
+    verified := verified - 'pid';
     UPDATE auth_private.verified_sessions
-    SET token = jwt, kid = key.kid, key_version = key.version, claims = verified,
+    SET token = jwt, kid = key.kid, key_digest = key.digest, claims = verified,
         exp = (verified->>'exp')::numeric, nbf = (verified->>'nbf')::numeric
     WHERE pid = pg_backend_pid();
     IF NOT FOUND THEN
-        -- This backend's first row (only this backend writes it): forget those
-        -- of backends that have ended, then add it.
-        DELETE FROM auth_private.verified_sessions AS v
-        WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = v.pid);
-        INSERT INTO auth_private.verified_sessions (pid, token, kid, key_version, claims, exp, nbf)
+        -- This backend's first row (only this backend writes it). First forget the
+        -- rows of backends that have ended, by a fresh look at which are running
+        -- (Postgres keeps one per transaction), skipping rows another session is
+        -- already deleting, so that no hand-off waits on another.
+        PERFORM pg_stat_clear_snapshot();
+        DELETE FROM auth_private.verified_sessions
+        WHERE pid IN (
+            SELECT v.pid FROM auth_private.verified_sessions AS v
+            WHERE NOT EXISTS (SELECT FROM pg_catalog.pg_stat_activity AS a WHERE a.pid = v.pid)
+            FOR UPDATE SKIP LOCKED
+        );
+        INSERT INTO auth_private.verified_sessions (pid, token, kid, key_digest, claims, exp, nbf)
         VALUES (
-            pg_backend_pid(), jwt, key.kid, key.version, verified,
+            pg_backend_pid(), jwt, key.kid, key.digest, verified,
             (verified->>'exp')::numeric, (verified->>'nbf')::numeric
         );
     END IF;

@@ -25,9 +25,10 @@ def denied(conn: psycopg.Connection, statement: str, params: list | None = None)
         "SELECT auth_private.session_token_header('mine')",
         "SELECT auth_private.verified_claims('a.b.c')",
         "SELECT auth_private.session_claims('a.b.c')",
+        "SELECT auth_private.kept_claims('a.b.c')",
         "SELECT * FROM auth_private.verified_sessions",
         'UPDATE auth_private.verified_sessions SET claims = \'{"sub": "victim"}\'',
-        "INSERT INTO auth_private.verified_sessions VALUES (1, 't', 'k', '1', '{}', NULL, NULL)",
+        "INSERT INTO auth_private.verified_sessions VALUES (1, 't', 'k', '', '{}', NULL, NULL)",
         "DELETE FROM auth_private.verified_sessions",
     ],
 )

@@ -342,7 +342,7 @@ def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
     """PARALLEL SAFE would let a worker run them, and a worker has another pid. A
     function either pins search_path or has a SQL-standard body, whose names are
     bound when it is created (a caller's search_path cannot redirect them);
-    auth.session() does both (see its comment)."""
+    kept_claims() does both (see auth.session())."""
     rows = connect("postgres").execute(
         """
         SELECT p.proname, p.provolatile, p.proparallel, p.prosecdef, p.proconfig,
@@ -350,7 +350,8 @@ def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
         FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
         WHERE n.nspname = 'auth' OR p.oid IN (
             'auth_private.verified_claims(text)'::regprocedure,
-            'auth_private.session_claims(text)'::regprocedure
+            'auth_private.session_claims(text)'::regprocedure,
+            'auth_private.kept_claims(text)'::regprocedure
         )
         """
     )
@@ -359,8 +360,9 @@ def test_functions_pin_search_path_and_stay_in_the_leader(connect) -> None:
     assert marks == {
         "init": ("s", "s", True, pinned, False),
         "jwt_session_init": ("v", "u", True, pinned, False),
-        "session": ("s", "r", True, pinned, True),
+        "session": ("s", "r", True, pinned, False),
         "session_claims": ("s", "r", False, pinned, False),
+        "kept_claims": ("s", "r", False, pinned, True),
         "verified_claims": ("s", "r", False, pinned, False),
         "user_id": ("s", "r", False, None, True),
     }
@@ -425,12 +427,20 @@ def test_a_kept_session_still_expires(connect, session_key, alice) -> None:
     assert caught.value.diag.message_primary == "Token used after it has expired"
 
 
-@pytest.mark.parametrize("begin", ["BEGIN READ ONLY", "BEGIN ISOLATION LEVEL SERIALIZABLE"])
-def test_read_only_and_serializable_hand_offs_verify_on_every_call(
+@pytest.mark.parametrize(
+    "begin",
+    [
+        "BEGIN READ ONLY",
+        "BEGIN ISOLATION LEVEL REPEATABLE READ",
+        "BEGIN ISOLATION LEVEL SERIALIZABLE",
+    ],
+)
+def test_hand_offs_outside_read_write_read_committed_verify_on_every_call(
     connect, session_key, alice, begin
 ) -> None:
-    """No row is written where a write would fail (read only, a standby) or could
-    fail other users' serializable transactions: their sessions still work."""
+    """No row is written where a write would fail (read only, a standby), could fail
+    on another session's cleanup or fail other users' serializable transactions:
+    their sessions still work."""
     conn = connect("authenticated")
     conn.execute(begin)
     conn.execute("SELECT auth.jwt_session_init(%s)", [session_key.token_for(conn, sub=alice)])
@@ -473,3 +483,30 @@ def test_a_dropped_key_forgets_the_sessions_it_verified(connect, fresh_key, alic
         "SELECT auth_private.drop_session_key(%s::text)", [fresh_key.kid]
     )
     assert verified_row(connect, conn.info.backend_pid) is None
+
+
+def test_a_first_hand_off_never_waits_on_another_backends_cleanup(
+    login, connect, session_key, alice, bob
+) -> None:
+    """A backend's first row clears the rows of ended backends; another backend
+    clearing at the same time skips the rows the first holds instead of waiting
+    for its transaction (a request that would stall every new backend)."""
+    ended = login(alice)
+    ended_pid = ended.info.backend_pid
+    ended.close()
+    owner = connect("neondb_owner")
+    for _ in range(100):
+        running = owner.execute(
+            "SELECT EXISTS (SELECT FROM pg_stat_activity WHERE pid = %s)", [ended_pid]
+        ).fetchone()[0]
+        if not running:
+            break
+        time.sleep(0.05)
+    first, second = connect("authenticated"), connect("authenticated")
+    first.execute("BEGIN")
+    first.execute("SELECT auth.jwt_session_init(%s)", [session_key.token_for(first, sub=alice)])
+    second.execute("SET lock_timeout = '2s'")
+    second.execute("SELECT auth.jwt_session_init(%s)", [session_key.token_for(second, sub=bob)])
+    assert user_id(second) == bob
+    first.execute("COMMIT")
+    assert verified_row(connect, ended_pid) is None
