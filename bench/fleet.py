@@ -50,7 +50,14 @@ def run() -> list[Figure]:
             conn.execute("CREATE DATABASE issuer_bench")
         on_pg = _issuer(root / "pg-issuer", server.url(dbname="issuer_bench"))
         on_sqlite = _issuer(root / "sqlite-issuer", f"sqlite:///{root / 'issuer.sqlite3'}")
-        return _measure(on_pg, on_sqlite)
+        try:
+            return _measure(on_pg, on_sqlite)
+        finally:
+            # Their rings listen for pushed changes in threads of this process, which
+            # would otherwise keep reconnecting to the stopped server through the
+            # suites that follow.
+            for app, _ in (on_pg, on_sqlite):
+                app.extensions["keyring"].close()
     finally:
         postgres.stop(data_dir, mode="immediate")
         shutil.rmtree(root, ignore_errors=True)
