@@ -491,11 +491,20 @@ BEGIN
         RETURN;
     END IF;
     verified := verified - 'pid';
+    -- This backend's row, unless another session's cleanup holds it (a row left by
+    -- an ended backend with this pid): a hand-off never waits on another request.
     UPDATE auth_private.verified_sessions
     SET token = jwt, kid = key.kid, key_digest = key.digest, claims = verified,
         exp = (verified->>'exp')::numeric, nbf = (verified->>'nbf')::numeric
-    WHERE pid = pg_backend_pid();
+    WHERE pid = (
+        SELECT v.pid FROM auth_private.verified_sessions AS v
+        WHERE v.pid = pg_backend_pid()
+        FOR UPDATE SKIP LOCKED
+    );
     IF NOT FOUND THEN
+        IF EXISTS (SELECT FROM auth_private.verified_sessions WHERE pid = pg_backend_pid()) THEN
+            RETURN;  -- held by another session: keep nothing this time (calls verify)
+        END IF;
         -- This backend's first row (only this backend writes it). First forget the
         -- rows of backends that have ended, by a fresh look at which are running
         -- (Postgres keeps one per transaction), skipping rows another session is

@@ -510,3 +510,24 @@ def test_a_first_hand_off_never_waits_on_another_backends_cleanup(
     assert user_id(second) == bob
     first.execute("COMMIT")
     assert verified_row(connect, ended_pid) is None
+
+
+def test_a_hand_off_never_waits_on_a_lock_another_session_holds_on_its_row(
+    login, connect, session_key, alice, bob
+) -> None:
+    """Another backend's cleanup can hold this pid's row (left by an ended backend
+    with the same pid, or seen through a stale look at who runs): the hand-off keeps
+    nothing this time rather than wait, and the session still works."""
+    conn = login(alice)
+    owner = connect("neondb_owner")
+    owner.execute("BEGIN")
+    owner.execute(
+        "SELECT FROM auth_private.verified_sessions WHERE pid = %s FOR UPDATE",
+        [conn.info.backend_pid],
+    )
+    conn.execute("SET lock_timeout = '2s'")
+    conn.execute("SELECT auth.jwt_session_init(%s)", [session_key.token_for(conn, sub=bob)])
+    assert user_id(conn) == bob
+    owner.execute("COMMIT")
+    assert verified_row(connect, conn.info.backend_pid)[1] == alice  # not kept, not lost
+    assert user_id(conn) == bob
