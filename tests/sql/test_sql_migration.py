@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import os
+import shutil
 import subprocess
 import sys
+import time
+from pathlib import Path
 
 import psycopg
 import pytest
 
+from proxy.session import SessionKey
 from stack import migrate, postgres
+
+PREVIOUS_AUTH = Path(__file__).resolve().parent.parent / "fixtures" / "local-auth-1e97b45"
 
 # Everything a migration decides, read from the catalogs (no OIDs, no xmin).
 CATALOG_STATE = {
@@ -155,3 +161,49 @@ def test_cli_migrates_the_embedded_server_twice(tmp_path) -> None:
         assert first.stdout.strip() == second.stdout.strip() == server.url("neondb_owner", "neondb")
     finally:
         postgres.stop(data_dir / "pg", mode="immediate")
+
+
+def test_the_previous_releases_auth_schema_upgrades_under_a_live_session(
+    tmp_path, monkeypatch
+) -> None:
+    """A database migrated by the previous release (whose auth.session() verified on
+    every call) takes the current migration while a user's session is open: the
+    session keeps its identity and its rows, and the next hand-off keeps its claims."""
+    previous = tmp_path / "sql"
+    shutil.copytree(migrate.SQL_DIR, previous)
+    shutil.copy(PREVIOUS_AUTH / "20_auth.sql", previous / "local" / "20_auth.sql")
+    data_dir = tmp_path / "pg"
+    server = postgres.start(data_dir)
+    try:
+        with monkeypatch.context() as patch:
+            patch.setattr(migrate, "SQL_DIR", previous)
+            db = migrate.apply_local(server)
+        key = SessionKey.generate()
+        key.install(db.owner_url)
+        with psycopg.connect(db.role_url("authenticated"), autocommit=True) as user:
+            token = key.token(
+                {"sub": "alice", "exp": int(time.time()) + 600}, user.info.backend_pid
+            )
+            user.execute("SELECT auth.jwt_session_init(%s)", [token])
+            user.execute("INSERT INTO todos (task) VALUES ('from the previous release')")
+            with psycopg.connect(db.owner_url, autocommit=True) as owner:
+                before = owner.execute(
+                    "SELECT to_regclass('auth_private.verified_sessions')"
+                ).fetchone()
+            assert before == (None,)  # the previous release's schema, not this one's
+
+            migrate.apply_local(server)
+
+            assert user.execute("SELECT auth.user_id()").fetchone()[0] == "alice"
+            assert user.execute("SELECT task FROM todos").fetchall() == [
+                ("from the previous release",)
+            ]
+            user.execute("SELECT auth.jwt_session_init(%s)", [token])
+            with psycopg.connect(db.owner_url, autocommit=True) as owner:
+                kept = owner.execute(
+                    "SELECT claims ->> 'sub' FROM auth_private.verified_sessions WHERE pid = %s",
+                    [user.info.backend_pid],
+                ).fetchone()
+            assert kept == ("alice",)
+    finally:
+        postgres.stop(data_dir, mode="immediate")
