@@ -63,6 +63,8 @@ SUITE = "proxy"
 QUERY = "select id, task, is_complete, inserted_at from todos order by inserted_at"
 REST_PATH = "/neondb/rest/v1/todos?select=id,task,is_complete,inserted_at&order=inserted_at"
 USER = "bench-user"
+#: One user per client, for the load where pooled backends change user.
+USERS = [f"{USER}-{i}" for i in range(16)]
 DURATION = 3.0
 # (server, workers, threads per worker): PROXY_SERVER's default and the alternatives.
 CHOSEN = ("granian", 2, 8)
@@ -133,18 +135,13 @@ def _seed(db: migrate.LocalDatabase) -> None:
             "insert into todos (user_id, task) select 'other-' || (i % 100), 'task ' || i"
             " from generate_series(1, 5000) i"
         )
-        for user in (USER, *_users()):
+        for user in (USER, *USERS):
             conn.execute(
                 "insert into todos (user_id, task) select %s, 'todo number ' || i"
                 " from generate_series(1, 50) i",
                 [user],
             )
         conn.execute("analyze todos")
-
-
-def _users() -> list[str]:
-    """One user per client, for the load where pooled backends change user."""
-    return [f"{USER}-{i}" for i in range(16)]
 
 
 def _sql_request(token: str) -> tuple[str, str, bytes | None, dict[str, str]]:
@@ -298,7 +295,7 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
         proxied: dict[tuple[str, int, int], dict[int, tuple[float, float, float]]] = {}
         rest: dict[int, tuple[float, float, float]] = {}
         sql, over_rest = _sql_request(token), _rest_request(token)
-        per_user = [_sql_request(jwks.token(user)) for user in _users()]
+        per_user = [_sql_request(jwks.token(user)) for user in USERS]
         switching: tuple[float, float, float] = (0.0, 0.0, 0.0)
         for setup in [CHOSEN, *ALTERNATIVES]:
             process, port = _serve(db, jwks.url, *setup)

@@ -99,7 +99,8 @@ class FormPostRequest(OAuth2Request):
 def _secure_transport(scheme: str, host: str) -> bool:
     """authlib's verdict on a URL of this scheme and host (its path plays no part).
     AUTHLIB_INSECURE_TRANSPORT is read on every call, as authlib reads it: only the
-    URL's verdict is cached."""
+    URL's verdict is cached, and only computed with the setting unset (the `or`
+    stops first otherwise), so no verdict the setting forced is ever cached."""
     return bool(os.getenv("AUTHLIB_INSECURE_TRANSPORT")) or _secure_url(scheme, host)
 
 
