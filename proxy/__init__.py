@@ -26,8 +26,8 @@ def create_app(config: ProxyConfig | None = None, session_key: SessionKey | None
 
     Without `session_key`, a new one is generated and installed now and dropped at
     interpreter exit; a gunicorn master passes the key it installed for all workers.
-    A pooled connection goes back to its pool once the response body has been
-    taken (read to its end, closed, or dropped by the server: see `sql._Sent`).
+    A pooled connection goes back to its pool, reset, before the response is
+    handed to the server: what the server does with the body cannot hold it.
     """
     config = config or ProxyConfig.from_env()
     if session_key is None:

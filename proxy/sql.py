@@ -146,58 +146,27 @@ class SqlEndpoint:
         try:
             session_token = services.session_key.token(claims, lease.conn.info.backend_pid)
             results = execute(
-                lease.conn,
+                lease,
                 session_token,
                 sql_request,
                 services.watchdog,
                 config.request_timeout,
                 config.max_response_bytes,
             )
-            payload: dict[str, Any] = {"results": results} if sql_request.batch else results[0]
-            data = _encode(payload)
-            if len(data) > config.max_response_bytes:
-                raise ResponseTooLarge(
-                    f"response is too large (max is {config.max_response_bytes} bytes)"
-                )
-            response_headers = _json_headers(data)
-            if sql_request.batch:
-                response_headers += _batch_headers(sql_request, headers)
-            start_response("200 OK", response_headers)
-        except BaseException:
+        finally:
+            # Reset in the request's own round trip: giving it back costs no wait.
             lease.release()
-            raise
-        # The connection is reset and returned once the response is on its way.
-        return _Sent(data, lease.release)
-
-
-class _Sent:
-    """A one-chunk response body that gives its pooled connection back once the chunk
-    has been taken: when the server asks for the next one (granian), closes the body
-    (gunicorn, werkzeug) or drops it unread (a client gone before the answer),
-    whichever comes first, and only once. A connection must never wait on a server's
-    habits: a pool whose connections are all "busy" answers nobody."""
-
-    def __init__(self, data: bytes, on_done: Callable[[], None]) -> None:
-        self._data: bytes | None = data
-        self._on_done: Callable[[], None] | None = on_done
-
-    def __iter__(self) -> _Sent:
-        return self
-
-    def __next__(self) -> bytes:
-        data, self._data = self._data, None
-        if data is None:
-            self.close()
-            raise StopIteration
-        return data
-
-    def close(self) -> None:
-        on_done, self._on_done = self._on_done, None
-        if on_done is not None:
-            on_done()
-
-    def __del__(self) -> None:
-        self.close()
+        payload: dict[str, Any] = {"results": results} if sql_request.batch else results[0]
+        data = _encode(payload)
+        if len(data) > config.max_response_bytes:
+            raise ResponseTooLarge(
+                f"response is too large (max is {config.max_response_bytes} bytes)"
+            )
+        response_headers = _json_headers(data)
+        if sql_request.batch:
+            response_headers += _batch_headers(sql_request, headers)
+        start_response("200 OK", response_headers)
+        return [data]
 
 
 def _encode(payload: dict[str, Any]) -> bytes:

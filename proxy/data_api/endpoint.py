@@ -147,7 +147,7 @@ class DataApiEndpoint:
                   for s in statements),
                 (b"COMMIT", None),
             ]  # fmt: skip
-            results, failed = run(conn, commands, services.watchdog, config.request_timeout)
+            results, failed = run(lease, commands, services.watchdog, config.request_timeout)
             if failed is not None:  # the transaction is rolled back when the lease returns
                 error = psycopg.errors.error_from_result(failed, encoding=conn.info.encoding)
                 if failed is results[1]:

@@ -1,4 +1,5 @@
-"""The proxy's connection pool: LIFO lending, bounded size, recovery from lost connections."""
+"""The proxy's connection pool: LIFO lending, bounded size, recovery from lost connections,
+and the reset that rides in each request's round trip."""
 
 from __future__ import annotations
 
@@ -9,8 +10,10 @@ import psycopg
 import pytest
 
 from proxy.errors import BackendUnavailable
-from proxy.pool import BackendSettings, ConnectionPool, Pools
+from proxy.pipeline import Command, run
+from proxy.pool import BackendSettings, ConnectionPool, Lease, Pools
 from proxy.protocol import Target
+from proxy.watchdog import Watchdog
 from stack.migrate import LocalDatabase
 
 AUTHENTICATED = Target(role="authenticated", database="neondb")
@@ -90,3 +93,61 @@ def test_a_closed_pool_closes_idle_and_returned_connections(neon_db: LocalDataba
         pool.getconn(timeout=0.1)
     pool.putconn(lent)
     assert lent.closed
+
+
+def _round_trip(pools: Pools, *statements: bytes) -> tuple[Lease, bool]:
+    """One request's round trip of `statements`; its lease, and whether one failed."""
+    lease = pools.acquire(AUTHENTICATED)
+    commands: list[Command] = [(statement, None) for statement in statements]
+    _, failed = run(lease, commands, Watchdog(), time_limit=10)
+    return lease, failed is not None
+
+
+def _left_behind(pools: Pools, pid: int) -> tuple[str, ...]:
+    """What the next request on the same backend finds: work_mem, its advisory locks,
+    whether it runs in a transaction of its own."""
+    lease = pools.acquire(AUTHENTICATED)
+    try:
+        assert lease.conn.info.backend_pid == pid  # LIFO: the connection just returned
+        return lease.conn.execute(
+            "select current_setting('work_mem'),"
+            " (select count(*) from pg_locks where locktype = 'advisory'"
+            "  and pid = pg_backend_pid()),"
+            " now() = statement_timestamp()"
+        ).fetchone()
+    finally:
+        lease.release()
+
+
+CLEAN = ("4MB", "0", "t")
+
+
+def test_the_reset_rides_in_the_requests_round_trip(pools: Pools) -> None:
+    lease, failed = _round_trip(pools, b"set work_mem = '77MB'", b"select pg_advisory_lock(7)")
+    assert not failed
+    assert lease.reset  # every reset statement ran: release() needs no round trip
+    pid = lease.conn.info.backend_pid
+    lease.release()
+    assert _left_behind(pools, pid) == CLEAN
+
+
+def test_a_transaction_the_client_left_open_is_rolled_back_and_reset(pools: Pools) -> None:
+    # The reset then ran inside the client's transaction, where a rollback would undo it.
+    lease, failed = _round_trip(
+        pools, b"begin", b"set work_mem = '77MB'", b"select pg_advisory_lock(7)"
+    )
+    assert not failed
+    pid = lease.conn.info.backend_pid
+    lease.release()
+    assert _left_behind(pools, pid) == CLEAN
+
+
+def test_a_failed_transaction_is_rolled_back_and_reset(pools: Pools) -> None:
+    lease, failed = _round_trip(
+        pools, b"select pg_advisory_lock(7)", b"begin", b"set work_mem = '77MB'", b"select 1/0"
+    )
+    assert failed
+    assert not lease.reset  # the reset met the aborted transaction
+    pid = lease.conn.info.backend_pid
+    lease.release()
+    assert _left_behind(pools, pid) == CLEAN

@@ -6,6 +6,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from datetime import UTC, datetime
 from typing import Any
 
 import psycopg
@@ -178,6 +179,25 @@ def test_session_state_does_not_survive_into_the_next_request(
     assert after["leak"] in (None, "")
     assert after["work_mem"] != "77MB"
     assert (after["locks"], after["channels"], after["prepared"], after["cursors"]) == (0, 0, 0, 0)
+    assert after["uid"].startswith("bob-")
+
+
+def test_a_transaction_left_open_does_not_carry_into_the_next_request(
+    start_proxy: Callable[..., Proxy], neon_db: Any, main_jwks: str, ec_key: SigningKey
+) -> None:
+    single = start_proxy(base_config(neon_db, main_jwks, pool_size=1))
+    alice = ec_key.sign(claims_for(f"alice-{uuid.uuid4()}"))
+    bob = ec_key.sign(claims_for(f"bob-{uuid.uuid4()}"))
+    pid = single.sql(alice, "select pg_backend_pid() as pid")["rows"][0]["pid"]
+    assert single.sql(alice, "begin")["command"] == "BEGIN"
+    since = datetime.now(UTC).isoformat()  # later than alice's transaction began
+    after = single.sql(
+        bob,
+        "select pg_backend_pid() as pid, now() > $1::timestamptz as own_transaction,"
+        " auth.user_id() as uid",
+        [since],
+    )["rows"][0]
+    assert (after["pid"], after["own_transaction"]) == (pid, True)
     assert after["uid"].startswith("bob-")
 
 
