@@ -112,8 +112,13 @@ def run(
             raise _unusable(conn, str(error), fired[0], time_limit) from None
     # Inside a transaction the client left open (or aborted), the reset either failed
     # or would be rolled back with it: `release()` then tells by the transaction
-    # status, and resets again after its rollback.
-    lease.reset = all(result.status in _RESET_DONE for result in reset)
+    # status, and resets again after its rollback. A cancel that fired may have
+    # landed in the reset, or land late: never the fast path then.
+    lease.reset = (
+        not fired[0]
+        and len(reset) == len(_RESET)
+        and all(result.status in _RESET_DONE for result in reset)
+    )
     failed = next((r for r in results if r.status == pq.ExecStatus.FATAL_ERROR), None)
     if failed is not None and (fired[0] or conn.pgconn.status == pq.ConnStatus.BAD):
         raise _unusable(conn, "", fired[0], time_limit)
@@ -163,7 +168,8 @@ def _round_trip(pgconn: pq.abc.PGconn, *segments: list[Command]) -> list[list[pq
     libpq directly rather than psycopg's pipeline: a quarter of the CPU for the
     same messages (about 25 instead of 100 us for the hand-off and one query).
     Commands Postgres skipped after an error come back as PIPELINE_ABORTED, up to
-    their segment's end: an error never skips the next segment.
+    their segment's end: an error never skips the next segment. A connection lost
+    after the first segment's sync point leaves the later segments' answers short.
     Parameters are untyped text, results text.
     """
     pgconn.enter_pipeline_mode()
@@ -178,23 +184,30 @@ def _round_trip(pgconn: pq.abc.PGconn, *segments: list[Command]) -> list[list[pq
         pgconn.consume_input()
     answers: list[list[pq.abc.PGresult]] = [[] for _ in segments]
     segment = 0
-    while segment < len(segments):
-        while pgconn.is_busy():
-            _wait(pgconn, select.POLLIN)
-            pgconn.consume_input()
-        while pgconn.notifies() is not None:
-            pass  # a client's LISTEN ends with its request; nobody reads these
-        result = pgconn.get_result()
-        if result is None:
-            if pgconn.status == pq.ConnStatus.BAD:
-                raise psycopg.OperationalError("the connection was lost")
-            continue  # the end of one command's results
-        if result.status == pq.ExecStatus.PIPELINE_SYNC:
-            segment += 1
-        elif result.status in _COPY:
-            raise _CopyRefused("COPY cannot be used in pipeline mode")
-        else:
-            answers[segment].append(result)
+    try:
+        while segment < len(segments):
+            while pgconn.is_busy():
+                _wait(pgconn, select.POLLIN)
+                pgconn.consume_input()
+            while pgconn.notifies() is not None:
+                pass  # a client's LISTEN ends with its request; nobody reads these
+            result = pgconn.get_result()
+            if result is None:
+                if pgconn.status == pq.ConnStatus.BAD:
+                    raise psycopg.OperationalError("the connection was lost")
+                continue  # the end of one command's results
+            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                segment += 1
+            elif result.status in _COPY:
+                raise _CopyRefused("COPY cannot be used in pipeline mode")
+            else:
+                answers[segment].append(result)
+    except psycopg.OperationalError:
+        if segment == 0:
+            raise
+        # The first segment is complete (a request may have committed): its answer
+        # stands; the later segments come back short, on a connection to close.
+        return answers
     pgconn.exit_pipeline_mode()
     return answers
 

@@ -8,9 +8,10 @@ from collections.abc import Iterator
 
 import psycopg
 import pytest
+from psycopg.pq import ExecStatus
 
 from proxy.errors import BackendUnavailable
-from proxy.pipeline import Command, run
+from proxy.pipeline import Command, _round_trip, run
 from proxy.pool import BackendSettings, ConnectionPool, Lease, Pools
 from proxy.protocol import Target
 from proxy.watchdog import Watchdog
@@ -95,7 +96,7 @@ def test_a_closed_pool_closes_idle_and_returned_connections(neon_db: LocalDataba
     assert lent.closed
 
 
-def _round_trip(pools: Pools, *statements: bytes) -> tuple[Lease, bool]:
+def _request(pools: Pools, *statements: bytes) -> tuple[Lease, bool]:
     """One request's round trip of `statements`; its lease, and whether one failed."""
     lease = pools.acquire(AUTHENTICATED)
     commands: list[Command] = [(statement, None) for statement in statements]
@@ -123,7 +124,7 @@ CLEAN = ("4MB", "0", "t")
 
 
 def test_the_reset_rides_in_the_requests_round_trip(pools: Pools) -> None:
-    lease, failed = _round_trip(pools, b"set work_mem = '77MB'", b"select pg_advisory_lock(7)")
+    lease, failed = _request(pools, b"set work_mem = '77MB'", b"select pg_advisory_lock(7)")
     assert not failed
     assert lease.reset  # every reset statement ran: release() needs no round trip
     pid = lease.conn.info.backend_pid
@@ -133,7 +134,7 @@ def test_the_reset_rides_in_the_requests_round_trip(pools: Pools) -> None:
 
 def test_a_transaction_the_client_left_open_is_rolled_back_and_reset(pools: Pools) -> None:
     # The reset then ran inside the client's transaction, where a rollback would undo it.
-    lease, failed = _round_trip(
+    lease, failed = _request(
         pools, b"begin", b"set work_mem = '77MB'", b"select pg_advisory_lock(7)"
     )
     assert not failed
@@ -143,7 +144,7 @@ def test_a_transaction_the_client_left_open_is_rolled_back_and_reset(pools: Pool
 
 
 def test_a_failed_transaction_is_rolled_back_and_reset(pools: Pools) -> None:
-    lease, failed = _round_trip(
+    lease, failed = _request(
         pools, b"select pg_advisory_lock(7)", b"begin", b"set work_mem = '77MB'", b"select 1/0"
     )
     assert failed
@@ -151,3 +152,15 @@ def test_a_failed_transaction_is_rolled_back_and_reset(pools: Pools) -> None:
     pid = lease.conn.info.backend_pid
     lease.release()
     assert _left_behind(pools, pid) == CLEAN
+
+
+def test_a_connection_lost_during_the_reset_keeps_the_requests_answer(pools: Pools) -> None:
+    # The request may have committed: it must not be reported as failed.
+    lease = pools.acquire(AUTHENTICATED)
+    request = [(b"select 'committed'", None)]
+    reset = [(b"select pg_terminate_backend(pg_backend_pid())", None), (b"select 1", None)]
+    answers, rest = _round_trip(lease.conn.pgconn, request, reset)
+    assert [result.get_value(0, 0) for result in answers] == [b"committed"]
+    assert rest[0].status == ExecStatus.FATAL_ERROR  # the reset did not happen
+    lease.release()
+    assert lease.conn.closed
