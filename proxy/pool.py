@@ -178,8 +178,9 @@ class Lease:
     def release(self) -> None:
         conn = self.conn
         try:
-            if not (self.reset and conn.info.transaction_status == TransactionStatus.IDLE):
-                if conn.info.transaction_status != TransactionStatus.IDLE:
+            idle = conn.info.transaction_status == TransactionStatus.IDLE
+            if not (self.reset and idle):
+                if not idle:
                     conn.rollback()
                 # libpq's own PQexec (it releases the GIL): a third of the CPU of
                 # psycopg's execute() for statements whose results are only checked.

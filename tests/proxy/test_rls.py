@@ -141,12 +141,22 @@ def test_set_role_and_reset_role_lead_nowhere(proxy: Proxy, users: dict[str, str
     assert response.json()["results"][1]["rows"] == [{"u": "authenticated", "s": "authenticated"}]
 
 
-def test_session_state_does_not_survive_into_the_next_request(
+@pytest.fixture
+def one_backend(
     start_proxy: Callable[..., Proxy], neon_db: Any, main_jwks: str, ec_key: SigningKey
-) -> None:
+) -> tuple[Proxy, str, str]:
+    """A proxy whose pool holds one connection, and two fresh users' tokens: whatever
+    one user's request leaves on the backend, the other's next request meets."""
     single = start_proxy(base_config(neon_db, main_jwks, pool_size=1))
     alice = ec_key.sign(claims_for(f"alice-{uuid.uuid4()}"))
     bob = ec_key.sign(claims_for(f"bob-{uuid.uuid4()}"))
+    return single, alice, bob
+
+
+def test_session_state_does_not_survive_into_the_next_request(
+    one_backend: tuple[Proxy, str, str],
+) -> None:
+    single, alice, bob = one_backend
     response = single.post(
         {
             "queries": [
@@ -183,11 +193,9 @@ def test_session_state_does_not_survive_into_the_next_request(
 
 
 def test_a_transaction_left_open_does_not_carry_into_the_next_request(
-    start_proxy: Callable[..., Proxy], neon_db: Any, main_jwks: str, ec_key: SigningKey
+    one_backend: tuple[Proxy, str, str],
 ) -> None:
-    single = start_proxy(base_config(neon_db, main_jwks, pool_size=1))
-    alice = ec_key.sign(claims_for(f"alice-{uuid.uuid4()}"))
-    bob = ec_key.sign(claims_for(f"bob-{uuid.uuid4()}"))
+    single, alice, bob = one_backend
     pid = single.sql(alice, "select pg_backend_pid() as pid")["rows"][0]["pid"]
     assert single.sql(alice, "begin")["command"] == "BEGIN"
     since = datetime.now(UTC).isoformat()  # later than alice's transaction began
