@@ -11,6 +11,11 @@ The connection's reset follows in the same round trip, after that sync point, so
 an error in the request never skips it, and the pool's hygiene costs no round
 trip of its own. It runs in a transaction of its own unless the request left one
 open; `proxy.pool.Lease.release()` then rolls back and resets again.
+
+Rows are read in chunks and counted against the response limit as they arrive,
+as Neon's proxy counts them while it streams: a query that returns without end
+(a cross join, `generate_series` to a billion) is refused with a 507 once it has
+sent the limit's worth, and never held whole in the proxy's memory.
 """
 
 from __future__ import annotations
@@ -66,7 +71,8 @@ def execute(
     conn = lease.conn
     encoding = conn.info.encoding
     commands = _commands(request, session_token, encoding)
-    results, failed = run(lease, commands, watchdog, time_limit)
+    rows = _Rows(Transformer.from_context(conn), max_response_bytes)
+    results, failed = run(lease, commands, watchdog, time_limit, rows)
     first = 2 if request.batch else 1  # after BEGIN and the hand-off, before COMMIT
     if failed is not None:
         error = psycopg.errors.error_from_result(failed, encoding=encoding)
@@ -82,15 +88,62 @@ def execute(
         raise PostgresError(error)
 
     options = request.options
-    transformer = Transformer.from_context(conn)
-    out, room = [], max_response_bytes
-    statement_results = results[first : first + len(request.statements)]
-    for result, statement in zip(statement_results, request.statements, strict=True):
+    out = []
+    for index, statement in enumerate(request.statements, first):
+        result = results[index]
         array_mode = options.array_mode if statement.array_mode is None else statement.array_mode
-        rows, room = _rows(transformer, result, room, max_response_bytes)
         status = (result.command_status or b"").decode(encoding)
-        out.append(result_json(_fields(result), rows, status, options.raw_text, array_mode))
+        out.append(
+            result_json(_fields(result), rows.of(index), status, options.raw_text, array_mode)
+        )
     return out
+
+
+#: Rows libpq hands over at a time: beyond the response limit, the proxy holds at
+#: most this many rows of a result before it can refuse it. Measured: 10 costs a
+#: 50-row read no more CPU than one chunk of 100; single rows cost half again.
+CHUNK_ROWS = 10
+
+
+class _Rows:
+    """The rows of each command, loaded as text chunk by chunk, and refused as soon
+    as they exceed the response limit.
+
+    Each chunk is charged about what its JSON takes, as Neon's proxy counts the
+    JSON it has built: a value its text, a NULL four bytes ("null"), a row its
+    brackets and commas. A stream of nulls or of rows without columns is bounded
+    too.
+    """
+
+    def __init__(self, transformer: Transformer, limit: int) -> None:
+        self._transformer = transformer
+        self._limit = limit
+        self._room = limit
+        self._by_command: dict[int, list[Any]] = {}
+
+    def add(self, command: int, result: pq.abc.PGresult) -> None:
+        count, width = result.ntuples, result.nfields
+        if not count:
+            return
+        rows: list[Any] = []
+        self._room -= count * (2 + width)
+        if width:
+            self._transformer.set_pgresult(result)
+            try:
+                rows = self._transformer.load_rows(0, count, tuple)
+            except UnicodeDecodeError:
+                raise ProxyError(
+                    "the result is not valid UTF8: client_encoding must stay UTF8"
+                ) from None
+            values = list(chain.from_iterable(rows))
+            self._room -= sum(map(len, filter(None, values))) + 4 * values.count(None)
+        if self._room < 0:
+            raise ResponseTooLarge(f"response is too large (max is {self._limit} bytes)")
+        if rows:
+            self._by_command.setdefault(command, []).extend(rows)
+
+    def of(self, command: int) -> list[Any]:
+        return self._by_command.get(command, [])
 
 
 _RESET: list[Command] = [(statement, None) for statement in RESET_STATEMENTS]
@@ -98,18 +151,30 @@ _RESET_DONE = frozenset({pq.ExecStatus.COMMAND_OK, pq.ExecStatus.TUPLES_OK})
 
 
 def run(
-    lease: Lease, commands: list[Command], watchdog: Watchdog, time_limit: float
+    lease: Lease,
+    commands: list[Command],
+    watchdog: Watchdog,
+    time_limit: float,
+    rows: _Rows | None = None,
 ) -> tuple[list[pq.abc.PGresult], pq.abc.PGresult | None]:
     """Send `commands`, then the connection's reset, in one round trip under the time
-    limit; the commands' results and the first that failed. A lost or timed-out
-    connection is closed and raised as a ProxyError; a failed command leaves the
-    connection usable (the pipeline stopped)."""
+    limit; the commands' results and the first that failed. With `rows`, the
+    commands' rows are read there, as they arrive, not from the results. A lost or
+    timed-out connection is closed and raised as a ProxyError, and so is one left
+    mid-result by a response too large; a failed command leaves the connection
+    usable (the pipeline stopped)."""
     conn = lease.conn
     with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
         try:
-            results, reset = _round_trip(conn.pgconn, commands, _RESET)
+            results, reset = _round_trip(conn.pgconn, [commands, _RESET], rows)
         except (psycopg.Error, _CopyRefused) as error:
             raise _unusable(conn, str(error), fired[0], time_limit) from None
+        except BaseException:
+            # Refused mid-result (too large, not UTF8): the rest is still on its way.
+            # Closing the socket ends the query (the server fails its next write)
+            # sooner than a cancel would, and nothing half-read returns to the pool.
+            conn.close()
+            raise
     # Inside a transaction the client left open (or aborted), the reset either failed
     # or would be rolled back with it: `release()` then tells by the transaction
     # status, and resets again after its rollback. A cancel that fired may have
@@ -159,11 +224,15 @@ class _CopyRefused(Exception):
 
 
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
+_FAILED = pq.ExecStatus.FATAL_ERROR
 
 
-def _round_trip(pgconn: pq.abc.PGconn, *segments: list[Command]) -> list[list[pq.abc.PGresult]]:
+def _round_trip(
+    pgconn: pq.abc.PGconn, segments: list[list[Command]], rows: _Rows | None
+) -> list[list[pq.abc.PGresult]]:
     """Send each segment of commands followed by a Sync, and read back one result per
-    command, segment by segment.
+    command, segment by segment; with `rows`, the first segment's rows go there in
+    chunks of CHUNK_ROWS as they arrive.
 
     libpq directly rather than psycopg's pipeline: a quarter of the CPU for the
     same messages (about 25 instead of 100 us for the hand-off and one query).
@@ -173,40 +242,63 @@ def _round_trip(pgconn: pq.abc.PGconn, *segments: list[Command]) -> list[list[pq
     Parameters are untyped text, results text.
     """
     pgconn.enter_pipeline_mode()
-    for segment in segments:
-        for query, params in segment:
+    for number, commands in enumerate(segments):
+        for index, (query, params) in enumerate(commands):
             pgconn.send_query_params(query, params)
+            if rows is not None and number == index == 0:
+                pgconn.set_chunked_rows_mode(CHUNK_ROWS)  # before anything is read
         pgconn.pipeline_sync()
-    # Read while writing: a long batch must not deadlock against results filling
-    # the server's output buffer.
-    while pgconn.flush():
-        _wait(pgconn, select.POLLIN | select.POLLOUT)
-        pgconn.consume_input()
+    sending = pgconn.flush()
     answers: list[list[pq.abc.PGresult]] = [[] for _ in segments]
-    segment = 0
+    segment, answer = 0, None
     try:
         while segment < len(segments):
-            while pgconn.is_busy():
-                _wait(pgconn, select.POLLIN)
+            while True:
+                while pgconn.notifies() is not None:
+                    pass  # a client's LISTEN ends with its request; nobody reads these
+                if not pgconn.is_busy():  # it parses what was read
+                    break
+                # Read while writing: a long batch must not deadlock against results
+                # filling the server's output buffer, and what arrives meanwhile is
+                # parsed chunk by chunk (notifications too), never piled up unread.
+                _wait(pgconn, select.POLLIN | (select.POLLOUT if sending else 0))
+                if sending:
+                    sending = pgconn.flush()
                 pgconn.consume_input()
-            while pgconn.notifies() is not None:
-                pass  # a client's LISTEN ends with its request; nobody reads these
             result = pgconn.get_result()
-            if result is None:
+            if result is None:  # the end of one command's results
+                if answer is not None:
+                    answers[segment].append(answer)
+                    answer = None
                 if pgconn.status == pq.ConnStatus.BAD:
                     raise psycopg.OperationalError("the connection was lost")
-                continue  # the end of one command's results
-            if result.status == pq.ExecStatus.PIPELINE_SYNC:
+                if (
+                    rows is not None
+                    and segment == 0
+                    and len(answers[0]) < len(segments[0])
+                    and pgconn.pipeline_status == pq.PipelineStatus.ON
+                ):
+                    pgconn.set_chunked_rows_mode(CHUNK_ROWS)  # the next command's
+                continue
+            status = result.status
+            if status == pq.ExecStatus.PIPELINE_SYNC:
                 segment += 1
-            elif result.status in _COPY:
+            elif status in _COPY:
                 raise _CopyRefused("COPY cannot be used in pipeline mode")
             else:
-                answers[segment].append(result)
+                if rows is not None and segment == 0:
+                    rows.add(len(answers[0]), result)
+                # A command's answer: its error, or the result that carries its
+                # status (in chunked mode, whichever chunk was current at its end).
+                if answer is None or result.command_status or status == _FAILED:
+                    answer = result
     except psycopg.OperationalError:
         if segment == 0:
             raise
         # The first segment is complete (a request may have committed): its answer
         # stands; the later segments come back short, on a connection to close.
+        if answer is not None:
+            answers[segment].append(answer)
         return answers
     pgconn.exit_pipeline_mode()
     return answers
@@ -230,24 +322,3 @@ def _fields(result: pq.abc.PGresult) -> list[Field]:
         )
         for i in range(result.nfields)
     ]
-
-
-def _rows(
-    transformer: Transformer, result: pq.abc.PGresult, room: int, limit: int
-) -> tuple[list[Any], int]:
-    """The rows as text, refused as soon as their values alone exceed the response limit.
-
-    Checked while loading, so an oversized result is never converted to JSON.
-    """
-    rows: list[Any] = []
-    if not result.nfields:
-        return rows, room
-    transformer.set_pgresult(result)
-    for start in range(0, result.ntuples, 1000):
-        batch = transformer.load_rows(start, min(start + 1000, result.ntuples), tuple)
-        # NULLs (and empty strings) are dropped by filter(None, ...): they take no room.
-        room -= sum(map(len, filter(None, chain.from_iterable(batch))))
-        if room < 0:
-            raise ResponseTooLarge(f"response is too large (max is {limit} bytes)")
-        rows.extend(batch)
-    return rows, room

@@ -66,7 +66,7 @@ RESET_STATEMENTS = (
     b"RESET ALL",
     b"DEALLOCATE ALL",
     b"UNLISTEN *",
-    b"SELECT pg_advisory_unlock_all()",
+    b"SELECT pg_catalog.pg_advisory_unlock_all()",  # whatever the role's search_path
     b"DISCARD SEQUENCES",
     b"DISCARD TEMP",
 )

@@ -1,4 +1,4 @@
-"""Time limits no SQL can lift, and a clear 503 when Postgres is out of reach."""
+"""Time and size limits no SQL can lift, and a clear 503 when Postgres is out of reach."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+import psycopg
 import pytest
 
 from tests.proxy.support import Proxy, SigningKey, base_config, claims_for
@@ -49,6 +50,61 @@ def test_a_batch_cannot_lift_the_proxy_time_limit(strict: Proxy, ec_key: Signing
     assert strict.sql(token, "select current_setting('statement_timeout') as t")["rows"] == [
         {"t": "300ms"}
     ]
+
+
+SMALL_LIMIT = 64 * 1024
+ENDLESS = "from (select generate_series(1, 1e12)) as endless"  # streamed, not materialized
+
+
+@pytest.fixture(scope="module")
+def small(start_proxy: Callable[..., Proxy], neon_db: Any, main_jwks: str) -> Proxy:
+    # The default time limit (30 s): a 507 means the rows were counted as they came.
+    return start_proxy(base_config(neon_db, main_jwks, max_response_bytes=SMALL_LIMIT, pool_size=1))
+
+
+def _endless_queries_running(owner: psycopg.Connection) -> int:
+    deadline = time.monotonic() + 10
+    while True:
+        (count,) = owner.execute(
+            "select count(*) from pg_stat_activity where query like %s and pid <> pg_backend_pid()",
+            (f"%{ENDLESS}%",),
+        ).fetchone()
+        if count == 0 or time.monotonic() > deadline:
+            return count
+        time.sleep(0.05)
+
+
+@pytest.mark.parametrize("columns", ["repeat('x', 1000)", "null", "''", ""])
+def test_a_result_without_end_is_507_once_past_the_limit(
+    small: Proxy, ec_key: SigningKey, owner: psycopg.Connection, columns: str
+) -> None:
+    """Nulls, empty values and rows without columns count too: no stream is free."""
+    token = ec_key.sign(claims_for("endless"))
+    response = small.post({"query": f"select {columns} {ENDLESS}"}, token)
+    assert response.status_code == 507, response.text
+    assert response.json()["message"] == f"response is too large (max is {SMALL_LIMIT} bytes)"
+    # Its connection was closed, which ended the query; the pool (size 1) replaced it.
+    assert _endless_queries_running(owner) == 0
+    assert small.sql(token, "select 1 as one")["rows"] == [{"one": 1}]
+
+
+def test_rows_are_read_while_a_long_request_is_still_being_sent(
+    small: Proxy, ec_key: SigningKey, owner: psycopg.Connection
+) -> None:
+    # Postgres reads the second statement only after the first has ended: the proxy
+    # must count the first one's rows while it waits to send the rest, not pile them up.
+    token = ec_key.sign(claims_for("endless"))
+    body = {
+        "queries": [
+            {"query": f"select repeat('x', 1000) {ENDLESS}"},
+            {"query": "select length($1) as n", "params": ["y" * 4 * 1024 * 1024]},
+        ]
+    }
+    response = small.post(body, token)
+    assert response.status_code == 507, response.text
+    assert _endless_queries_running(owner) == 0
+    under = {"queries": [{"query": "select length($1) as n", "params": ["y" * 4 * 1024 * 1024]}]}
+    assert small.post(under, token).json()["results"][0]["rows"] == [{"n": 4 * 1024 * 1024}]
 
 
 def test_unreachable_postgres_is_503(

@@ -281,6 +281,49 @@ def test_response_over_10_mib_is_507(proxy: Proxy, user_token: Callable[[str], s
     assert ok.status_code == 200 and len(ok.json()["rows"][0]["x"]) == 1024 * 1024
 
 
+@pytest.mark.parametrize("count", [1, 9, 10, 11, 20, 250])
+def test_rows_read_in_chunks_come_back_whole_and_in_order(
+    proxy: Proxy, user_token: Callable[[str], str], count: int
+) -> None:
+    # libpq hands rows over ten at a time; the command's status comes with whichever
+    # chunk is current at its end (the last one, or an empty one after it).
+    body = {
+        "queries": [
+            {"query": "select g as n from generate_series(1, $1::int4) g", "params": [count]},
+            {"query": "select 'next' as s"},
+        ]
+    }
+    first, second = proxy.post(body, user_token("chunks")).json()["results"]
+    assert first["rows"] == [{"n": n} for n in range(1, count + 1)]
+    assert (first["command"], first["rowCount"]) == ("SELECT", count)
+    assert [f["name"] for f in first["fields"]] == ["n"]
+    assert second["rows"] == [{"s": "next"}]
+
+
+def test_an_error_after_some_chunks_is_the_answer(
+    proxy: Proxy, user_token: Callable[[str], str]
+) -> None:
+    response = proxy.post(
+        {"query": "select 1 / (150 - g) from generate_series(1, 200) g"}, user_token("chunks")
+    )
+    assert response.status_code == 400
+    assert response.json()["code"] == "22012"  # division_by_zero, and no rows
+
+
+def test_a_result_switched_out_of_utf8_is_a_400(
+    proxy: Proxy, user_token: Callable[[str], str]
+) -> None:
+    token = user_token("latin1")
+    query = "select set_config('client_encoding', 'LATIN1', false) || chr(233) as x"
+    response = proxy.post({"query": query}, token)
+    assert response.status_code == 400
+    assert response.json()["message"] == (
+        "the result is not valid UTF8: client_encoding must stay UTF8"
+    )
+    for _ in range(4):  # every pooled connection reads UTF8 again
+        assert proxy.sql(token, "select chr(233) as x")["rows"] == [{"x": "é"}]
+
+
 def test_malformed_bodies_are_400(proxy: Proxy, user_token: Callable[[str], str]) -> None:
     token = user_token("body")
     for raw in (
