@@ -71,9 +71,15 @@ def execute(
     conn = lease.conn
     encoding = conn.info.encoding
     commands = _commands(request, session_token, encoding)
-    rows = _Rows(Transformer.from_context(conn), max_response_bytes)
-    results, failed = run(lease, commands, watchdog, time_limit, rows)
     first = 2 if request.batch else 1  # after BEGIN and the hand-off, before COMMIT
+    options = request.options
+    array_modes = [
+        options.array_mode if statement.array_mode is None else statement.array_mode
+        for statement in request.statements
+    ]
+    keyed = {index for index, array in enumerate(array_modes, first) if not array}
+    rows = _Rows(Transformer.from_context(conn), max_response_bytes, keyed)
+    results, failed = run(lease, commands, watchdog, time_limit, rows)
     if failed is not None:
         error = psycopg.errors.error_from_result(failed, encoding=encoding)
         if failed is results[first - 1]:
@@ -87,11 +93,9 @@ def execute(
             )
         raise PostgresError(error)
 
-    options = request.options
     out = []
-    for index, statement in enumerate(request.statements, first):
+    for index, array_mode in enumerate(array_modes, first):
         result = results[index]
-        array_mode = options.array_mode if statement.array_mode is None else statement.array_mode
         status = (result.command_status or b"").decode(encoding)
         out.append(
             result_json(_fields(result), rows.of(index), status, options.raw_text, array_mode)
@@ -111,14 +115,15 @@ class _Rows:
 
     Each chunk is charged about what its JSON takes, as Neon's proxy counts the
     JSON it has built: a value its text, a NULL four bytes ("null"), a row its
-    brackets and commas. A stream of nulls or of rows without columns is bounded
-    too.
+    brackets and commas, and in object mode (the commands in `keyed`) its keys. A
+    stream of nulls or of rows without columns is bounded too.
     """
 
-    def __init__(self, transformer: Transformer, limit: int) -> None:
+    def __init__(self, transformer: Transformer, limit: int, keyed: set[int]) -> None:
         self._transformer = transformer
         self._limit = limit
         self._room = limit
+        self._keyed = keyed
         self._by_command: dict[int, list[Any]] = {}
 
     def add(self, command: int, result: pq.abc.PGresult) -> None:
@@ -126,7 +131,10 @@ class _Rows:
         if not count:
             return
         rows: list[Any] = []
-        self._room -= count * (2 + width)
+        row_cost = 2 + width
+        if command in self._keyed:  # '"name":' for every value
+            row_cost += sum(len(result.fname(i) or b"") + 3 for i in range(width))
+        self._room -= count * row_cost
         if width:
             self._transformer.set_pgresult(result)
             try:
