@@ -103,6 +103,11 @@ def execute(
     return out
 
 
+def _not_utf8() -> ProxyError:
+    """A batch can switch client_encoding (set_config): what then arrives is not UTF8."""
+    return ProxyError("the result is not valid UTF8: client_encoding must stay UTF8")
+
+
 #: Rows libpq hands over at a time: beyond the response limit, the proxy holds at
 #: most this many rows of a result before it can refuse it. Measured: 10 costs a
 #: 50-row read no more CPU than one chunk of 100; single rows cost half again.
@@ -140,9 +145,7 @@ class _Rows:
             try:
                 rows = self._transformer.load_rows(0, count, tuple)
             except UnicodeDecodeError:
-                raise ProxyError(
-                    "the result is not valid UTF8: client_encoding must stay UTF8"
-                ) from None
+                raise _not_utf8() from None
             values = list(chain.from_iterable(rows))
             self._room -= sum(map(len, filter(None, values))) + 4 * values.count(None)
         if self._room < 0:
@@ -172,17 +175,19 @@ def run(
     mid-result by a response too large; a failed command leaves the connection
     usable (the pipeline stopped)."""
     conn = lease.conn
-    with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
-        try:
+    # Closing happens after the deadline block, whose exit waits for a cancel in
+    # progress: the watchdog's thread never reads a connection being freed.
+    try:
+        with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
             results, reset = _round_trip(conn.pgconn, [commands, _RESET], rows)
-        except (psycopg.Error, _CopyRefused) as error:
-            raise _unusable(conn, str(error), fired[0], time_limit) from None
-        except BaseException:
-            # Refused mid-result (too large, not UTF8): the rest is still on its way.
-            # Closing the socket ends the query (the server fails its next write)
-            # sooner than a cancel would, and nothing half-read returns to the pool.
-            conn.close()
-            raise
+    except (psycopg.Error, _CopyRefused) as error:
+        raise _unusable(conn, str(error), fired[0], time_limit) from None
+    except BaseException:
+        # Refused mid-result (too large, not UTF8): the rest is still on its way.
+        # Closing the socket ends the query (the server fails its next write)
+        # sooner than a cancel would, and nothing half-read returns to the pool.
+        conn.close()
+        raise
     # Inside a transaction the client left open (or aborted), the reset either failed
     # or would be rolled back with it: `release()` then tells by the transaction
     # status, and resets again after its rollback. A cancel that fired may have
@@ -319,14 +324,18 @@ def _wait(pgconn: pq.abc.PGconn, events: int) -> None:
 
 
 def _fields(result: pq.abc.PGresult) -> list[Field]:
+    try:
+        names = [(result.fname(i) or b"").decode() for i in range(result.nfields)]
+    except UnicodeDecodeError:
+        raise _not_utf8() from None
     return [
         Field(
-            name=(result.fname(i) or b"").decode(),
+            name=name,
             type_oid=result.ftype(i),
             table_oid=result.ftable(i),
             column=result.ftablecol(i),
             size=result.fsize(i),
             modifier=result.fmod(i),
         )
-        for i in range(result.nfields)
+        for i, name in enumerate(names)
     ]

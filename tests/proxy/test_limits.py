@@ -93,6 +93,7 @@ def test_rows_are_read_while_a_long_request_is_still_being_sent(
 ) -> None:
     # Postgres reads the second statement only after the first has ended: the proxy
     # must count the first one's rows while it waits to send the rest, not pile them up.
+    # (4 MiB: far more than the buffers of the Unix socket the tests connect over.)
     token = ec_key.sign(claims_for("endless"))
     body = {
         "queries": [

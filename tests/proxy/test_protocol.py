@@ -314,12 +314,16 @@ def test_a_result_switched_out_of_utf8_is_a_400(
     proxy: Proxy, user_token: Callable[[str], str]
 ) -> None:
     token = user_token("latin1")
-    query = "select set_config('client_encoding', 'LATIN1', false) || chr(233) as x"
-    response = proxy.post({"query": query}, token)
-    assert response.status_code == 400
-    assert response.json()["message"] == (
-        "the result is not valid UTF8: client_encoding must stay UTF8"
-    )
+    switch = "select set_config('client_encoding', 'LATIN1', false)"
+    in_a_value = {"query": f"{switch} || chr(233) as x"}
+    # A column name spelt with a Unicode escape arrives in LATIN1 too.
+    in_a_name = {"queries": [{"query": switch}, {"query": 'select 1 as U&"\\00E9"'}]}
+    for body in (in_a_value, in_a_name):
+        response = proxy.post(body, token)
+        assert response.status_code == 400, response.text
+        assert response.json()["message"] == (
+            "the result is not valid UTF8: client_encoding must stay UTF8"
+        )
     for _ in range(4):  # every pooled connection reads UTF8 again
         assert proxy.sql(token, "select chr(233) as x")["rows"] == [{"x": "é"}]
 
