@@ -237,7 +237,6 @@ class _CopyRefused(Exception):
 
 
 _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.COPY_BOTH})
-_FAILED = pq.ExecStatus.FATAL_ERROR
 
 
 def _round_trip(
@@ -303,7 +302,7 @@ def _round_trip(
                     rows.add(len(answers[0]), result)
                 # A command's answer: its error, or the result that carries its
                 # status (in chunked mode, whichever chunk was current at its end).
-                if answer is None or result.command_status or status == _FAILED:
+                if answer is None or result.command_status or status == pq.ExecStatus.FATAL_ERROR:
                     answer = result
     except psycopg.OperationalError:
         if segment == 0:
