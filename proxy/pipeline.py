@@ -21,6 +21,7 @@ sent the limit's worth, and never held whole in the proxy's memory.
 from __future__ import annotations
 
 import select
+import time
 from itertools import chain
 from typing import Any
 
@@ -175,18 +176,24 @@ def run(
     mid-result by a response too large; a failed command leaves the connection
     usable (the pipeline stopped)."""
     conn = lease.conn
+    give_up = time.monotonic() + time_limit + CANCEL_GRACE
     # Closing happens after the deadline block, whose exit waits for a cancel in
     # progress: the watchdog's thread never reads a connection being freed.
     try:
         with watchdog.deadline(time_limit, lambda: conn.cancel_safe(timeout=2)) as fired:
-            results, reset = _round_trip(conn.pgconn, [commands, _RESET], rows)
+            results, reset = _round_trip(conn.pgconn, [commands, _RESET], rows, give_up)
     except (psycopg.Error, _CopyRefused) as error:
         raise _unusable(conn, str(error), fired[0], time_limit) from None
-    except BaseException:
-        # Refused mid-result (too large, not UTF8): the rest is still on its way.
-        # Closing the socket ends the query (the server fails its next write)
-        # sooner than a cancel would, and nothing half-read returns to the pool.
+    except BaseException as error:
+        # Given up on mid-request (too large, not UTF8, or a query that outlived its
+        # cancel: a PL/pgSQL loop can catch query_canceled): nothing half-read goes
+        # back to the pool, and the backend is ended, since a query that never
+        # writes again would not notice its socket closed.
+        pid = conn.info.backend_pid
         conn.close()
+        lease.pool.terminate(pid)
+        if isinstance(error, _GaveUp):
+            raise _time_limit_error(time_limit) from None
         raise
     # Inside a transaction the client left open (or aborted), the reset either failed
     # or would be rolled back with it: `release()` then tells by the transaction
@@ -223,13 +230,26 @@ def _unusable(conn: psycopg.Connection, reason: str, timed_out: bool, limit: flo
     lost = conn.pgconn.status == pq.ConnStatus.BAD
     conn.close()
     if timed_out:
-        return ProxyError(
-            f"canceling statement due to the proxy's time limit ({limit:g} s)", code="57014"
-        )
+        return _time_limit_error(limit)
     if lost:
         return ProxyError("the database connection was lost while running the query", status=503)
     # COPY needs a sub-protocol HTTP cannot carry; the connection is left in it.
     return ProxyError(f"unsupported statement: {reason.splitlines()[0]}")
+
+
+def _time_limit_error(limit: float) -> ProxyError:
+    return ProxyError(
+        f"canceling statement due to the proxy's time limit ({limit:g} s)", code="57014"
+    )
+
+
+#: Seconds a request may still take after its time limit (and the cancel sent then)
+#: before the proxy gives up on its connection.
+CANCEL_GRACE = 2.0
+
+
+class _GaveUp(Exception):
+    """The request outlived its time limit and the grace after its cancel."""
 
 
 class _CopyRefused(Exception):
@@ -240,11 +260,12 @@ _COPY = frozenset({pq.ExecStatus.COPY_IN, pq.ExecStatus.COPY_OUT, pq.ExecStatus.
 
 
 def _round_trip(
-    pgconn: pq.abc.PGconn, segments: list[list[Command]], rows: _Rows | None
+    pgconn: pq.abc.PGconn, segments: list[list[Command]], rows: _Rows | None, give_up: float
 ) -> list[list[pq.abc.PGresult]]:
     """Send each segment of commands followed by a Sync, and read back one result per
     command, segment by segment; with `rows`, the first segment's rows go there in
-    chunks of CHUNK_ROWS as they arrive.
+    chunks of CHUNK_ROWS as they arrive. Waiting past `give_up` (a monotonic time)
+    raises _GaveUp.
 
     libpq directly rather than psycopg's pipeline: a quarter of the CPU for the
     same messages (about 25 instead of 100 us for the hand-off and one query).
@@ -273,7 +294,7 @@ def _round_trip(
                 # Read while writing: a long batch must not deadlock against results
                 # filling the server's output buffer, and what arrives meanwhile is
                 # parsed chunk by chunk (notifications too), never piled up unread.
-                _wait(pgconn, select.POLLIN | (select.POLLOUT if sending else 0))
+                _wait(pgconn, select.POLLIN | (select.POLLOUT if sending else 0), give_up)
                 if sending:
                     sending = pgconn.flush()
                 pgconn.consume_input()
@@ -316,10 +337,11 @@ def _round_trip(
     return answers
 
 
-def _wait(pgconn: pq.abc.PGconn, events: int) -> None:
+def _wait(pgconn: pq.abc.PGconn, events: int, give_up: float) -> None:
     poller = select.poll()
     poller.register(pgconn.socket, events)
-    poller.poll()
+    if not poller.poll(max(0, int((give_up - time.monotonic()) * 1000) + 1)):
+        raise _GaveUp
 
 
 def _fields(result: pq.abc.PGresult) -> list[Field]:

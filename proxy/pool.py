@@ -15,6 +15,7 @@ cost about 0.3 ms per request at one client (measured with bench/proxy.py).
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Callable
@@ -28,6 +29,8 @@ from psycopg.types.string import TextLoader
 
 from proxy.errors import BackendUnavailable, ProxyError
 from proxy.protocol import Target
+
+log = logging.getLogger(__name__)
 
 
 def _text_adapters() -> AdaptersMap:
@@ -134,6 +137,20 @@ class ConnectionPool:
         except BaseException:
             self._forget()
             raise
+
+    def terminate(self, pid: int) -> None:
+        """End the backend of a connection given up on, from a connection of its own.
+
+        Closing a socket ends a query only when the server next writes to it; one
+        that sleeps, or catches its cancels in a PL/pgSQL loop, would keep its
+        backend (and a slot of `max_connections`) for ever. The same role may
+        signal its own backends.
+        """
+        try:
+            with self._connect() as conn:
+                conn.pgconn.exec_(b"SELECT pg_catalog.pg_terminate_backend(%d)" % pid)
+        except psycopg.Error as error:
+            log.warning("could not end backend %d: %s", pid, error)
 
     def putconn(self, conn: psycopg.Connection) -> None:
         with self._changed:
@@ -245,6 +262,10 @@ class Pools:
             "dbname": target.database,
             "connect_timeout": s.connect_timeout,
             "application_name": "neon-proxy-local",
+            # Startup settings outrank the role's own defaults, which any user of the
+            # role can change (ALTER ROLE CURRENT_USER SET ...), and RESET ALL returns
+            # to them: results always arrive as UTF8.
+            "client_encoding": "UTF8",
             "options": f"-c statement_timeout={s.statement_timeout_ms}",
         }
 

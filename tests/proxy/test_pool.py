@@ -159,7 +159,7 @@ def test_a_connection_lost_during_the_reset_keeps_the_requests_answer(pools: Poo
     lease = pools.acquire(AUTHENTICATED)
     request = [(b"select 'committed'", None)]
     reset = [(b"select pg_terminate_backend(pg_backend_pid())", None), (b"select 1", None)]
-    answers, rest = _round_trip(lease.conn.pgconn, [request, reset], None)
+    answers, rest = _round_trip(lease.conn.pgconn, [request, reset], None, time.monotonic() + 10)
     assert [result.get_value(0, 0) for result in answers] == [b"committed"]
     assert rest[0].status == ExecStatus.FATAL_ERROR  # the reset did not happen
     lease.release()
