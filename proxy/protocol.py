@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import Any
 
+import orjson
 from psycopg.postgres import types as pg_types
 
 from proxy.errors import AuthError, ProxyError
@@ -211,8 +212,10 @@ _SCALARS: dict[int, Converter] = {
     pg_types["int4"].oid: int,
     pg_types["float4"].oid: _float,
     pg_types["float8"].oid: _float,
-    pg_types["json"].oid: json.loads,
-    pg_types["jsonb"].oid: json.loads,
+    # Postgres writes valid JSON: it goes into the response as it is, as on Neon, so
+    # no depth or number length a parser would refuse can stop a response.
+    pg_types["json"].oid: orjson.Fragment,
+    pg_types["jsonb"].oid: orjson.Fragment,
 }
 
 _ARRAY_ELEMENTS: dict[int, int] = {info.array_oid: info.oid for info in pg_types if info.array_oid}

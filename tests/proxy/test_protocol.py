@@ -462,6 +462,13 @@ def test_json_values_beyond_64_bit_integers_and_deep_nesting_are_answered_exactl
     for _ in range(299):
         value = value[0]
     assert value == []
+    # Deeper, or longer, than Python's own parser takes: passed through as Neon does.
+    deeper = "[" * 5000 + "]" * 5000
+    long_number = "9" * 5000
+    for text in (deeper, long_number):
+        response = proxy.post({"query": "select $1::jsonb as j", "params": [text]}, token)
+        assert response.status_code == 200
+        assert f'"rows":[{{"j":{text}}}]'.encode() in response.content
 
 
 def test_a_batch_sent_while_its_results_fill_the_socket_completes(
