@@ -40,6 +40,18 @@ log = logging.getLogger(__name__)
 # How long a process may serve its cached ring before it stats the manifest again.
 REFRESH_INTERVAL = 1.0
 
+# This process's pid, renewed in a forked child: the hot path compares it instead of
+# asking the kernel on every call (os.getpid is a system call, half the path's cost).
+_pid = os.getpid()
+
+
+def _renew_pid() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_renew_pid)
+
 
 @dataclass(frozen=True)
 class SigningKey:
@@ -127,7 +139,7 @@ class KeyRing:
         snapshot = self._snapshot
         now = time.monotonic()
         # A forked child starts over: its parent's freshness is not its own.
-        if snapshot is not None and now < self._fresh_until and self._watcher_pid == os.getpid():
+        if snapshot is not None and now < self._fresh_until and self._watcher_pid == _pid:
             return snapshot
         changes = self._watch()
         stamp = self.store.stamp()
@@ -142,8 +154,8 @@ class KeyRing:
     def _watch(self) -> int:
         """Start (once per process: not inherited by a fork) listening for pushed
         changes; the count of changes pushed so far."""
-        if self._watcher_pid != os.getpid():
-            self._watcher_pid = os.getpid()
+        if self._watcher_pid != _pid:
+            self._watcher_pid = _pid
             self._watcher = self.store.watch(self._changed)
         return self._changes
 

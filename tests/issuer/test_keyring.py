@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import stat
 import time
 from pathlib import Path
@@ -199,6 +200,28 @@ def test_other_processes_changes_show_within_the_refresh_interval(
     assert worker.signing_key().kid == first  # not re-checked yet: one stat per interval
     time.sleep(0.35)
     assert worker.signing_key().kid == after.active.kid
+
+
+def test_a_forked_worker_looks_for_itself_rather_than_trusting_its_parents_freshness(
+    ring: KeyRing, keys_dir: Path
+) -> None:
+    """A server forks its workers from a parent that may have used the ring: the
+    child's first call checks the manifest, though the parent would not for an hour."""
+    parent = KeyRing(keys_dir, refresh_interval=3600)
+    first = parent.signing_key().kid
+    _, after = ring.rotate(min_published=MIN_PUBLISHED, force=True)
+    read, write = os.pipe()
+    child = os.fork()
+    if child == 0:  # pragma: no cover (runs in the child)
+        os.close(read)
+        os.write(write, parent.signing_key().kid.encode())
+        os._exit(0)
+    os.close(write)
+    with os.fdopen(read, "rb") as pipe:
+        seen_by_child = pipe.read().decode()
+    assert os.waitpid(child, 0)[1] == 0
+    assert seen_by_child == after.active.kid != first
+    assert parent.signing_key().kid == first  # the parent still trusts its hour
 
 
 def test_own_changes_show_at_once(ring: KeyRing) -> None:
