@@ -59,7 +59,12 @@ class PayloadTooLarge(ProxyError):
 
 
 class ResponseTooLarge(ProxyError):
+    """The answer would exceed the response limit (Neon's 10 MiB)."""
+
     status = 507
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(f"response is too large (max is {limit} bytes)")
 
 
 class BackendUnavailable(ProxyError):

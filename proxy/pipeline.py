@@ -150,7 +150,7 @@ class _Rows:
             values = list(chain.from_iterable(rows))
             self._room -= sum(map(len, filter(None, values))) + 4 * values.count(None)
         if self._room < 0:
-            raise ResponseTooLarge(f"response is too large (max is {self._limit} bytes)")
+            raise ResponseTooLarge(self._limit)
         if rows:
             self._by_command.setdefault(command, []).extend(rows)
 

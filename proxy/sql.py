@@ -158,9 +158,7 @@ class SqlEndpoint:
         # other value is a string, a small number or a bool.
         data = orjson.dumps(payload)
         if len(data) > config.max_response_bytes:
-            raise ResponseTooLarge(
-                f"response is too large (max is {config.max_response_bytes} bytes)"
-            )
+            raise ResponseTooLarge(config.max_response_bytes)
         response_headers = _json_headers(data)
         if sql_request.batch:
             response_headers += _batch_headers(sql_request, headers)
