@@ -130,6 +130,7 @@ class _Rows:
         self._limit = limit
         self._room = limit
         self._keyed = keyed
+        self._key_costs: dict[int, int] = {}  # per keyed command: its chunks share fields
         self._by_command: dict[int, list[Any]] = {}
 
     def add(self, command: int, result: pq.abc.PGresult) -> None:
@@ -139,7 +140,11 @@ class _Rows:
         rows: list[Any] = []
         row_cost = 2 + width
         if command in self._keyed:  # '"name":' for every value
-            row_cost += sum(len(result.fname(i) or b"") + 3 for i in range(width))
+            key_cost = self._key_costs.get(command)
+            if key_cost is None:
+                key_cost = sum(len(result.fname(i) or b"") + 3 for i in range(width))
+                self._key_costs[command] = key_cost
+            row_cost += key_cost
         self._room -= count * row_cost
         if width:
             self._transformer.set_pgresult(result)
