@@ -5,8 +5,10 @@ Through the proxy: `python -m proxy` (granian), real HTTP with keep-alive, a
 validated ES256 JWT, RLS. Directly: a psycopg connection as `authenticated`
 that pipelines the same session hand-off (`auth.jwt_session_init`) with the
 same query, i.e. the database's own cost for the same answer. Each client is a
-separate process (no shared GIL), at 1 and 16 concurrent clients; gunicorn and
-other granian configurations are measured at 16 clients to justify the default.
+separate process (no shared GIL), at 1 and 16 concurrent clients, in three rounds
+that alternate direct psycopg, `/sql` and the Data API (throughput: the median
+round; latencies: over all rounds' samples); gunicorn and other granian
+configurations are measured once each, at 16 clients, to justify the default.
 The 16 clients are one user, as a direct connection is; once more as 16 users,
 where a pooled backend changes user on nearly every request, so each hand-off
 verifies a new session token and writes the backend's verified-session row
@@ -57,7 +59,7 @@ from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 
-from bench.report import Figure, percentile
+from bench.report import Figure, median, percentile
 from proxy.session import SessionKey
 from stack import migrate, postgres
 
@@ -68,6 +70,8 @@ USER = "bench-user"
 #: One user per client, for the load where pooled backends change user.
 USERS = [f"{USER}-{i}" for i in range(16)]
 DURATION = 3.0
+#: Alternating runs of the chosen server, direct psycopg and the Data API.
+ROUNDS = 3
 # (server, workers, threads per worker): PROXY_SERVER's default and the alternatives.
 CHOSEN = ("granian", 2, 8)
 ALTERNATIVES = [("gunicorn", 2, 8), ("granian", 2, 4), ("granian", 1, 16)]
@@ -271,6 +275,17 @@ def _stats(samples: list[float]) -> tuple[float, float, float]:
     return len(samples) / DURATION, percentile(samples, 50) * 1e3, percentile(samples, 99) * 1e3
 
 
+def _rounds_stats(runs: list[list[float]]) -> tuple[float, float, float]:
+    """Over several runs: the median run's throughput, and the latency percentiles
+    of all their samples together."""
+    pooled = [sample for run in runs for sample in run]
+    return (
+        median([len(run) / DURATION for run in runs]),
+        percentile(pooled, 50) * 1e3,
+        percentile(pooled, 99) * 1e3,
+    )
+
+
 def run() -> list[Figure]:
     with tempfile.TemporaryDirectory(prefix="bench-proxy-") as tmp:
         data = Path(tmp) / "pg"
@@ -289,38 +304,40 @@ def _run(db: migrate.LocalDatabase) -> list[Figure]:
     session_key.install(db.owner_url)
     try:
         direct_url = db.role_url("authenticated")
-        direct = {
-            clients: _stats(_load(clients, _direct_client, lambda _: (direct_url, session_key)))
-            for clients in (1, 16)
-        }
-        figures: list[Figure] = []
-        proxied: dict[tuple[str, int, int], dict[int, tuple[float, float, float]]] = {}
-        rest: dict[int, tuple[float, float, float]] = {}
         sql, over_rest = _sql_request(token), _rest_request(token)
         per_user = [_sql_request(jwks.token(user)) for user in USERS]
-        switching: tuple[float, float, float] = (0.0, 0.0, 0.0)
-        for setup in [CHOSEN, *ALTERNATIVES]:
+        # The chosen server against direct psycopg, and the Data API against /sql:
+        # ROUNDS alternating runs of each, so that drift in the machine hits every side.
+        runs: dict[tuple[str, int], list[list[float]]] = {}
+        process, port = _serve(db, jwks.url, *CHOSEN)
+        try:
+            for _ in range(ROUNDS):
+                for clients in (1, 16):
+                    for side, target, args in (
+                        ("direct", _direct_client, lambda i: (direct_url, session_key)),
+                        ("sql", _proxy_client, lambda i: (port, sql)),
+                        ("rest", _proxy_client, lambda i: (port, over_rest)),
+                    ):
+                        runs.setdefault((side, clients), []).append(_load(clients, target, args))
+            switching = _stats(_load(16, _proxy_client, lambda i: (port, per_user[i])))
+        finally:
+            _stop(process)
+        direct, chosen, rest = (
+            {c: _rounds_stats(runs[side, c]) for c in (1, 16)} for side in ("direct", "sql", "rest")
+        )
+        proxied = {CHOSEN: chosen}
+        for setup in ALTERNATIVES:
             process, port = _serve(db, jwks.url, *setup)
             try:
-                counts = (1, 16) if setup == CHOSEN else (16,)
                 proxied[setup] = {
-                    c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, sql)))
-                    for c in counts
+                    16: _stats(_load(16, _proxy_client, lambda i, port=port: (port, sql)))
                 }
-                if setup == CHOSEN:
-                    switching = _stats(
-                        _load(16, _proxy_client, lambda i, port=port: (port, per_user[i]))
-                    )
-                    rest = {
-                        c: _stats(_load(c, _proxy_client, lambda i, port=port: (port, over_rest)))
-                        for c in counts
-                    }
             finally:
                 _stop(process)
     finally:
         session_key.drop(db.owner_url)
 
-    chosen = proxied[CHOSEN]
+    figures: list[Figure] = []
     label = _label(CHOSEN)
     # (figure, unit, clients, index into (req/s, p50, p99), target)
     against_direct = [
