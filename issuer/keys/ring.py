@@ -42,6 +42,8 @@ REFRESH_INTERVAL = 1.0
 
 # This process's pid, renewed in a forked child: the hot path compares it instead of
 # asking the kernel on every call (os.getpid is a system call, half the path's cost).
+# A fork in C that skips Python's at-fork hooks (uWSGI without
+# --py-call-osafterfork) is caught by the slow path, once per refresh interval.
 _pid = os.getpid()
 
 
@@ -154,6 +156,7 @@ class KeyRing:
     def _watch(self) -> int:
         """Start (once per process: not inherited by a fork) listening for pushed
         changes; the count of changes pushed so far."""
+        _renew_pid()
         if self._watcher_pid != _pid:
             self._watcher_pid = _pid
             self._watcher = self.store.watch(self._changed)

@@ -102,8 +102,8 @@ def test_custom_claims_cannot_override_registered_ones(ring: KeyRing, name: str)
         mint(ring, extra_claims={"team": "member", name: "attacker"})
 
 
-@pytest.mark.parametrize("ttl", [0, -1])
-def test_non_positive_ttl_is_refused(ring: KeyRing, ttl: int) -> None:
+@pytest.mark.parametrize("ttl", [0, -1, float("nan"), float("inf"), float("-inf")])
+def test_a_ttl_that_is_not_a_positive_finite_number_is_refused(ring: KeyRing, ttl: float) -> None:
     with pytest.raises(ValueError, match="ttl"):
         mint(ring, ttl=ttl)
 
