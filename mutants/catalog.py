@@ -134,6 +134,23 @@ MUTANTS: tuple[Mutant, ...] = (
     ),
     # --- the issuer: which tokens exist, for whom ---------------------------------
     Mutant(
+        "minting hands every claim to orjson (NaN written as null)",
+        "issuer/tokens/__init__.py",
+        "if _PLAIN_TYPES.issuperset(map(type, claims.values())):",
+        "if True:",
+        ("tests/issuer/test_tokens.py::test_non_json_numbers_are_refused_not_emitted",),
+    ),
+    Mutant(
+        "a forked worker trusts its parent's view of the key ring",
+        "issuer/keys/ring.py",
+        "os.register_at_fork(after_in_child=_renew_pid)",
+        "None",
+        (
+            "tests/issuer/test_keyring.py::"
+            "test_a_forked_worker_looks_for_itself_rather_than_trusting_its_parents_freshness",
+        ),
+    ),
+    Mutant(
         "resources granted without checking the client",
         "issuer/oauth/resources.py",
         "refused = [r for r in wanted if r not in allowed]",

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from urllib.parse import parse_qs, urlsplit
 
 import pytest
@@ -277,7 +278,11 @@ def test_a_refresh_that_cannot_get_a_token_keeps_the_refresh_token(
     oauth_app: Flask, alice_browser: FlaskClient
 ) -> None:
     """Several resources granted and none named, or an audience the client lost: the
-    refusal comes before the rotation, so the client keeps a working token."""
+    refusal comes before the rotation, so the client keeps a working token. Without
+    a reuse window, which would hide a rotation (a spent token presented again within
+    it gets the successor it was never given)."""
+    config = oauth_app.config["ISSUER"]
+    oauth_app.config["ISSUER"] = dataclasses.replace(config, refresh_reuse_interval=0)
     app, _ = register(oauth_app, public=True, first_party=True, audiences=(DB, OTHER))
     verifier, challenge = pkce_pair()
     query = [*authorize_params(app, challenge).items(), ("resource", DB), ("resource", OTHER)]
