@@ -324,4 +324,11 @@ MUTANTS: tuple[Mutant, ...] = (
             "tests/issuer/test_accounts_http.py::test_strangers_cannot_lock_the_owner_out_of_a_known_browser",
         ),
     ),
+    Mutant(
+        "a request's environ carries the process environment (granian's copy, unstripped)",
+        "serving/__init__.py",
+        "        if self.witness is None or self.witness in environ:\n",
+        "        if self.witness is None:\n",
+        ("tests/test_serving.py::test_a_copied_process_environment_is_still_stripped",),
+    ),
 )
