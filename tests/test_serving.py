@@ -6,7 +6,6 @@ import os
 import subprocess
 import sys
 import textwrap
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -15,6 +14,7 @@ import requests
 
 from serving import WithoutProcessEnvironment
 from tests.support.ports import free_port
+from tests.support.servers import wait_answering
 
 # A WSGI app that answers with its environ's string items, served by `serve_wsgi`
 # as every service is (granian, forked workers).
@@ -50,15 +50,7 @@ def echoed() -> Iterator[str]:
     )
     base = f"http://127.0.0.1:{port}"
     try:
-        deadline = time.monotonic() + 30
-        while True:
-            try:
-                requests.get(base, timeout=1)
-                break
-            except requests.ConnectionError:
-                if time.monotonic() > deadline or server.poll() is not None:
-                    raise RuntimeError("the echo server did not start") from None
-                time.sleep(0.1)
+        wait_answering(base, server)
         yield base
     finally:
         server.terminate()
