@@ -10,19 +10,22 @@ one metrics directory.
 from __future__ import annotations
 
 import errno
+import logging
 import multiprocessing
 import os
 import socket
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from types import SimpleNamespace
+from types import ModuleType
 from typing import Any
 
 import click
 
 from envsettings import Env, split_bind
 from servicemetrics import shared_directory
+
+log = logging.getLogger(__name__)
 
 WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
 
@@ -127,32 +130,43 @@ def _no_process_environment_in_requests() -> None:
     once per worker just after this factory returns: the services' secrets (master
     keys, database passwords, client secrets) would ride along in each request, and a
     variable named like a header (HTTP_…, CONTENT_…) would read as one the client
-    sent. Its module is given an `os` whose environment is empty, so a request holds
-    what the server sets and the client sent, and nothing to strip (stripping ~35
-    variables cost ~3 us a request). `WithoutProcessEnvironment` checks it took."""
+    sent. Its module is given an `os` that is the real one but for an empty
+    environment, so a request holds what the server sets and the client sent, and
+    nothing to strip (stripping ~35 variables cost 2-3 us a request). Should a granian
+    copy the environment some other way, `WithoutProcessEnvironment` notices, says
+    so, and strips it."""
     import granian.wsgi
 
-    granian.wsgi.os = SimpleNamespace(environ={})  # type: ignore[attr-defined]
+    without_environment = ModuleType(os.__name__)
+    vars(without_environment).update(vars(os))
+    without_environment.environ = {}  # type: ignore[assignment]
+    granian.wsgi.os = without_environment  # type: ignore[attr-defined]
 
 
 class WithoutProcessEnvironment:
     """Strips the process environment from a request's environ, should granian copy it
-    in after all (a granian whose glue no longer reads `os.environ` through its
-    module's `os`): one lookup per request tells, the first variable of the process
-    environment that no request sets. Stripped, each value equal to the process
-    environment's is removed (a header that carries the same value as such a
-    variable goes too)."""
+    in after all: one lookup per request tells, the first variable of the process
+    environment that neither granian nor a client sets (none: strip always). Stripped,
+    each variable whose name and value are in the request is removed (so is a header
+    sent with the same name and value as one)."""
 
     def __init__(self, app: WSGIApp, process_environment: dict[str, str]) -> None:
         self.app = app
-        self.leaked = [(k, v) for k, v in process_environment.items() if k not in _SET_PER_REQUEST]
-        # None (strip always) if every variable could also be a request's own.
+        self.leaked = [(k, v) for k, v in process_environment.items() if k not in _SET_BY_GRANIAN]
         self.witness = next((k for k, _ in self.leaked if not k.startswith(_CLIENT_SET)), None)
+        self.noticed = False
 
     def __call__(
         self, environ: dict[str, Any], start_response: Callable[..., Any]
     ) -> Iterable[bytes]:
         if self.witness is None or self.witness in environ:
+            if not self.noticed and self.witness is not None:
+                self.noticed = True
+                log.warning(
+                    "granian copied the process environment into a request (%s): "
+                    "stripping it from every request",
+                    self.witness,
+                )
             for key, value in self.leaked:
                 if environ.get(key) == value:
                     del environ[key]
@@ -162,11 +176,12 @@ class WithoutProcessEnvironment:
 #: Names a client's request can put in an environ (its headers).
 _CLIENT_SET = ("HTTP_", "CONTENT_")
 
-#: What the server sets for every request, whatever the process environment says.
-_SET_PER_REQUEST = frozenset(
+#: What granian (2.8) sets for every request, whatever the process environment says.
+_SET_BY_GRANIAN = frozenset(
     {
-        "REQUEST_METHOD", "SCRIPT_NAME", "PATH_INFO", "QUERY_STRING", "SERVER_NAME",
-        "SERVER_PORT", "SERVER_PROTOCOL", "REMOTE_ADDR", "REMOTE_PORT",
+        "GATEWAY_INTERFACE", "SERVER_SOFTWARE", "REQUEST_METHOD", "SCRIPT_NAME",
+        "PATH_INFO", "QUERY_STRING", "SERVER_NAME", "SERVER_PORT", "SERVER_PROTOCOL",
+        "REMOTE_ADDR",
     }
 )  # fmt: skip
 

@@ -11,7 +11,7 @@ from contextlib import contextmanager
 from pathlib import Path
 
 from tests.support.ports import free_port
-from tests.support.servers import wait_answering
+from tests.support.servers import stop_server, wait_answering
 
 
 @contextmanager
@@ -35,10 +35,4 @@ def served_issuer(cwd: Path, *, conf: bool = False, **settings: str) -> Iterator
         wait_answering(base + "/readyz", process, status=200)
         yield base
     finally:
-        process.terminate()
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()  # never leave a server behind the test
-            process.wait()
-            raise
+        stop_server(process)

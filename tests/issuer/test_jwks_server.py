@@ -14,7 +14,7 @@ import requests
 
 from issuer.keys import REFRESH_INTERVAL, KeyRing
 from tests.support.ports import free_port
-from tests.support.servers import wait_answering
+from tests.support.servers import stop_server, wait_answering
 
 REPO = Path(__file__).resolve().parents[2]
 REQUESTS = 30  # enough that both workers answer after the change
@@ -46,13 +46,10 @@ def server(server_env: dict[str, str]) -> Iterator[str]:
         wait_answering(f"{base}/.well-known/jwks.json", process)
         yield base
     finally:
-        process.terminate()
         try:
-            process.wait(timeout=15)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-        process.stderr.close()
+            stop_server(process, within=15)
+        finally:
+            process.stderr.close()
 
 
 def cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:

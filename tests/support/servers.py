@@ -56,3 +56,15 @@ def wait_answering(
         if time.monotonic() > deadline:
             pytest.fail(f"{process.args} did not answer {url} within {within:.0f} s")
         time.sleep(0.1)
+
+
+def stop_server(process: subprocess.Popen[bytes], *, within: float = 30.0) -> None:
+    """SIGTERM, as a process manager stops a server; one that outlives `within` seconds
+    is killed, never left behind the test, and fails it."""
+    process.terminate()
+    try:
+        process.wait(timeout=within)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        process.wait()
+        raise
