@@ -20,7 +20,7 @@ from pathlib import Path
 
 import pytest
 from flask import Flask
-from sqlalchemy import select, text, update
+from sqlalchemy import Engine, select, text, update
 
 from issuer.config import Config
 from issuer.keys import KeyRing, KeyRingError, RotationTooEarly
@@ -242,27 +242,42 @@ def test_on_postgresql_a_rotation_is_pushed_to_the_other_issuer_at_commit(fleet)
         assert wait_for_active(ring, after.active.kid, within=1.0) < 1.0
 
 
+def _listeners(engine: Engine) -> list[int]:
+    """Backends listening for the key ring's changes in the test's database."""
+    with engine.connect() as conn:
+        return list(
+            conn.execute(
+                text(
+                    "SELECT pid FROM pg_stat_activity "
+                    "WHERE query = 'LISTEN issuer_key_ring' AND datname = current_database()"
+                )
+            ).scalars()
+        )
+
+
 @on_postgresql
 def test_when_the_notifications_connection_drops_the_ring_catches_up(fleet) -> None:
     one, two = fleet(), fleet()
+    engine = one.extensions["db"]
+    # Rings the previous test closed stop listening within a second (when their
+    # wait for notifications ends), not at once.
+    closing = set(_listeners(engine))
     run(one, "keys", "init")
     ring = one.extensions["keyring"]
     ring.refresh_interval = 3600.0
     ring.signing_key()
-    time.sleep(0.5)
-    engine = one.extensions["db"]
+    deadline = time.monotonic() + 3.0
+    while time.monotonic() < deadline:
+        listening = set(_listeners(engine))
+        if len(listening) == 1 and not listening & closing:  # this process's ring alone
+            break
+        time.sleep(0.1)
     with engine.begin() as conn:
-        killed = (
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE query = 'LISTEN issuer_key_ring' AND datname = current_database()"
-                )
-            )
-            .scalars()
-            .all()
-        )
-    assert killed == [True]  # one listener: this process's ring
+        killed = [
+            conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
+            for pid in _listeners(engine)
+        ]
+    assert killed == [True]
     _, after = two.extensions["keyring"].rotate(min_published=0, force=True)
     # Missed while nobody listened: seen on reconnecting, a second later.
     wait_for_active(ring, after.active.kid, within=3.0)
