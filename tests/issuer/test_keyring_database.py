@@ -26,6 +26,7 @@ from issuer.config import Config
 from issuer.keys import KeyRing, KeyRingError, RotationTooEarly
 from issuer.keys.database_store import key_ring_private_keys, key_ring_table
 from issuer.tokens import sign_jwt
+from tests.resilience.services import wait_for
 from tests.support.jose import verify_with_jwks
 
 MASTER = "master secret of the fleet, the same on every issuer"
@@ -266,12 +267,12 @@ def test_when_the_notifications_connection_drops_the_ring_catches_up(fleet) -> N
     ring = one.extensions["keyring"]
     ring.refresh_interval = 3600.0
     ring.signing_key()
-    deadline = time.monotonic() + 3.0
-    while time.monotonic() < deadline:
+
+    def only_ours() -> bool:  # this process's ring alone
         listening = set(_listeners(engine))
-        if len(listening) == 1 and not listening & closing:  # this process's ring alone
-            break
-        time.sleep(0.1)
+        return len(listening) == 1 and not listening & closing
+
+    wait_for(only_ours, 3.0, step=0.1)
     with engine.begin() as conn:
         killed = [
             conn.execute(text("SELECT pg_terminate_backend(:pid)"), {"pid": pid}).scalar()
